@@ -1,0 +1,221 @@
+"""Captum side of the plugin: the base :class:`MethodAttribution` and every Captum image method by name.
+
+Every registered method is a :class:`captum.attr.Attribution` whose ``attribute(inputs, target=...)``
+validates its input, runs inside :func:`captum_topgap._state.preserved_state` (eval mode, exact model
+state restored, no hook left) and returns a float tensor. Pixel methods return input-shaped tensors;
+CAM-type methods return (N, 1, H, W) at input resolution (``upsample=False``: layer resolution).
+
+``target`` may be an int, a list or a (N,) tensor of class indices, or ``None`` for the predicted class.
+
+Example:
+    >>> import torch, captum_topgap
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+    ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    >>> ig = captum_topgap.get_method("integrated_gradients", net)
+    >>> ig.attribute(torch.rand(2, 3, 8, 8), target=[0, 1], n_steps=8).shape
+    torch.Size([2, 3, 8, 8])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from captum import attr
+from captum.attr import Attribution
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from captum_topgap._checks import TargetType, check_images, check_target
+from captum_topgap._layers import check_spatial_layer, default_layer, example_input, resolve_layer
+from captum_topgap._state import preserved_state
+from captum_topgap.registry import register_method
+
+
+class MethodAttribution(Attribution):
+    """Base of every registered method: validation, targets and the model-state contract.
+
+    Subclasses implement ``_attribute(inputs, target, **kwargs)`` where ``target`` is a checked (N,)
+    long tensor. Layer methods (``needs_layer = True``) resolve ``layer`` (module or dotted name; ``None``
+    picks the last module with a spatial output) and expose ``.layer`` and ``.layer_name``.
+    """
+
+    needs_layer = False
+    method_name = "method"
+
+    def __init__(self, model: nn.Module, layer: nn.Module | str | None = None,
+                 input_size: tuple[int, int, int] | None = None) -> None:
+        super().__init__(model)
+        self.model = model
+        self.layer: nn.Module | None = None
+        self.layer_name: str | None = None
+        self._num_classes: int | None = None
+        if self.needs_layer:
+            example = example_input(model, input_size)
+            if layer is None:
+                self.layer_name, self.layer = default_layer(model, example)
+            else:
+                self.layer = resolve_layer(model, layer)
+                check_spatial_layer(model, self.layer, example)
+                self.layer_name = next(n for n, m in model.named_modules() if m is self.layer)
+        elif layer is not None:
+            raise ValueError(f"`layer` is not used by the pixel method {self.method_name!r}; leave it None.")
+
+    def attribute(self, inputs: torch.Tensor, target: TargetType = None, **kwargs: Any) -> torch.Tensor:
+        """Attributions of ``target`` (class indices; ``None`` = predicted class) for ``inputs`` (N, C, H, W)."""
+        inputs = check_images(inputs, self.model)
+        with preserved_state(self.model):
+            labels = self._labels(inputs, target)
+            return self._attribute(inputs, labels, **kwargs)
+
+    def _labels(self, inputs: torch.Tensor, target: TargetType) -> torch.Tensor:
+        with torch.no_grad():
+            if target is None:
+                return self._logits(inputs).argmax(dim=1)
+            if self._num_classes is None:
+                self._num_classes = self._logits(inputs[:1]).shape[1]
+        return check_target(target, inputs.shape[0], self._num_classes).to(inputs.device)
+
+    def _logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        out = self.model(inputs)
+        if not isinstance(out, torch.Tensor) or out.dim() != 2:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(f"the model must return class scores of shape (N, classes), got {shape}; "
+                             "wrap it so that forward returns logits.")
+        return out
+
+    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def upsample_to(maps: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """Bilinear resize of (N, 1, h, w) maps to the inputs' H × W (half-pixel centres, as OpenCV).
+
+    Example:
+        >>> upsample_to(torch.ones(1, 1, 2, 2), torch.zeros(1, 3, 8, 8)).shape
+        torch.Size([1, 1, 8, 8])
+    """
+    return F.interpolate(maps, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def patch_mask(inputs: torch.Tensor, cells: int = 8) -> torch.Tensor:
+    """Feature mask (1, 1, H, W) of a ``cells`` × ``cells`` grid of square patches shared by all channels.
+
+    The default feature groups of the perturbation methods (Captum would otherwise perturb every
+    scalar of the image separately). Example:
+        >>> patch_mask(torch.zeros(1, 3, 4, 4), cells=2)[0, 0]
+        tensor([[0, 0, 1, 1],
+                [0, 0, 1, 1],
+                [2, 2, 3, 3],
+                [2, 2, 3, 3]])
+    """
+    h, w = inputs.shape[-2:]
+    side = max(1, -(-max(h, w) // cells))
+    rows = torch.arange(h, device=inputs.device) // side
+    cols = torch.arange(w, device=inputs.device) // side
+    return (rows[:, None] * (-(-w // side)) + cols[None, :])[None, None]
+
+
+def _occlusion_defaults(inputs: torch.Tensor) -> dict[str, Any]:
+    c, h, w = inputs.shape[1:]
+    side = max(1, min(h, w) // 8)
+    return {"sliding_window_shapes": (c, side, side), "strides": (c, max(1, side // 2), max(1, side // 2)),
+            "perturbations_per_eval": 16}
+
+
+def _shap_baselines(inputs: torch.Tensor) -> dict[str, Any]:
+    zeros = torch.zeros_like(inputs[:1])
+    return {"baselines": torch.cat([zeros, torch.full_like(zeros, float(inputs.mean()))])}
+
+
+def _grouped(inputs: torch.Tensor) -> dict[str, Any]:
+    return {"feature_mask": patch_mask(inputs), "perturbations_per_eval": 16}
+
+
+class CaptumMethod(MethodAttribution):
+    """A Captum attribution class run under the plugin's contract, with image-friendly defaults.
+
+    ``defaults(inputs)`` gives keyword arguments (feature masks, baselines, windows) that the caller's own
+    keyword arguments override. Layer-CAM classes (``cam=True``) return (N, 1, H, W), upsampled
+    bilinearly to the input unless ``upsample=False``.
+    """
+
+    def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *, captum_class: type,
+                 name: str, needs_layer: bool = False, cam: bool = False,
+                 defaults: Callable[[torch.Tensor], dict[str, Any]] | None = None,
+                 upsample: bool = True, input_size: tuple[int, int, int] | None = None,
+                 **init_kwargs: Any) -> None:
+        self.needs_layer, self.method_name = needs_layer, name
+        super().__init__(model, layer, input_size)
+        self.inner = captum_class(model, self.layer, **init_kwargs) if needs_layer else captum_class(
+            model, **init_kwargs)
+        self.cam, self.upsample, self.defaults = cam, upsample, defaults
+
+    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        options = {**(self.defaults(inputs) if self.defaults else {}), **kwargs}
+        try:
+            out = self.inner.attribute(inputs, target=target, **options)
+        finally:
+            _forget_removed_handles(self.inner)
+        if self.cam:
+            out = out.sum(dim=1, keepdim=True) if out.shape[1] != 1 else out
+            out = upsample_to(out, inputs) if self.upsample else out
+        return out.detach()
+
+    def has_convergence_delta(self) -> bool:
+        return self.inner.has_convergence_delta()
+
+
+def _forget_removed_handles(attribution: Attribution) -> None:
+    """Empty Captum's lists of already-removed hook handles, which otherwise grow by one per hook per call
+    (``backward_hooks`` of GuidedBackprop/Deconvolution, ``forward_handles`` of DeepLift)."""
+    for value in vars(attribution).values():
+        if isinstance(value, list) and value and all(isinstance(h, RemovableHandle) for h in value):
+            value.clear()
+        elif isinstance(value, Attribution):
+            _forget_removed_handles(value)
+
+
+def _register(name: str, captum_class: type, description: str, *, needs_layer: bool = False,
+              cam: bool = False, defaults: Callable[[torch.Tensor], dict[str, Any]] | None = None,
+              attribute_defaults: dict[str, Any] | None = None, aliases: tuple[str, ...] = ()) -> None:
+    def merged(inputs: torch.Tensor) -> dict[str, Any]:
+        return {**(attribute_defaults or {}), **(defaults(inputs) if defaults else {})}
+
+    def factory(model: nn.Module, layer: nn.Module | str | None = None, **kwargs: Any) -> CaptumMethod:
+        return CaptumMethod(model, layer, captum_class=captum_class, name=name, needs_layer=needs_layer,
+                            cam=cam, defaults=merged, **kwargs)
+
+    factory.__doc__ = description
+    register_method(name, origin="captum", description=description,
+                    kind="layer" if needs_layer else "pixel", aliases=aliases)(factory)
+
+
+_register("saliency", attr.Saliency, "absolute input gradient |∂y_c/∂x| (Simonyan et al.)",
+          aliases=("vanilla_gradient",))
+_register("integrated_gradients", attr.IntegratedGradients,
+          "path integral of gradients from a zero baseline (Sundararajan et al.)", aliases=("ig",))
+_register("input_x_gradient", attr.InputXGradient, "input ⊙ gradient", aliases=("gradient_x_input",))
+_register("guided_backprop", attr.GuidedBackprop, "gradients with ReLU back-pass clipped (Springenberg et al.)")
+_register("deconvolution", attr.Deconvolution, "deconvnet back-projection (Zeiler & Fergus)")
+_register("gradient_shap", attr.GradientShap,
+          "expected gradients over noisy interpolations to black and mean-grey baselines",
+          defaults=_shap_baselines)
+_register("deep_lift", attr.DeepLift, "DeepLIFT rescale rule against a zero baseline")
+_register("deep_lift_shap", attr.DeepLiftShap, "DeepLIFT averaged over black and mean-grey baselines",
+          defaults=_shap_baselines)
+_register("occlusion", attr.Occlusion, "score drop when sliding an occluding patch (H/8 window)",
+          defaults=_occlusion_defaults)
+_register("feature_ablation", attr.FeatureAblation, "score drop when ablating each patch of an 8×8 grid",
+          defaults=_grouped)
+_register("shapley_value_sampling", attr.ShapleyValueSampling,
+          "sampled Shapley values of the patches of an 8×8 grid", defaults=_grouped)
+_register("lime", attr.Lime, "LIME surrogate over the patches of an 8×8 grid", defaults=_grouped)
+_register("kernel_shap", attr.KernelShap, "Kernel SHAP over the patches of an 8×8 grid", defaults=_grouped)
+_register("layer_gradcam", attr.LayerGradCam,
+          "Captum's LayerGradCam (ReLU on), summed and upsampled to the input", needs_layer=True, cam=True,
+          attribute_defaults={"relu_attributions": True}, aliases=("captum_gradcam",))
+_register("guided_gradcam", attr.GuidedGradCam, "guided backprop ⊙ upsampled Grad-CAM (Selvaraju et al.)",
+          needs_layer=True)

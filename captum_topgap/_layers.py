@@ -1,0 +1,106 @@
+"""Layer lookup for layer methods: by name or module, and the default layer found by a traced forward."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from captum_topgap._checks import input_channels
+from captum_topgap._state import preserved_state
+
+
+def example_input(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """One dummy image for tracing: ``input_size`` (C, H, W), else timm's ``pretrained_cfg``, else (C, 224, 224).
+
+    Example:
+        >>> example_input(torch.nn.Conv2d(1, 2, 3)).shape
+        torch.Size([1, 1, 224, 224])
+    """
+    if input_size is None:
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        input_size = tuple(cfg.get("input_size", ())) or (input_channels(model) or 3, 224, 224)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else "cpu"
+    return torch.zeros(1, *input_size, device=device)
+
+
+def _spatial(output: object) -> bool:
+    return isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-2:].numel() > 1
+
+
+def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
+    """Return the submodule ``layer`` of ``model`` given as a module or a dotted name (``"layer4.1"``).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+        >>> resolve_layer(net, "0") is net[0]
+        True
+    """
+    names = dict(model.named_modules())
+    if isinstance(layer, str):
+        if layer not in names:
+            import difflib
+
+            close = difflib.get_close_matches(layer, list(names), n=3)
+            raise ValueError(f"`layer` {layer!r} is not a submodule of the model; closest names: {close}. "
+                             "List them with [n for n, _ in model.named_modules()].")
+        return names[layer]
+    if not isinstance(layer, nn.Module) or all(module is not layer for module in names.values()):
+        raise ValueError("`layer` must be a submodule of the model (or its dotted name); "
+                         f"got {type(layer).__name__} that is not part of it.")
+    return layer
+
+
+def trace_spatial_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module, torch.Size]]:
+    """Modules whose output is a 4-D map with more than one position, in the order their forward ends.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
+        >>> [name for name, _, _ in trace_spatial_layers(net, torch.zeros(1, 3, 8, 8))]
+        ['0']
+    """
+    names = {module: name for name, module in model.named_modules()}
+    seen: list[tuple[str, nn.Module, torch.Size]] = []
+
+    def record(module: nn.Module, _inputs: object, output: object) -> None:
+        if _spatial(output):
+            seen.append((names[module], module, output.shape))
+
+    with preserved_state(model):
+        for module in names:
+            if module is not model:
+                module.register_forward_hook(record)
+        with torch.no_grad():
+            model(example)
+    return seen
+
+
+def default_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Module]:
+    """The last module with a spatial 4-D output in a traced forward (``layer4`` of a ResNet).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+        >>> default_layer(net, torch.zeros(1, 3, 8, 8))[0]
+        '1'
+    """
+    spatial = trace_spatial_layers(model, example)
+    if not spatial:
+        raise ValueError("no submodule of the model outputs a spatial (N, C, H, W) map; this method needs a "
+                         "convolutional layer — pass `layer=` explicitly or use a pixel method such as 'saliency'.")
+    name, module, _ = spatial[-1]
+    return name, module
+
+
+def check_spatial_layer(model: nn.Module, layer: nn.Module, example: torch.Tensor) -> None:
+    """Raise a clear error when ``layer`` does not output a spatial (N, C, H, W) map.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
+        >>> check_spatial_layer(net, net[1], torch.zeros(1, 3, 8, 8))
+        Traceback (most recent call last):
+        ...
+        ValueError: `layer` Flatten(start_dim=1, end_dim=-1) has no spatial output ...
+    """
+    if not any(module is layer for _, module, _ in trace_spatial_layers(model, example)):
+        raise ValueError(f"`layer` {layer} has no spatial output (N, C, H, W) with more than one position; "
+                         "pick a convolutional block, e.g. the default (layer=None).")

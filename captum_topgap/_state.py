@@ -1,0 +1,99 @@
+"""The model-state contract (DESIGN §4), implemented once and used by every method.
+
+An attribution must leave the model exactly as it came: every submodule's ``training`` flag, every
+parameter's ``requires_grad`` flag and ``.grad``, and no hook left behind — also when the call raises.
+Parameters and buffers cannot change because methods run the model in eval mode (BatchNorm does not
+update its running statistics, Dropout is off) and never step an optimiser.
+
+Example:
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
+    >>> with preserved_state(model):
+    ...     _ = model(torch.rand(1, 3, 8, 8))
+    ...     model.training
+    False
+    >>> model.training
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+)
+
+
+def _hook_keys(model: nn.Module) -> dict[tuple[int, str], set[int]]:
+    return {
+        (id(module), name): set(getattr(module, name).keys())
+        for module in model.modules()
+        for name in _HOOK_DICTS
+    }
+
+
+def _remove_new_hooks(model: nn.Module, before: dict[tuple[int, str], set[int]]) -> None:
+    for module in model.modules():
+        for name in _HOOK_DICTS:
+            hooks = getattr(module, name)
+            for key in set(hooks) - before.get((id(module), name), set()):
+                del hooks[key]
+                for extra in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+                              "_forward_pre_hooks_with_kwargs"):
+                    getattr(module, extra, {}).pop(key, None)
+
+
+def count_hooks(model: nn.Module) -> int:
+    """Number of module hooks (forward, forward-pre, backward, backward-pre) registered on ``model``.
+
+    Example:
+        >>> count_hooks(torch.nn.Linear(2, 2))
+        0
+    """
+    return sum(len(getattr(module, name)) for module in model.modules() for name in _HOOK_DICTS)
+
+
+@contextmanager
+def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """Run a block with ``model`` in eval mode and restore its exact state afterwards.
+
+    Restores each submodule's ``training`` flag, each parameter's ``requires_grad`` and ``.grad``,
+    and removes every module hook added inside the block, whether the block returns or raises.
+
+    Args:
+        model: the network being explained.
+        eval_mode: put the whole model in eval mode inside the block (the default; explanations of a
+            model in train mode would otherwise update BatchNorm statistics and sample Dropout).
+
+    Example:
+        >>> net = torch.nn.Linear(2, 2)
+        >>> with preserved_state(net):
+        ...     net(torch.ones(1, 2)).sum().backward()
+        >>> net.weight.grad is None
+        True
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    params = list(model.parameters())
+    requires_grad = [p.requires_grad for p in params]
+    grads = [None if p.grad is None else p.grad.detach().clone() for p in params]
+    hooks = _hook_keys(model)
+    if eval_mode:
+        model.eval()
+    try:
+        yield model
+    finally:
+        _remove_new_hooks(model, hooks)
+        for module, mode in modes:
+            module.training = mode
+        with torch.no_grad():
+            for p, flag, grad in zip(params, requires_grad, grads, strict=True):
+                p.requires_grad_(flag)
+                p.grad = grad

@@ -1,0 +1,77 @@
+"""The model-state contract (DESIGN §4) over every registered method — the test iterates the registry."""
+
+from __future__ import annotations
+
+import gc
+import warnings
+
+import pytest
+import torch
+
+import captum_topgap
+from captum_topgap._state import count_hooks
+
+# Cheaper settings for the slow perturbation methods; every other method runs with its defaults.
+FAST = {
+    "shapley_value_sampling": {"n_samples": 1},
+    "lime": {"n_samples": 8},
+    "kernel_shap": {"n_samples": 8},
+    "integrated_gradients": {"n_steps": 4},
+}
+
+
+def snapshot(model: torch.nn.Module) -> dict:
+    return {
+        "tensors": {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()},
+        "training": [(name, m.training) for name, m in model.named_modules()],
+        "requires_grad": [(name, p.requires_grad) for name, p in model.named_parameters()],
+        "grads": [p.grad for p in model.parameters()],
+    }
+
+
+def assert_same_state(model: torch.nn.Module, before: dict) -> None:
+    after = snapshot(model)
+    assert after["tensors"].keys() == before["tensors"].keys()
+    for key, value in before["tensors"].items():
+        assert torch.equal(after["tensors"][key], value), f"{key} changed"
+    assert after["training"] == before["training"]
+    assert after["requires_grad"] == before["requires_grad"]
+    assert all(g is None for g in after["grads"]), "gradients left on the parameters"
+    assert count_hooks(model) == 0
+
+
+@pytest.mark.parametrize("name", captum_topgap.list_methods())
+def test_every_method_keeps_the_model_state(name: str, tiny_net, images) -> None:
+    tiny_net.features[4].weight.requires_grad_(False)
+    before = snapshot(tiny_net)
+    method = captum_topgap.get_method(name, tiny_net)
+    out = method.attribute(images, target=[0, 2], **FAST.get(name, {}))
+    assert isinstance(out, torch.Tensor) and out.shape[0] == 2 and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert_same_state(tiny_net, before)
+
+    tiny_net.fail = True
+    with pytest.raises(RuntimeError, match="on purpose"):
+        method.attribute(images, target=1, **FAST.get(name, {}))
+    tiny_net.fail = False
+    assert_same_state(tiny_net, before)
+
+
+def live_objects() -> int:
+    gc.collect()
+    return len(gc.get_objects())
+
+
+@pytest.mark.parametrize("name", captum_topgap.list_methods())
+def test_many_calls_do_not_grow_memory(name: str, tiny_net, images) -> None:
+    method = captum_topgap.get_method(name, tiny_net)
+    with warnings.catch_warnings():  # pytest records every warning: that list would grow, not the method
+        warnings.simplefilter("ignore")
+        for _ in range(5):
+            method.attribute(images, target=1, **FAST.get(name, {}))
+        start = live_objects()
+        for _ in range(200):
+            method.attribute(images, target=1, **FAST.get(name, {}))
+        grown = live_objects() - start
+    assert grown < 100, f"{grown} objects accumulate across 200 calls"
+    assert count_hooks(tiny_net) == 0

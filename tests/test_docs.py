@@ -1,0 +1,57 @@
+"""Docs are executable: module docstring examples, the Python blocks of docs/*.md, the README commands."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import captum_topgap
+from captum_topgap import registry
+from captum_topgap.cli import methods_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = sorted(m.name for m in pkgutil.walk_packages(captum_topgap.__path__, "captum_topgap."))
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+@pytest.fixture(autouse=True)
+def isolated_registry(monkeypatch):
+    """Examples may register methods; keep them out of the other tests."""
+    captum_topgap.list_methods()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_KEYS", dict(registry._KEYS))
+
+
+@pytest.mark.parametrize("module", ["captum_topgap", *MODULES])
+def test_docstring_examples(module: str) -> None:
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(importlib.import_module(module), optionflags=flags)
+    assert result.failed == 0
+
+
+def python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
+@pytest.mark.parametrize("path", DOCS, ids=[p.name for p in DOCS])
+def test_docs_python_blocks_run(path: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in python_blocks(path):
+        exec(compile(block, str(path), "exec"), namespace)
+
+
+def test_methods_page_lists_every_method() -> None:
+    assert methods_markdown() in (ROOT / "docs" / "methods.md").read_text()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    commands = re.findall(r"```bash\n(.*?)\n```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert len(commands) == 2, "the README gives exactly two set-up commands"
+    assert "pytest" in commands[1] and "captum-topgap" in commands[0]
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()

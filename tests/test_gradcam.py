@@ -1,0 +1,64 @@
+"""Grad-CAM computed by hand on a GAP+FC model; pytorch-grad-cam and Captum agree on it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import captum_topgap
+
+
+def hand_model() -> nn.Module:
+    """x (1×2×2) -> 1×1 conv with weights (1, −1) -> A = (x, −x) -> GAP -> FC [[2, 1], [0, 3]]."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(2, 2, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([1.0, -1.0]).view(2, 1, 1, 1))
+        model[3].weight.copy_(torch.tensor([[2.0, 1.0], [0.0, 3.0]]))
+    return model
+
+
+X = torch.tensor([[[[1.0, -2.0], [3.0, 0.0]]]])
+# Class 0: alpha = (2, 1) / 4 -> ReLU(0.5 x - 0.25 x) = ReLU(0.25 x); class 1: alpha = (0, 3/4) -> ReLU(-0.75 x).
+HAND = {0: torch.tensor([[0.25, 0.0], [0.75, 0.0]]), 1: torch.tensor([[0.0, 1.5], [0.0, 0.0]])}
+
+
+@pytest.mark.parametrize("target", [0, 1])
+def test_captum_layer_gradcam_equals_the_hand_computation(target: int) -> None:
+    model = hand_model()
+    cam = captum_topgap.get_method("layer_gradcam", model, model[0], upsample=False)
+    assert torch.allclose(cam.attribute(X, target=target)[0, 0], HAND[target])
+
+
+@pytest.mark.parametrize("target", [0, 1])
+def test_grad_cam_gradcam_equals_the_normalised_hand_computation(target: int) -> None:
+    model = hand_model()
+    cam = captum_topgap.get_method("gradcam", model, model[0], upsample=False)
+    expected = HAND[target] / HAND[target].max()
+    assert torch.allclose(cam.attribute(X, target=target)[0, 0], expected, atol=1e-6)
+
+
+def test_gradcam_and_layer_gradcam_agree_up_to_normalisation(tiny_net, images) -> None:
+    layer = tiny_net.features[4]
+    ours = captum_topgap.get_method("gradcam", tiny_net, layer).attribute(images, target=[2, 1])
+    theirs = captum_topgap.get_method("layer_gradcam", tiny_net, layer).attribute(images, target=[2, 1])
+    flat = theirs.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    normalised = (theirs - lo.view(-1, 1, 1, 1)) / (hi - lo).view(-1, 1, 1, 1)
+    assert ours.shape == theirs.shape == (2, 1, 8, 8)
+    assert torch.allclose(ours, normalised, atol=1e-4)
+
+
+def test_per_sample_targets_match_single_calls(tiny_net, images) -> None:
+    cam = captum_topgap.get_method("gradcam", tiny_net)
+    batched = cam.attribute(images, target=torch.tensor([0, 2]))
+    assert torch.allclose(batched[0], cam.attribute(images[:1], target=0)[0], atol=1e-6)
+    assert torch.allclose(batched[1], cam.attribute(images[1:], target=[2])[0], atol=1e-6)
+    assert not torch.allclose(batched[1], cam.attribute(images[1:], target=0)[0])
+
+
+def test_target_none_explains_the_predicted_class(tiny_net, images) -> None:
+    cam = captum_topgap.get_method("saliency", tiny_net)
+    predicted = tiny_net.eval()(images).argmax(1)
+    assert torch.equal(cam.attribute(images), cam.attribute(images, target=predicted))

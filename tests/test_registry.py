@@ -1,0 +1,109 @@
+"""Names, aliases, suggestions, default layers and third-party registration."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+
+import pytest
+import torch
+from captum.attr import Attribution, Saliency
+
+import captum_topgap
+from captum_topgap import registry
+from captum_topgap.cli import main
+
+
+@pytest.fixture
+def clean_registry(monkeypatch):
+    """Let a test add names without leaking them into the other tests."""
+    captum_topgap.list_methods()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_KEYS", dict(registry._KEYS))
+
+
+def test_at_least_25_methods_from_three_origins() -> None:
+    names = captum_topgap.list_methods()
+    assert names == sorted(names) and len(names) >= 25
+    origins = {captum_topgap.method_spec(n).origin for n in names}
+    assert {"captum", "grad-cam"} <= origins
+
+
+@pytest.mark.parametrize("alias, canonical", [
+    ("grad-cam", "gradcam"), ("GradCAM", "gradcam"), ("Grad CAM", "gradcam"),
+    ("gradcam_plus_plus", "gradcam++"), ("GradCAM++", "gradcam++"), ("IG", "integrated_gradients"),
+    ("LayerGradCam", "layer_gradcam"), ("KPCA-CAM", "kpca_cam"),
+])
+def test_aliases_are_case_and_separator_insensitive(alias: str, canonical: str) -> None:
+    assert captum_topgap.method_spec(alias).name == canonical
+
+
+def test_unknown_name_suggests_the_closest() -> None:
+    with pytest.raises(ValueError, match=r"unknown method 'gradcm'.*closest names: \[.*'gradcam'"):
+        captum_topgap.get_method("gradcm", torch.nn.Conv2d(3, 3, 1))
+
+
+def test_every_method_is_a_captum_attribution(tiny_net) -> None:
+    for name in captum_topgap.list_methods():
+        assert isinstance(captum_topgap.get_method(name, tiny_net), Attribution), name
+
+
+def test_default_layer_is_the_last_spatial_module_and_is_exposed(tiny_net) -> None:
+    cam = captum_topgap.get_method("gradcam", tiny_net)
+    # the Sequential ends after its last ReLU, so it is the last module with a spatial output
+    assert cam.layer is tiny_net.features and cam.layer_name == "features"
+    by_name = captum_topgap.get_method("gradcam", tiny_net, layer="features.2")
+    assert by_name.layer is tiny_net.features[2]
+
+
+def test_default_layer_of_a_timm_resnet_is_its_last_stage() -> None:
+    import timm
+
+    model = timm.create_model("resnet18", num_classes=4)
+    cam = captum_topgap.get_method("gradcam", model)
+    assert cam.layer is model.layer4
+
+
+def test_register_method_decorator(clean_registry, tiny_net, images) -> None:
+    @captum_topgap.register_method("doubled_saliency", description="2 × saliency", aliases=("saliency2",))
+    def doubled(model, layer=None, **kwargs):
+        return Saliency(lambda x: 2 * model(x))
+
+    assert "doubled_saliency" in captum_topgap.list_methods()
+    method = captum_topgap.get_method("Saliency2", tiny_net)
+    expected = 2 * Saliency(tiny_net.eval()).attribute(images, target=0)
+    assert torch.allclose(method.attribute(images, target=0), expected)
+    with pytest.raises(ValueError, match="already registered by 'doubled_saliency'"):
+        captum_topgap.register_method("saliency2")(doubled)
+
+
+def triple_saliency(model, layer=None, **kwargs):
+    """3 × saliency, from an installed plugin"""
+    return Saliency(lambda x: 3 * model(x))
+
+
+def test_entry_point_group_adds_methods(monkeypatch, tiny_net, images) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(registry, "_KEYS", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    point = EntryPoint("triple_saliency", f"{__name__}:triple_saliency", registry.ENTRY_POINT_GROUP)
+    seen = []
+
+    def fake_entry_points(group):
+        seen.append(group)
+        return [point]
+
+    monkeypatch.setattr(registry, "entry_points", fake_entry_points)
+    assert "triple_saliency" in captum_topgap.list_methods()
+    assert seen == ["captum_topgap.methods"]
+    method = captum_topgap.get_method("triple-saliency", tiny_net)
+    assert captum_topgap.method_spec("triple_saliency").description == "3 × saliency, from an installed plugin"
+    expected = 3 * Saliency(tiny_net.eval()).attribute(images, target=1)
+    assert torch.allclose(method.attribute(images, target=1), expected)
+
+
+def test_methods_command_prints_the_table(capsys) -> None:
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1] for line in out[1:] if line and not line.endswith(").")}
+    assert rows["gradcam"] == "grad-cam" and rows["saliency"] == "captum"
+    assert len(rows) == len(captum_topgap.list_methods())
