@@ -1,4 +1,4 @@
-"""Command line: ``captum-topgap methods`` (later: demo, train, explain, evaluate, bench).
+"""Command line: ``captum-topgap methods | preview`` (later: demo, train, explain, evaluate, bench).
 
 Example:
     >>> main(["methods"])  # doctest: +ELLIPSIS
@@ -54,6 +54,19 @@ def _print_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preview(args: argparse.Namespace) -> int:
+    from captum_topgap.data import make_dataset
+    from captum_topgap.plots import save_sample_grid
+
+    options = {"size": args.size, "seed": args.seed, "limit": args.n}
+    if args.dataset == "textured-mnist":
+        options.update(p=args.p, q=args.q)
+    data = make_dataset(args.dataset, args.split, **options)
+    path = save_sample_grid([data[i] for i in range(min(args.n, len(data)))], args.out)
+    print(f"wrote {path} ({min(args.n, len(data))} samples of {args.dataset}/{args.split}, masks outlined)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``captum-topgap`` argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="captum-topgap", description=__doc__.splitlines()[0])
@@ -61,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     methods = commands.add_parser("methods", help="list every registered method")
     methods.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     methods.set_defaults(run=_print_methods)
+    preview = commands.add_parser("preview", help="save a PNG grid of dataset samples with mask outlines")
+    preview.add_argument("--dataset", default="textured-mnist",
+                         choices=["textured-mnist", "spurious-mnist", "spurious-fashion-mnist"])
+    preview.add_argument("--split", default="train", choices=["train", "val", "test"])
+    preview.add_argument("--p", type=float, default=0.0, help="background randomness (Textured MNIST)")
+    preview.add_argument("--q", type=float, default=0.0, help="digit-texture randomness (Textured MNIST)")
+    preview.add_argument("--size", type=int, default=64)
+    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--n", type=int, default=16, help="number of samples")
+    preview.add_argument("--out", default="samples.png")
+    preview.set_defaults(run=_preview)
     return parser
 
 

@@ -1,0 +1,44 @@
+"""Images with ground-truth masks of the relevant region, from data that exists offline.
+
+Every dataset yields ``(image float [0, 1] (3, H, W), label int, mask bool (1, H, W))``; batch them
+with :func:`collate`. :func:`make_dataset` builds the named ones used by the CLI.
+
+Example:
+    >>> data = make_dataset("textured-mnist", "test", p=1.0, q=0.0, size=32, limit=2)
+    >>> collate([data[0], data[1]]).masks.shape
+    torch.Size([2, 1, 32, 32])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from captum_topgap.data.folders import MaskFolder, OxfordPetMasks
+from captum_topgap.data.sources import load_digits, load_fashion_mnist, load_textures, read_gimp_pattern
+from captum_topgap.data.spurious import SpuriousBackgrounds, group_accuracy
+from captum_topgap.data.textured_mnist import TexturedMNIST
+from captum_topgap.data.transforms import Batch, PairedTransform, collate, resize_pair
+
+DATASETS = {
+    "textured-mnist": lambda split, **kw: TexturedMNIST(split, **kw),
+    "spurious-mnist": lambda split, **kw: SpuriousBackgrounds(split, objects="mnist", **kw),
+    "spurious-fashion-mnist": lambda split, **kw: SpuriousBackgrounds(split, objects="fashion-mnist", **kw),
+    "mask-folder": lambda split, root, **kw: MaskFolder(f"{root}/{split}", **kw),
+    "oxford-pet": lambda split, root, **kw: OxfordPetMasks(root, "test" if split == "test" else "trainval", **kw),
+}
+
+
+def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:
+    """Dataset ``name`` (one of :data:`DATASETS`) for ``split`` with its keyword arguments."""
+    if name not in DATASETS:
+        raise ValueError(f"`dataset` must be one of {sorted(DATASETS)}, got {name!r}.")
+    return DATASETS[name](split, **kwargs)
+
+
+__all__ = [
+    "DATASETS", "Batch", "MaskFolder", "OxfordPetMasks", "PairedTransform", "SpuriousBackgrounds", "TexturedMNIST",
+    "collate", "group_accuracy", "load_digits", "load_fashion_mnist", "load_textures", "make_dataset",
+    "read_gimp_pattern", "resize_pair",
+]

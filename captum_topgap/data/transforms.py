@@ -1,0 +1,88 @@
+"""One sample format for every dataset, ``(image, label, mask)``, transforms that keep masks aligned,
+and a ``collate`` that batches masks (missing masks allowed, for partly annotated data).
+
+Geometric transforms come from ``torchvision.transforms.v2``, which moves a ``tv_tensors.Mask`` with its
+image (nearest-neighbour for the mask):
+
+    >>> from torchvision.transforms import v2
+    >>> flip = PairedTransform(v2.RandomHorizontalFlip(p=1.0))
+    >>> image, mask = torch.arange(4.0).view(1, 1, 4).expand(3, 1, 4), torch.tensor([[[1, 0, 0, 0]]]).bool()
+    >>> flipped, flipped_mask = flip(image, mask)
+    >>> flipped[0, 0].tolist(), flipped_mask[0, 0].tolist()
+    ([3.0, 2.0, 1.0, 0.0], [False, False, False, True])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+from torchvision import tv_tensors
+
+
+class PairedTransform:
+    """Apply a torchvision v2 transform to an image and its mask together (same random parameters).
+
+    Args:
+        transform: a ``torchvision.transforms.v2`` transform (Compose, RandomResizedCrop, Resize, …).
+    """
+
+    def __init__(self, transform: Callable) -> None:
+        self.transform = transform
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if mask is None:
+            return self.transform(tv_tensors.Image(image)).as_subclass(torch.Tensor), None
+        out_image, out_mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask.to(torch.uint8)))
+        return out_image.as_subclass(torch.Tensor), out_mask.as_subclass(torch.Tensor).bool()
+
+
+def resize_pair(size: int) -> PairedTransform:
+    """Resize image (bilinear, antialiased) and mask (nearest) to ``size`` × ``size``.
+
+    Example:
+        >>> image, mask = resize_pair(4)(torch.rand(3, 8, 8), torch.ones(1, 8, 8, dtype=torch.bool))
+        >>> tuple(image.shape), tuple(mask.shape), bool(mask.all())
+        ((3, 4, 4), (1, 4, 4), True)
+    """
+    from torchvision.transforms import v2
+
+    return PairedTransform(v2.Resize((size, size), antialias=True))
+
+
+class Batch(NamedTuple):
+    """A collated batch: images (N, C, H, W), labels (N,), masks float (N, 1, H, W) — zeros where a sample
+    has no annotation — and ``annotated`` (N,) bool."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+    annotated: torch.Tensor
+
+
+def collate(samples: Sequence[tuple]) -> Batch:
+    """Batch ``(image, label, mask_or_None, ...)`` samples; masks of another size than the image raise.
+
+    Example:
+        >>> batch = collate([(torch.zeros(3, 2, 2), 1, torch.ones(1, 2, 2, dtype=torch.bool)),
+        ...                  (torch.zeros(3, 2, 2), 0, None)])
+        >>> batch.masks.sum().item(), batch.annotated.tolist(), batch.labels.tolist()
+        (4.0, [True, False], [1, 0])
+    """
+    if not samples:
+        raise ValueError("`samples` is empty; a batch needs at least one sample.")
+    images = torch.stack([s[0] for s in samples])
+    labels = torch.as_tensor([int(s[1]) for s in samples], dtype=torch.long)
+    masks = torch.zeros(images.shape[0], 1, *images.shape[-2:])
+    annotated = torch.zeros(images.shape[0], dtype=torch.bool)
+    for i, sample in enumerate(samples):
+        mask = sample[2]
+        if mask is None:
+            continue
+        if mask.shape[-2:] != images.shape[-2:]:
+            raise ValueError(f"`mask` of sample {i} has size {tuple(mask.shape[-2:])} but its image is "
+                             f"{tuple(images.shape[-2:])}; resize both together (captum_topgap.data.resize_pair).")
+        masks[i] = mask.reshape(1, *mask.shape[-2:]).float()
+        annotated[i] = True
+    return Batch(images, labels, masks, annotated)
