@@ -31,6 +31,7 @@ from torch.utils.hooks import RemovableHandle
 from captum_topgap._checks import TargetType, check_images, check_target
 from captum_topgap._layers import check_spatial_layer, default_layer, example_input, resolve_layer
 from captum_topgap._state import preserved_state
+from captum_topgap.methods.topgap_cam import topgap_cam
 from captum_topgap.registry import register_method
 
 
@@ -219,3 +220,37 @@ _register("layer_gradcam", attr.LayerGradCam,
           attribute_defaults={"relu_attributions": True}, aliases=("captum_gradcam",))
 _register("guided_gradcam", attr.GuidedGradCam, "guided backprop ⊙ upsampled Grad-CAM (Selvaraju et al.)",
           needs_layer=True)
+
+
+class TopGAPCAM(MethodAttribution):
+    """Top-GAP class maps as a Captum attribution: (N, 1, H, W), raw CAM values, one forward, no backward.
+
+    Args:
+        model: a Top-GAP network (``timm.create_model("topgap_resnet18", ...)``).
+        upsample: bilinear resize to the input (``False``: the CAM's resolution).
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("topgap_resnet18", num_classes=4, k=16)
+        >>> TopGAPCAM(model).attribute(torch.rand(2, 3, 64, 64), target=[1, 3]).shape
+        torch.Size([2, 1, 64, 64])
+    """
+
+    method_name = "topgap_cam"
+
+    def __init__(self, model: nn.Module, layer: None = None, upsample: bool = True) -> None:
+        if layer is not None:
+            raise ValueError("`layer` is not used by 'topgap_cam': it reads the model's own class maps; leave it None.")
+        super().__init__(model)
+        self.upsample = upsample
+
+    def attribute(self, inputs: torch.Tensor, target: TargetType = None, **kwargs: Any) -> torch.Tensor:
+        """Class maps of ``target`` (``None``: predicted class) from one forward pass."""
+        inputs = check_images(inputs, self.model)
+        with preserved_state(self.model):
+            return topgap_cam(self.model, inputs, target, self.upsample)[1]
+
+
+register_method("topgap_cam", origin="captum-topgap", kind="model",
+                description="Top-GAP class map of a Top-GAP model: one forward, no backward (Nieradzik et al.)")(
+    TopGAPCAM)

@@ -19,11 +19,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytorch_grad_cam as gc
 import torch
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+from captum_topgap._checks import check_images
+from captum_topgap._state import preserved_state
+from captum_topgap.methods.topgap_cam import class_maps, select_maps
 from captum_topgap.registry import register_method
 
 from .captum import MethodAttribution
@@ -91,3 +97,60 @@ _GRAD_CAM: dict[str, tuple[Callable[..., Any], str, tuple[str, ...]]] = {
 
 for _name, (_cls, _description, _aliases) in _GRAD_CAM.items():
     _register(_name, _cls, _description, _aliases)
+
+
+class TopGAPCAM(BaseCAM):
+    """Top-GAP class maps as a pytorch-grad-cam class: ``cam(input_tensor, targets)`` -> numpy (N, H, W) in [0, 1].
+
+    Targets select class maps: ``ClassifierOutputTarget(c)`` and :class:`TopGAPMapTarget` ``(c)`` select
+    map c (grad-cam's ClassifierOutputTarget would index a row on a 3-D output, so it is read by its
+    ``category``); any other callable receives the image's (C, h, w) maps and returns an (h, w) map;
+    ``targets=None`` takes the predicted class. ReLU, per-image
+    min-max scaling and the resize to the input are grad-cam's own (``scale_cam_image``). The model's
+    train/eval flags are restored after construction and after every call (grad-cam's constructor would
+    leave it in eval mode).
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("topgap_resnet18", num_classes=4, k=16)
+        >>> with TopGAPCAM(model) as cam:
+        ...     maps = cam(input_tensor=torch.rand(2, 3, 64, 64), targets=[ClassifierOutputTarget(1)] * 2)
+        >>> maps.shape, maps.dtype, float(maps.max())
+        ((2, 64, 64), dtype('float32'), 1.0)
+    """
+
+    def __init__(self, model: nn.Module, target_layers: list[nn.Module] | None = None,
+                 reshape_transform: Callable | None = None) -> None:
+        with preserved_state(model, eval_mode=False):
+            super().__init__(model, [], reshape_transform, uses_gradients=False)
+
+    def forward(self, input_tensor: torch.Tensor, targets: list[Callable] | None,
+                eigen_smooth: bool = False) -> np.ndarray:
+        input_tensor = check_images(input_tensor, self.model, "input_tensor").to(self.device)
+        with preserved_state(self.model):
+            logits, cam = class_maps(self.model, input_tensor)
+        if targets is None:
+            targets = [TopGAPMapTarget(int(c)) for c in logits.argmax(1)]
+        targets = [TopGAPMapTarget(t.category) if isinstance(t, ClassifierOutputTarget) else t for t in targets]
+        maps = select_maps(cam, targets).clamp_min(0).cpu().numpy()
+        return scale_cam_image(maps, self.get_target_width_height(input_tensor))
+
+
+class TopGAPMapTarget:
+    """pytorch-grad-cam target selecting the class map of ``category`` from a Top-GAP output (C, h, w).
+
+    On a 1-D output (logits) it returns the logit, so it also works with grad-cam's gradient methods.
+
+    Example:
+        >>> TopGAPMapTarget(1)(torch.arange(8.0).view(2, 2, 2)).tolist()
+        [[4.0, 5.0], [6.0, 7.0]]
+    """
+
+    def __init__(self, category: int) -> None:
+        self.category = category
+
+    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        if model_output.dim() not in (1, 3):
+            raise ValueError(f"TopGAPMapTarget expects one image's class maps (C, h, w) or logits (C,), got "
+                             f"shape {tuple(model_output.shape)}.")
+        return model_output[self.category]

@@ -9,9 +9,12 @@ Every method is reachable by name and behaves like a Captum attribution:
     torch.Size([1, 1, 8, 8])
 """
 
+from captum_topgap import models
 from captum_topgap._state import preserved_state
+from captum_topgap.pooling import TopKPool, top_k_pool
 from captum_topgap.registry import get_method, list_methods, method_spec, register_method
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_method", "list_methods", "method_spec", "preserved_state", "register_method"]
+__all__ = ["TopKPool", "__version__", "get_method", "list_methods", "method_spec", "models", "preserved_state",
+           "register_method", "top_k_pool"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from captum_topgap.registry import list_methods, method_spec
 
@@ -67,6 +68,98 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default="textured-mnist", choices=["textured-mnist", "spurious-mnist",
+                                                                   "spurious-fashion-mnist"])
+    parser.add_argument("--p", type=float, default=0.0, help="background randomness (Textured MNIST)")
+    parser.add_argument("--q", type=float, default=0.0, help="digit-texture randomness (Textured MNIST)")
+    parser.add_argument("--size", type=int, default=64, help="image side")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N images of each split")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _dataset(args: argparse.Namespace, split: str, p: float | None = None):
+    from captum_topgap.data import make_dataset
+
+    options = {"size": args.size, "seed": args.seed, "limit": args.limit}
+    if args.data == "textured-mnist":
+        options.update(p=args.p if p is None else p, q=args.q)
+    return make_dataset(args.data, split, **options)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch
+
+    from captum_topgap.losses import TOPGAP_SPARSITY, CrossEntropy, TopGAPObjective
+    from captum_topgap.models import TopGAPNet
+    from captum_topgap.training import TrainConfig, accuracy, build_model, train
+
+    torch.manual_seed(args.seed)
+    train_data, val_data = _dataset(args, "train"), _dataset(args, "val")
+    model_kwargs = {"num_classes": train_data.n_classes}
+    if args.model.startswith("topgap_"):
+        model_kwargs["k"] = float(args.k) if "." in args.k else int(args.k)
+    model = build_model(args.model, **model_kwargs)
+    method = args.method if args.method != "auto" else ("topgap" if isinstance(model, TopGAPNet) else "baseline")
+    if method == "topgap" and not isinstance(model, TopGAPNet):
+        raise SystemExit(f"--method topgap needs a topgap_* model, got {args.model}")
+    sparsity = TOPGAP_SPARSITY if args.sparsity is None else args.sparsity
+    objective = TopGAPObjective(sparsity) if method == "topgap" else CrossEntropy()
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                         weight_decay=args.weight_decay, optimizer=args.optimizer, seed=args.seed,
+                         num_workers=args.workers, device=args.device)
+    metadata = {"model": args.model, "model_kwargs": model_kwargs, "method": method, "data": args.data,
+                "sparsity": sparsity if method == "topgap" else 0.0,
+                "p": args.p, "q": args.q, "size": args.size}
+    history = train(model, objective, train_data, val_data, config, args.out, args.resume, metadata)
+    test_accuracy = accuracy(model, _dataset(args, "test", p=args.test_p), args.batch_size, args.device)
+    print(f"{args.model} ({method}): val accuracy {history[-1]['val_accuracy']:.4f}, "
+          f"test accuracy (p={args.test_p}) {test_accuracy:.4f}; checkpoints in {args.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from captum_topgap.evaluation import heatmap_scores
+    from captum_topgap.training import accuracy, load_model
+
+    model = load_model(args.checkpoint, args.device)
+    data = _dataset(args, "test")
+    results = {"accuracy": accuracy(model, data, 64, args.device)}
+    methods = [m for m in args.methods.split(",") if m]
+    if methods:
+        results["heatmaps"] = heatmap_scores(model, methods, data, limit=args.explain_limit)
+    print(f"accuracy {results['accuracy']:.4f}")
+    for name, scores in results.get("heatmaps", {}).items():
+        print(f"{name:24s} IoU@0.5 {scores['iou']:.4f}   IoU mean over thresholds {scores['iou_mean_thresholds']:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from captum_topgap.bench import run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = run(args.only, args.quick, args.repeats, args.device)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'benchmark':34s} {'ratio':>7s} {'target':>7s} {'A s':>8s} {'B s':>8s}  extra")
+    for name, row in rows.items():
+        extra = "  ".join(f"{k}={v:.2f}" for k, v in row.items() if k not in ("ratio", "target", "a_s", "b_s"))
+        flag = "ok" if row["ratio"] <= row["target"] else "OVER"
+        print(f"{name:34s} {row['ratio']:7.3f} {row['target']:7.2f} {row['a_s']:8.4f} {row['b_s']:8.4f}  "
+              f"{flag} {extra}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``captum-topgap`` argument parser with one sub-command per job."""
     parser = argparse.ArgumentParser(prog="captum-topgap", description=__doc__.splitlines()[0])
@@ -85,6 +178,44 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--n", type=int, default=16, help="number of samples")
     preview.add_argument("--out", default="samples.png")
     preview.set_defaults(run=_preview)
+
+    train = commands.add_parser("train", help="train a baseline or Top-GAP model with the one training loop")
+    train.add_argument("--model", default="topgap_resnet18", help="timm name (topgap_* for Top-GAP)")
+    train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap"])
+    train.add_argument("--k", default="64", help="Top-GAP k: positions (int) or a fraction (float)")
+    train.add_argument("--sparsity", type=float, default=None, help="Top-GAP λ (default: losses.TOPGAP_SPARSITY)")
+    _data_options(train)
+    train.add_argument("--test-p", type=float, default=1.0, help="background randomness of the test split")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=0.01)
+    train.add_argument("--momentum", type=float, default=0.8)
+    train.add_argument("--weight-decay", type=float, default=1e-5)
+    train.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    train.add_argument("--workers", type=int, default=0, help="DataLoader workers")
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--out", default="runs/train", help="checkpoint folder")
+    train.add_argument("--resume", default=None, help="a last.pt to continue from")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy and heat-map IoU of a trained checkpoint")
+    evaluate.add_argument("--checkpoint", required=True)
+    _data_options(evaluate)
+    evaluate.set_defaults(p=1.0)
+    evaluate.add_argument("--methods", default="", help="comma-separated registry names, e.g. gradcam,topgap_cam")
+    evaluate.add_argument("--explain-limit", type=int, default=200, help="images used for the heat-map scores")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
+    evaluate.set_defaults(run=_evaluate)
+
+    bench = commands.add_parser("bench", help="cost ratios, medians of interleaved A/B timings in one run")
+    bench.add_argument("--only", default=None, help="run one row by name")
+    bench.add_argument("--json", action="store_true", help="print {name: {ratio, target, a_s, b_s, ...}}")
+    bench.add_argument("--quick", action="store_true", help="small images (64 px, batch 4)")
+    bench.add_argument("--repeats", type=int, default=None)
+    bench.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    bench.add_argument("--device", default="cpu")
+    bench.set_defaults(run=_bench)
     return parser
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from timm.models._features import FeatureInfo
 from torch import nn
+
+from captum_topgap.models import TopGAPNet
 
 torch.set_num_threads(2)
 
@@ -27,6 +30,36 @@ class TinyNet(nn.Module):
         if self.fail:
             raise RuntimeError("forward failed on purpose")
         return logits
+
+
+class TinyFeatures(nn.Module):
+    """Two conv stages (strides 1 and 2) with BN and Dropout, timm ``features_only`` style."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stage1 = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.3))
+        self.stage2 = nn.Sequential(nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.feature_info = FeatureInfo([{"num_chs": 6, "reduction": 1, "module": "stage1"},
+                                         {"num_chs": 8, "reduction": 2, "module": "stage2"}], (0, 1))
+        self.fail = False
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        first = self.stage1(x)
+        second = self.stage2(first)
+        if self.fail:
+            raise RuntimeError("forward failed on purpose")
+        return [first, second]
+
+
+def tiny_topgap(num_classes: int = 3) -> TopGAPNet:
+    torch.manual_seed(0)
+    return TopGAPNet(TinyFeatures(), num_classes=num_classes, k=4, fpn_channels=4, min_reduction=1).train()
+
+
+def set_fail(model: nn.Module, fail: bool) -> None:
+    for module in model.modules():
+        if hasattr(module, "fail"):
+            module.fail = fail
 
 
 @pytest.fixture

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 import captum_topgap
+import captum_topgap.adapters
 from captum_topgap import registry
 from captum_topgap.cli import methods_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = sorted(m.name for m in pkgutil.walk_packages(captum_topgap.__path__, "captum_topgap."))
+MODULES = sorted(m.name for m in pkgutil.walk_packages(captum_topgap.__path__, "captum_topgap.")) + sorted(
+    m.name for m in pkgutil.walk_packages(captum_topgap.adapters.__path__, "captum_topgap.adapters."))
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 
 

@@ -1,0 +1,153 @@
+"""``captum-topgap bench``: cost ratios measured in one run, as medians of interleaved A/B timings.
+
+Each row times A and B alternately ``repeats`` times (after one warm-up of each) and reports
+``ratio = median_i(a_i / b_i)`` next to its target, with the median seconds of A and B. Memory on CPU is
+the bytes autograd saves for the backward pass (the dominant training memory; exact and repeatable),
+on CUDA the peak allocated memory.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Row:
+    """One benchmark result."""
+
+    ratio: float
+    target: float
+    a_s: float
+    b_s: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"ratio": self.ratio, "target": self.target, "a_s": self.a_s, "b_s": self.b_s, **self.extra}
+
+
+def interleaved(a: Callable[[], Any], b: Callable[[], Any], repeats: int = 5,
+                clock: Clock = time.perf_counter) -> tuple[float, float, float]:
+    """Median ratio of A/B timings taken alternately, and the median seconds of A and of B.
+
+    Example:
+        >>> ticks = iter(range(100))  # a clock reading 0, 1, 4, 9, …: A takes 1, 9, 17 and B 5, 13, 21 ticks
+        >>> interleaved(lambda: None, lambda: None, repeats=3, clock=lambda: next(ticks) ** 2)
+        (0.6923076923076923, 9, 13)
+    """
+    a(), b()
+    ta, tb = [], []
+    for _ in range(repeats):
+        for fn, sink in ((a, ta), (b, tb)):
+            start = clock()
+            fn()
+            sink.append(clock() - start)
+    ratios = [x / y for x, y in zip(ta, tb, strict=True)]
+    return statistics.median(ratios), statistics.median(ta), statistics.median(tb)
+
+
+def saved_tensor_megabytes(step: Callable[[], Any]) -> float:
+    """Megabytes autograd saves for backward while ``step`` runs (distinct storages counted once).
+
+    Example:
+        >>> x = torch.ones(1024, 256, requires_grad=True)
+        >>> round(saved_tensor_megabytes(lambda: (x * x).sum().backward()), 2)
+        1.0
+    """
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(seen.values()) / 2 ** 20
+
+
+def peak_megabytes(step: Callable[[], Any], device: torch.device) -> float:
+    """Peak CUDA memory of ``step`` on a GPU, else :func:`saved_tensor_megabytes`."""
+    if device.type != "cuda":
+        return saved_tensor_megabytes(step)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    return torch.cuda.max_memory_allocated(device) / 2 ** 20
+
+
+def train_step(model: nn.Module, objective: Callable, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
+    """One SGD step of ``objective`` on a fixed batch, as a closure (the model is in train mode)."""
+    from captum_topgap.data.transforms import Batch
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.8)
+    masks = torch.zeros(len(images), 1, *images.shape[-2:], device=images.device)
+    batch = Batch(images, labels, masks, torch.zeros(len(images), dtype=torch.bool, device=images.device))
+
+    def step() -> None:
+        model.train()
+        loss, _ = objective(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_topgap_cam(size: int, batch: int, repeats: int, device: torch.device) -> Row:
+    """Top-GAP CAM (registry ``topgap_cam``) time / plain forward time of the same topgap_resnet18."""
+    from captum_topgap.registry import get_method
+    from captum_topgap.training import build_model
+
+    model = build_model("topgap_resnet18", num_classes=10, k=64).to(device).eval()
+    x = torch.rand(batch, 3, size, size, device=device)
+    target = torch.arange(batch) % 10
+    explainer = get_method("topgap_cam", model)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    ratio, a, b = interleaved(lambda: explainer.attribute(x, target=target), forward, repeats)
+    return Row(ratio, 1.1, a, b)
+
+
+def bench_topgap_train(size: int, batch: int, repeats: int, device: torch.device) -> Row:
+    """Top-GAP training step / baseline training step, resnet18 backbone, same batch; and their memory."""
+    from captum_topgap.losses import CrossEntropy, TopGAPObjective
+    from captum_topgap.training import build_model
+
+    torch.manual_seed(0)
+    x, y = torch.rand(batch, 3, size, size, device=device), torch.arange(batch, device=device) % 10
+    topgap = train_step(build_model("topgap_resnet18", num_classes=10, k=64).to(device), TopGAPObjective(), x, y)
+    baseline = train_step(build_model("resnet18", num_classes=10).to(device), CrossEntropy(), x, y)
+    ratio, a, b = interleaved(topgap, baseline, repeats)
+    a_mem, b_mem = peak_megabytes(topgap, device), peak_megabytes(baseline, device)
+    return Row(ratio, 1.15, a, b, {"a_mem_mb": a_mem, "b_mem_mb": b_mem, "mem_ratio": a_mem / b_mem})
+
+
+BENCHMARKS: dict[str, Callable[..., Row]] = {
+    "topgap_cam_vs_forward": bench_topgap_cam,
+    "topgap_train_step_vs_baseline": bench_topgap_train,
+}
+
+
+def run(only: str | None = None, quick: bool = False, repeats: int | None = None,
+        device: str = "cpu") -> dict[str, dict[str, float]]:
+    """Run every benchmark (or ``only`` one) and return ``{name: row}``.
+
+    ``quick`` uses 64 × 64 images and batch 4 (for tests); the default is 224 × 224, batch 8.
+    """
+    if only is not None and only not in BENCHMARKS:
+        raise ValueError(f"`--only` must be one of {sorted(BENCHMARKS)}, got {only!r}.")
+    size, batch = (64, 4) if quick else (224, 8)
+    repeats = repeats or (3 if quick else 7)
+    names = [only] if only else list(BENCHMARKS)
+    return {name: BENCHMARKS[name](size, batch, repeats, torch.device(device)).as_dict() for name in names}

@@ -1,0 +1,111 @@
+"""Top-GAP networks: timm registration and contract (tested the way timm tests its own models), the CAM."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+import captum_topgap  # noqa: F401  (registers the names)
+from captum_topgap.models import TopGAPNet, topgap
+
+topgap_module = importlib.import_module("captum_topgap.models.topgap")  # the package re-exports a function of that name
+
+NAMES = ["topgap_convnext_tiny", "topgap_efficientnet_b0", "topgap_preact_resnet18", "topgap_resnet18",
+         "topgap_resnet50", "topgap_vgg16"]
+PLAIN = {"topgap_resnet18": "resnet18", "topgap_resnet50": "resnet50", "topgap_efficientnet_b0": "efficientnet_b0",
+         "topgap_convnext_tiny": "convnext_tiny", "topgap_vgg16": "vgg16",
+         "topgap_preact_resnet18": "preact_resnet18_cifar"}
+
+
+def test_names_are_listed_by_timm() -> None:
+    assert timm.list_models("topgap_*") == NAMES
+    assert "preact_resnet18_cifar" in timm.list_models("preact*")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_timm_model_contract(name: str) -> None:
+    model = timm.create_model(name, num_classes=5, k=4).eval()
+    cfg = model.pretrained_cfg
+    assert model.default_cfg is cfg and cfg["num_classes"] == 5 and len(cfg["mean"]) == len(cfg["std"]) == 3
+    side = 32 if "preact" in name else 64
+    x = torch.randn(2, 3, side, side)
+    features = model.forward_features(x)
+    assert features.shape[1] == model.num_features
+    logits = model(x)
+    assert logits.shape == (2, 5) and torch.allclose(model.forward_head(features), logits)
+    assert model.forward_head(features, pre_logits=True).shape == (2, model.num_features)
+    state = model.state_dict()
+    assert cfg["classifier"] + ".weight" in state and cfg["first_conv"] + ".weight" in state
+    assert model.get_classifier() is model.head
+    model.reset_classifier(0)
+    assert model(x).shape == (2, model.num_features)
+    model.reset_classifier(7)
+    assert model(x).shape == (2, 7) and model.num_classes == 7
+
+
+@pytest.mark.parametrize("name", ["topgap_resnet18", "topgap_preact_resnet18"])
+def test_backward_reaches_every_parameter(name: str) -> None:
+    model = timm.create_model(name, num_classes=3, k=4).train()
+    side = 32 if "preact" in name else 64
+    model(torch.randn(2, 3, side, side)).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+
+
+def test_cam_is_56_by_56_for_224_inputs_and_one_forward_gives_both() -> None:
+    model = timm.create_model("topgap_resnet18", num_classes=10, k=64).eval()
+    x = torch.rand(1, 3, 224, 224)
+    logits, cam = model(x, return_cam=True)
+    assert cam.shape == (1, 10, 56, 56) and logits.shape == (1, 10)
+    assert torch.equal(model.cam(x), cam)
+    assert torch.equal(logits, model.pool(cam)) and torch.equal(model(x), logits)
+
+
+def test_preact_cam_has_full_resolution_on_32_pixels() -> None:
+    model = timm.create_model("topgap_preact_resnet18", k=64).eval()
+    assert model.cam(torch.rand(1, 3, 32, 32)).shape == (1, 10, 32, 32)
+
+
+def test_k_equal_to_all_positions_is_a_gap_network() -> None:
+    """With k = H·W the logits are GAP of the CAM, which (1×1 conv is linear) is the head applied to GAP."""
+    model = topgap("resnet18", num_classes=4, k=1.0).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        gap_then_head = model.head(F.adaptive_avg_pool2d(features, 1)).flatten(1)
+        assert torch.allclose(model(x), gap_then_head, atol=1e-5)
+        assert torch.allclose(model(x), model.cam(x).mean(dim=(2, 3)), atol=1e-6)
+
+
+def test_k_counts_cam_positions() -> None:
+    model = topgap("resnet18", num_classes=2, k=256).eval()
+    with pytest.raises(ValueError, match=r"`k` = 256 exceeds the 64 positions"):
+        model(torch.rand(1, 3, 32, 32))
+    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 2)
+
+
+def test_pretrained_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match=r"topgap_resnet18: pretrained=True is not available — no Top-GAP weights"):
+        timm.create_model("topgap_resnet18", pretrained=True)
+
+
+def test_parameter_table_in_the_docstring_is_true() -> None:
+    rows = re.findall(r"\| (\w+)(?: \(CIFAR\))? +\| +([\d ]+?) +\| +([\d ]+?) +\|", topgap_module.__doc__)
+    assert len(rows) == 6
+    for plain, plain_count, ours_count in rows:
+        name = "topgap_" + plain
+        ours = sum(p.numel() for p in timm.create_model(name, num_classes=10, k=64).parameters())
+        base = sum(p.numel() for p in timm.create_model(PLAIN[name], num_classes=10).parameters())
+        assert (base, ours) == (int(plain_count.replace(" ", "")), int(ours_count.replace(" ", ""))), name
+
+
+def test_any_timm_cnn_and_bad_settings() -> None:
+    model = topgap("mobilenetv3_small_050", num_classes=3, k=0.1)
+    assert isinstance(model, TopGAPNet) and model.cam(torch.rand(1, 3, 64, 64)).shape == (1, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"`min_reduction` = 64 keeps no stage"):
+        topgap("resnet18", num_classes=3, min_reduction=64)

@@ -1,0 +1,92 @@
+"""The one training loop: losses, checkpoints that load with weights_only=True, exact resume, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from captum_topgap.cli import main
+from captum_topgap.data import TexturedMNIST
+from captum_topgap.losses import CrossEntropy, TopGAPObjective, topgap_loss
+from captum_topgap.training import TrainConfig, load_checkpoint, load_model, train
+
+from .conftest import tiny_topgap
+
+
+def test_topgap_loss_is_cross_entropy_plus_lambda_mean_abs_cam() -> None:
+    torch.manual_seed(0)
+    cam = torch.randn(4, 3, 5, 5)
+    logits, target = torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
+    expected = F.cross_entropy(logits, target) + 0.3 * cam.abs().sum() / cam.numel()
+    assert torch.allclose(topgap_loss(logits, cam, target, sparsity=0.3), expected)
+    assert torch.equal(topgap_loss(logits, cam, target, sparsity=0.0), F.cross_entropy(logits, target))
+    with pytest.raises(ValueError, match=r"`sparsity` \(λ\) must be ≥ 0"):
+        topgap_loss(logits, cam, target, sparsity=-1.0)
+
+
+def test_sparseness_gradient_pushes_the_map_to_zero() -> None:
+    cam = torch.tensor([[[[2.0, -1.0], [0.5, 0.0]]]], requires_grad=True)
+    (0.4 * cam.abs().mean()).backward()
+    assert torch.allclose(cam.grad, torch.tensor([[[[0.1, -0.1], [0.1, 0.0]]]]))
+
+
+@pytest.fixture(scope="module")
+def tiny_data() -> TexturedMNIST:
+    return TexturedMNIST("train", p=0.0, q=0.0, size=16, limit=48)
+
+
+def run(tiny_data, epochs: int, out: Path | None, resume: Path | None = None):
+    torch.manual_seed(1)
+    model = tiny_topgap(num_classes=10)  # has Dropout: the global RNG must be restored too
+    config = TrainConfig(epochs=epochs, batch_size=8, lr=0.05, progress=False, seed=3)
+    history = train(model, TopGAPObjective(0.01), tiny_data, tiny_data, config, out, resume, {"model": "tiny"})
+    return model, history
+
+
+def test_resume_continues_to_the_same_result(tiny_data, tmp_path: Path) -> None:
+    straight, straight_history = run(tiny_data, 3, tmp_path / "straight")
+    run(tiny_data, 1, tmp_path / "split")
+    resumed, resumed_history = run(tiny_data, 3, tmp_path / "split", resume=tmp_path / "split" / "last.pt")
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    assert resumed_history == straight_history and len(resumed_history) == 3
+
+
+def test_checkpoints_load_with_weights_only(tiny_data, tmp_path: Path) -> None:
+    model, history = run(tiny_data, 2, tmp_path)
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and last["metadata"] == {"model": "tiny"} and last["history"] == history
+    best = load_checkpoint(tmp_path / "best.pt")
+    best_epoch = max(range(2), key=lambda i: history[i]["val_accuracy"])
+    assert best["epoch"] == best_epoch and "optimizer" not in best
+    assert json.loads((tmp_path / "history.json").read_text()) == history
+
+
+def test_training_learns_a_trivial_cue() -> None:
+    data = TexturedMNIST("train", p=0.0, q=0.0, size=16, limit=64)  # background colour = label
+    torch.manual_seed(0)
+    from captum_topgap.models import topgap
+
+    model = topgap("resnet18", num_classes=10, k=4)
+    history = train(model, CrossEntropy(), data, data, TrainConfig(epochs=6, batch_size=16, lr=0.05, progress=False))
+    assert history[-1]["train_loss"] < history[0]["train_loss"] and history[-1]["val_accuracy"] >= 0.5
+
+
+def test_cli_train_and_evaluate(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--model", "topgap_resnet18", "--k", "16", "--size", "32", "--limit", "64",
+                 "--epochs", "1", "--batch-size", "16", "--out", str(out)]) == 0
+    assert "test accuracy (p=1.0)" in capsys.readouterr().out
+    model = load_model(out / "best.pt")
+    assert type(model).__name__ == "TopGAPNet" and model.k == 16 and not model.training
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--size", "32", "--limit", "16",
+                 "--methods", "topgap_cam,gradcam", "--json", str(report)]) == 0
+    results = json.loads(report.read_text())
+    assert 0.0 <= results["accuracy"] <= 1.0
+    assert set(results["heatmaps"]) == {"topgap_cam", "gradcam"}
+    assert all(0.0 <= v["iou"] <= 1.0 for v in results["heatmaps"].values())
