@@ -31,8 +31,12 @@ from torch.utils.hooks import RemovableHandle
 from captum_topgap._checks import TargetType, check_images, check_target
 from captum_topgap._layers import check_spatial_layer, default_layer, example_input, resolve_layer
 from captum_topgap._state import preserved_state
+from captum_topgap.methods.augmented import augmented_cam
+from captum_topgap.methods.cam import class_activation_map
+from captum_topgap.methods.erf import erf
+from captum_topgap.methods.recipro import recipro_cam
 from captum_topgap.methods.topgap_cam import topgap_cam
-from captum_topgap.registry import register_method
+from captum_topgap.registry import method_spec, register_method
 
 
 class MethodAttribution(Attribution):
@@ -254,3 +258,105 @@ class TopGAPCAM(MethodAttribution):
 register_method("topgap_cam", origin="captum-topgap", kind="model",
                 description="Top-GAP class map of a Top-GAP model: one forward, no backward (Nieradzik et al.)")(
     TopGAPCAM)
+
+
+class LayerCoreMethod(MethodAttribution):
+    """Base of the plugin's layer methods: a torch-native core gives (N, 1, h, w) maps at the layer's
+    resolution; the result is upsampled bilinearly to the input unless ``upsample=False``."""
+
+    needs_layer = True
+
+    def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, upsample: bool = True,
+                 input_size: tuple[int, int, int] | None = None) -> None:
+        super().__init__(model, layer, input_size)
+        self.upsample = upsample
+
+    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        maps = self.core(inputs, target, **kwargs).detach()
+        return upsample_to(maps, inputs) if self.upsample and maps.shape[-2:] != inputs.shape[-2:] else maps
+
+    def core(self, inputs: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class CAM(LayerCoreMethod):
+    """Class Activation Mapping for GAP+FC networks: M_c = Σ_k w_k^c f_k (:mod:`captum_topgap.methods.cam`).
+
+    Example:
+        >>> import timm
+        >>> CAM(timm.create_model("resnet18", num_classes=3)).attribute(torch.rand(1, 3, 64, 64), target=2).shape
+        torch.Size([1, 1, 64, 64])
+    """
+
+    method_name = "cam"
+
+    def core(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return class_activation_map(self.model, self.layer, inputs, target)
+
+
+class ReciproCAM(LayerCoreMethod):
+    """Recipro-CAM: softmax score of the target with the layer output masked to one position at a time.
+
+    Args: ``gaussian`` (3 × 3 Gaussian neighbourhood), ``chunk_size`` (largest batch the network tail sees).
+    See :mod:`captum_topgap.methods.recipro`.
+    """
+
+    method_name = "recipro_cam"
+
+    def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, gaussian: bool = False,
+                 chunk_size: int = 256, upsample: bool = True,
+                 input_size: tuple[int, int, int] | None = None) -> None:
+        super().__init__(model, layer, upsample, input_size)
+        self.gaussian, self.chunk_size = gaussian, chunk_size
+
+    def core(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return recipro_cam(self.model, self.layer, inputs, target, self.gaussian, self.chunk_size)
+
+
+class AugmentedGradCAM(LayerCoreMethod):
+    """Augmented Grad-CAM: super-resolved maps from ``n_augmentations`` roto-translated copies, over any
+    registered layer method ``base`` (``"gradcam"``, ``"gradcam++"``, ``"layer_gradcam"``, …).
+
+    Keyword arguments of :func:`captum_topgap.methods.augmented.augmented_cam` (``n_augmentations``,
+    ``max_rotation``, ``max_shift``, ``lambda_tv``, ``mu``, ``solver``, ``iterations``, ``registration``,
+    ``batch_size``, ``seed``) are set here or per call. Output: (N, 1, H, W) at input resolution (the
+    super-resolved map is born there, so ``upsample`` changes nothing).
+    """
+
+    method_name = "augmented_gradcam"
+
+    def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, base: str = "gradcam",
+                 upsample: bool = True, input_size: tuple[int, int, int] | None = None, **options: Any) -> None:
+        super().__init__(model, layer, upsample, input_size)
+        spec = method_spec(base)
+        if spec.kind != "layer" or spec.name in ("guided_gradcam", "augmented_gradcam"):
+            raise ValueError(f"`base` must be a registered layer CAM such as 'gradcam' or 'gradcam++', got {base!r}.")
+        self.base = spec.load()(model, self.layer, upsample=False)
+        self.options = options
+
+    def core(self, inputs: torch.Tensor, target: torch.Tensor, **options: Any) -> torch.Tensor:
+        def base(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return self.base.attribute(images, target=labels)
+
+        return augmented_cam(base, inputs, target, **{**self.options, **options})
+
+
+class ERF(MethodAttribution):
+    """Effective receptive field of the target logit: Σ_c |∂y/∂x_c| as (N, 1, H, W) (see methods/erf.py)."""
+
+    method_name = "erf"
+
+    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return erf(self.model, inputs, target)
+
+
+register_method("cam", origin="captum-topgap", kind="layer",
+                description="CAM: classifier weights × last feature maps of a GAP+FC network (Zhou et al.)")(CAM)
+register_method("recipro_cam", origin="captum-topgap", kind="layer",
+                description="Recipro-CAM: gradient-free, target score with the layer masked to each position")(
+    ReciproCAM)
+register_method("augmented_gradcam", origin="captum-topgap", kind="layer", aliases=("augmented_grad_cam",),
+                description="Augmented Grad-CAM: super-resolution from augmented copies (Morbidelli et al.)")(
+    AugmentedGradCAM)
+register_method("erf", origin="captum-topgap", kind="pixel",
+                description="effective receptive field Σ_c |∂y/∂x_c| of the target logit")(ERF)

@@ -32,6 +32,7 @@ from captum_topgap._state import preserved_state
 from captum_topgap.methods.topgap_cam import class_maps, select_maps
 from captum_topgap.registry import register_method
 
+from . import captum as captum_adapters
 from .captum import MethodAttribution
 
 
@@ -115,8 +116,8 @@ class TopGAPCAM(BaseCAM):
         >>> model = timm.create_model("topgap_resnet18", num_classes=4, k=16)
         >>> with TopGAPCAM(model) as cam:
         ...     maps = cam(input_tensor=torch.rand(2, 3, 64, 64), targets=[ClassifierOutputTarget(1)] * 2)
-        >>> maps.shape, maps.dtype, float(maps.max())
-        ((2, 64, 64), dtype('float32'), 1.0)
+        >>> maps.shape, maps.dtype, bool(0.0 <= maps.min() <= maps.max() <= 1.0)
+        ((2, 64, 64), dtype('float32'), True)
     """
 
     def __init__(self, model: nn.Module, target_layers: list[nn.Module] | None = None,
@@ -154,3 +155,78 @@ class TopGAPMapTarget:
             raise ValueError(f"TopGAPMapTarget expects one image's class maps (C, h, w) or logits (C,), got "
                              f"shape {tuple(model_output.shape)}.")
         return model_output[self.category]
+
+
+def target_categories(targets: list[Callable] | None, logits: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """Class indices from grad-cam targets: ``ClassifierOutputTarget.category``; ``None``: predicted class."""
+    if targets is None:
+        return logits().argmax(1)
+    categories = []
+    for target in targets:
+        if not hasattr(target, "category"):
+            raise TypeError(f"targets must be ClassifierOutputTarget(c) (or None for the predicted class), got "
+                            f"{type(target).__name__}.")
+        categories.append(int(target.category))
+    return torch.tensor(categories)
+
+
+class CoreCAM(BaseCAM):
+    """Base of the plugin's grad-cam classes over a registered Captum-side method (the same core).
+
+    ``forward`` turns the targets into class indices, calls the method's ``attribute`` at layer resolution
+    and applies grad-cam's own post-processing (ReLU, per-image min-max, resize to the input).
+    """
+
+    method_class: type[MethodAttribution]
+
+    def __init__(self, model: nn.Module, target_layers: list[nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, **options: Any) -> None:
+        with preserved_state(model, eval_mode=False):
+            super().__init__(model, [], reshape_transform, uses_gradients=False)
+        layer = target_layers[-1] if target_layers else None
+        self.method = self.method_class(model, layer, **{"upsample": False, **options})
+
+    def forward(self, input_tensor: torch.Tensor, targets: list[Callable] | None,
+                eigen_smooth: bool = False) -> np.ndarray:
+        input_tensor = check_images(input_tensor, self.model, "input_tensor").to(self.device)
+
+        def logits() -> torch.Tensor:
+            with preserved_state(self.model), torch.no_grad():
+                return self.model(input_tensor)
+
+        labels = target_categories(targets, logits).to(input_tensor.device)
+        maps = self.method.attribute(input_tensor, target=labels)[:, 0].clamp_min(0).detach().cpu().numpy()
+        return scale_cam_image(maps, self.get_target_width_height(input_tensor))
+
+
+class CAM(CoreCAM):
+    """Class Activation Mapping as a grad-cam class (GAP+FC networks); ``target_layers[-1]`` is the last block.
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("resnet18", num_classes=3)
+        >>> with CAM(model, [model.layer4]) as cam:
+        ...     cam(input_tensor=torch.rand(1, 3, 64, 64), targets=[ClassifierOutputTarget(2)]).shape
+        (1, 64, 64)
+    """
+
+    method_class = captum_adapters.CAM
+
+
+class ReciproCAM(CoreCAM):
+    """Recipro-CAM as a grad-cam class; options ``gaussian`` and ``chunk_size``."""
+
+    method_class = captum_adapters.ReciproCAM
+
+
+class AugmentedGradCAM(CoreCAM):
+    """Augmented Grad-CAM as a grad-cam class; ``base`` is a registry name or a grad-cam class
+    (``GradCAMPlusPlus`` …) and the augmentation / solver options are those of the Captum class."""
+
+    method_class = captum_adapters.AugmentedGradCAM
+
+    def __init__(self, model: nn.Module, target_layers: list[nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, base: str | type = "gradcam", **options: Any) -> None:
+        if isinstance(base, type):
+            base = next((name for name, (cls, _, _) in _GRAD_CAM.items() if cls is base), None) or base.__name__
+        super().__init__(model, target_layers, reshape_transform, base=base, **options)

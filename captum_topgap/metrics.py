@@ -61,3 +61,151 @@ def mean_mask_iou(heatmaps: torch.Tensor, masks: torch.Tensor,
         [1.0]
     """
     return torch.stack([mask_iou(heatmaps, masks, t) for t in thresholds]).mean(0)
+
+
+def pointing_game(heatmaps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
+    """Per-image hit (1.0) when the heat-map's maximum lies in the mask (dilated by ``tolerance`` px): (N,).
+
+    Example:
+        >>> heat = torch.tensor([[[[0.1, 0.9], [0.2, 0.3]]]])
+        >>> pointing_game(heat, torch.tensor([[[[False, True], [False, False]]]])).tolist()
+        [1.0]
+    """
+    heatmaps, masks = _check_pair(heatmaps, masks)
+    if tolerance > 0:
+        masks = torch.nn.functional.max_pool2d(masks.float(), 2 * tolerance + 1, 1, tolerance).bool()
+    peak = heatmaps.flatten(1).argmax(1)
+    return masks.flatten(1).gather(1, peak[:, None])[:, 0].float()
+
+
+def energy_pointing_game(heatmaps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share of the heat-map's energy inside the mask (Score-CAM's energy-based pointing game): (N,).
+
+        E = Σ_{p ∈ M} h⁺(p) / Σ_p h⁺(p),   h⁺ = min-max normalised heat-map
+
+    Example:
+        >>> heat = torch.tensor([[[[3.0, 1.0], [0.0, 0.0]]]])
+        >>> energy_pointing_game(heat, torch.tensor([[[[True, False], [False, False]]]])).tolist()
+        [0.75]
+    """
+    heatmaps, masks = _check_pair(heatmaps, masks)
+    heat = normalize_per_image(heatmaps).flatten(1)
+    return (heat * masks.flatten(1)).sum(1) / heat.sum(1).clamp_min(1e-12)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy of (N, C) scores against (N,) labels.
+
+    Example:
+        >>> accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))
+        0.5
+    """
+    return float((logits.argmax(1) == labels).float().mean())
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts (num_classes × num_classes): row = true class, column = predicted class.
+
+    Example:
+        >>> confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2).tolist()
+        [[1, 1], [0, 1]]
+    """
+    index = labels.long() * num_classes + predictions.long()
+    return torch.bincount(index, minlength=num_classes ** 2).view(num_classes, num_classes)
+
+
+def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """ROC curve (false-positive rates, true-positive rates) and its area for a two-class problem.
+
+    ``scores`` are the positive class's scores, ``labels`` 0/1. Ties are grouped; AUC by the trapezoid rule.
+
+    Example:
+        >>> fpr, tpr, auc = roc_auc(torch.tensor([0.9, 0.8, 0.3, 0.1]), torch.tensor([1, 0, 1, 0]))
+        >>> auc
+        0.75
+    """
+    order = torch.argsort(scores, descending=True)
+    sorted_scores, sorted_labels = scores[order], labels[order].float()
+    distinct = torch.nonzero(torch.diff(sorted_scores) != 0).flatten()
+    cut = torch.cat([distinct, torch.tensor([len(scores) - 1])])
+    tps = torch.cumsum(sorted_labels, 0)[cut]
+    fps = (cut + 1).float() - tps
+    positives, negatives = sorted_labels.sum(), len(labels) - sorted_labels.sum()
+    if positives == 0 or negatives == 0:
+        raise ValueError("`labels` must contain both classes (0 and 1) for a ROC curve.")
+    tpr = torch.cat([torch.zeros(1), tps / positives])
+    fpr = torch.cat([torch.zeros(1), fps / negatives])
+    return fpr, tpr, float(torch.trapezoid(tpr, fpr))
+
+
+def box_from_heatmap(heatmap: torch.Tensor, rel_threshold: float = 0.2) -> tuple[int, int, int, int]:
+    """Weakly supervised localisation: the box (x0, y0, x1, y1), inclusive, of the largest connected
+    component of {h ≥ rel_threshold · max h}. 0.2 is CAM's convention, 0.15 Grad-CAM's.
+
+    Example:
+        >>> heat = torch.zeros(6, 6); heat[1:3, 1:4] = 1.0; heat[5, 5] = 0.9
+        >>> box_from_heatmap(heat)
+        (1, 1, 3, 2)
+    """
+    from scipy import ndimage
+
+    heat = heatmap.detach().float().cpu().squeeze()
+    if heat.dim() != 2:
+        raise ValueError(f"`heatmap` must be one (H, W) map, got shape {tuple(heatmap.shape)}.")
+    labels, count = ndimage.label((heat >= rel_threshold * heat.max()).numpy())
+    if count == 0:
+        return 0, 0, heat.shape[1] - 1, heat.shape[0] - 1
+    sizes = ndimage.sum_labels(labels > 0, labels, range(1, count + 1))
+    rows, cols = (labels == 1 + int(sizes.argmax())).nonzero()
+    return int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
+
+
+def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """IoU of two inclusive pixel boxes (x0, y0, x1, y1).
+
+    Example:
+        >>> box_iou((0, 0, 1, 1), (1, 0, 2, 1))
+        0.3333333333333333
+    """
+    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(w, 0) * max(h, 0)
+    area = lambda box: (box[2] - box[0] + 1) * (box[3] - box[1] + 1)  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def erf_distance(model: torch.nn.Module, inputs: torch.Tensor, masks: torch.Tensor,
+                 target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """ERF distance (our documented definition; the Top-GAP paper's formula is not public), per image.
+
+    With E = ERF of the target logit (Σ_c |∂y/∂x_c|) and d(p) the Euclidean distance of pixel p to the
+    object mask (0 inside) divided by the image diagonal:
+
+        background_share = Σ_{p ∉ M} E(p) / Σ_p E(p)
+        distance         = Σ_p E(p) · d(p) / Σ_p E(p)
+
+    Lower = less background influence. The model runs in eval mode (restored afterwards).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> with torch.no_grad():
+        ...     _ = net[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]]))
+        >>> mask = torch.tensor([[[[True, False], [False, False]]]])
+        >>> out = erf_distance(net, torch.rand(1, 1, 2, 2), mask, torch.tensor([1]))
+        >>> out["background_share"].tolist(), round(out["distance"].item(), 4)
+        ([1.0], 0.5)
+    """
+    from scipy import ndimage
+
+    from captum_topgap._state import preserved_state
+    from captum_topgap.methods.erf import erf
+
+    with preserved_state(model):
+        field = erf(model, inputs, target)
+    field, masks = _check_pair(field, masks)
+    diagonal = float(torch.tensor(masks.shape[-2:], dtype=torch.float).norm())
+    distances = torch.stack([torch.from_numpy(ndimage.distance_transform_edt(~m[0].cpu().numpy())).float()
+                             for m in masks]).unsqueeze(1).to(field.device) / diagonal
+    mass = field.flatten(1).sum(1).clamp_min(1e-12)
+    return {"background_share": (field * ~masks).flatten(1).sum(1) / mass,
+            "distance": (field * distances).flatten(1).sum(1) / mass}

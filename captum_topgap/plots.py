@@ -1,4 +1,4 @@
-"""Figures saved as PNG: sample grids with mask outlines (later: heat-map overlays, ERF maps)."""
+"""Figures saved as PNG: sample grids with mask outlines, heat-map overlays, ERF maps side by side."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -32,8 +33,84 @@ def save_sample_grid(samples: Sequence[tuple], path: str | Path, columns: int = 
             ax.contour(torch.as_tensor(mask)[0].float().numpy(), levels=[0.5], colors="yellow", linewidths=0.8)
         ax.set_title(class_names[label] if class_names else str(label), fontsize=8)
     figure.tight_layout()
+    _save(figure, path)
+    return Path(path)
+
+
+def overlay(image: torch.Tensor, heatmap: torch.Tensor) -> np.ndarray:
+    """pytorch-grad-cam's ``show_cam_on_image`` of a (3, H, W) image in [0, 1] and any (1, H, W) map
+    (min-max scaled here): an RGB uint8 array (H, W, 3)."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    from captum_topgap.metrics import normalize_per_image
+
+    rgb = torch.as_tensor(image).detach().float().permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+    heat = normalize_per_image(torch.as_tensor(heatmap).detach().float().reshape(1, 1, *rgb.shape[:2]))
+    return show_cam_on_image(rgb, heat[0, 0].cpu().numpy(), use_rgb=True)
+
+
+def save_overlays(images: torch.Tensor, heatmaps: dict[str, torch.Tensor], path: str | Path,
+                  masks: torch.Tensor | None = None) -> list[list[np.ndarray]]:
+    """Grid PNG: rows = images, columns = methods, each cell the heat-map over the image (grad-cam's
+    overlay), the ground-truth mask outlined in white. Returns the overlay arrays, row by row.
+
+    Example:
+        >>> import tempfile
+        >>> cells = save_overlays(torch.rand(2, 3, 8, 8), {"a": torch.rand(2, 1, 8, 8)},
+        ...                       tempfile.mkdtemp() + "/o.png")
+        >>> len(cells), len(cells[0]), cells[0][0].shape
+        (2, 1, (8, 8, 3))
+    """
+    names = list(heatmaps)
+    figure, axes = plt.subplots(len(images), len(names), figsize=(2.0 * len(names), 2.0 * len(images)),
+                                squeeze=False)
+    cells = []
+    for row, image in enumerate(images):
+        cells.append([])
+        for col, name in enumerate(names):
+            cell = overlay(image, heatmaps[name][row])
+            cells[-1].append(cell)
+            ax = axes[row, col]
+            ax.imshow(cell)
+            if masks is not None:
+                ax.contour(torch.as_tensor(masks[row]).reshape(*cell.shape[:2]).float().cpu().numpy(), levels=[0.5],
+                           colors="white", linewidths=0.8)
+            ax.axis("off")
+            if row == 0:
+                ax.set_title(name, fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)
+    return cells
+
+
+def save_erf_comparison(models: dict[str, tuple[torch.nn.Module, torch.nn.Module]], image: torch.Tensor,
+                        positions: Sequence[tuple[int, int]], path: str | Path) -> dict[str, torch.Tensor]:
+    """The Top-GAP poster's figure: ERF maps of several positions of a layer, one row per model.
+
+    ``models`` maps a row title to ``(model, layer)``; positions are in the layer's output coordinates
+    (e.g. the 56 × 56 CAM of a Top-GAP network). Returns the ERF maps (P, H, W) per model.
+    """
+    from captum_topgap._state import preserved_state
+    from captum_topgap.methods.erf import erf_at
+
+    fields = {}
+    figure, axes = plt.subplots(len(models), len(positions), figsize=(2.0 * len(positions), 2.1 * len(models)),
+                                squeeze=False)
+    for row, (name, (model, layer)) in enumerate(models.items()):
+        with preserved_state(model):
+            fields[name] = erf_at(model, image[None], layer, positions)[0].detach()
+        for col, position in enumerate(positions):
+            ax = axes[row, col]
+            ax.imshow(fields[name][col].cpu().numpy(), cmap="magma")
+            ax.set_title(f"{name} ERF{position}", fontsize=7)
+            ax.axis("off")
+    figure.tight_layout()
+    _save(figure, path)
+    return fields
+
+
+def _save(figure: plt.Figure, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
-    return path

@@ -19,6 +19,7 @@ FAST = {
     "lime": {"n_samples": 8},
     "kernel_shap": {"n_samples": 8},
     "integrated_gradients": {"n_steps": 4},
+    "augmented_gradcam": {"n_augmentations": 3, "iterations": 4},
 }
 
 

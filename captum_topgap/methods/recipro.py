@@ -1,0 +1,83 @@
+"""Recipro-CAM (Byun & Lee, 2022): gradient-free CAM by spatially masking a layer's output.
+
+For the target layer's output F ∈ R^{C×h×w} of one image, copy k keeps only position k (optionally the
+feature vector at k spread over its 3 × 3 neighbourhood with the Gaussian weights [1 2 1; 2 4 2; 1 2 1]/16);
+the rest of the network runs on the h·w copies and
+
+    CAM[k] = softmax(f_tail(F ⊙ M_k))_c
+
+with c the image's own target. The copies replace the layer's output inside one forward (a hook), so
+the network before the layer runs once per chunk; ``chunk_size`` bounds the batch the tail sees.
+
+Example:
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+    ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    >>> recipro_cam(net, net[1], torch.rand(2, 3, 5, 5), torch.tensor([0, 1])).shape
+    torch.Size([2, 1, 5, 5])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GAUSSIAN = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
+
+
+def masked_copies(features: torch.Tensor, positions: torch.Tensor, gaussian: bool = False) -> torch.Tensor:
+    """Copies of (N, C, h, w) features keeping only the given flat ``positions``: (N·P, C, h, w).
+
+    Example:
+        >>> out = masked_copies(torch.ones(1, 1, 2, 2), torch.tensor([0, 3]))
+        >>> out[:, 0].tolist()
+        [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]]
+    """
+    n, c, h, w = features.shape
+    onehot = F.one_hot(positions, h * w).to(features.dtype).view(1, -1, 1, h, w)
+    copies = (features.unsqueeze(1) * onehot).flatten(0, 1)
+    if gaussian:
+        kernel = GAUSSIAN.to(features).expand(c, 1, 3, 3)
+        copies = F.conv2d(copies, kernel, padding=1, groups=c)
+    return copies
+
+
+def recipro_cam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                gaussian: bool = False, chunk_size: int = 256) -> torch.Tensor:
+    """Recipro-CAM of ``inputs`` for per-image ``target`` at ``layer``'s resolution: (N, 1, h, w).
+
+    ``layer`` must be a cut point of the network: everything after it depends on its output only.
+    """
+    state: dict[str, torch.Tensor] = {}
+
+    def capture(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        state["features"] = output
+
+    def replace(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
+        return masked_copies(output, state["positions"], gaussian)
+
+    with torch.no_grad():
+        handle = layer.register_forward_hook(capture)
+        try:
+            model(inputs[:1])
+        finally:
+            handle.remove()
+        h, w = state["features"].shape[-2:]
+        images_per_chunk = max(1, chunk_size // (h * w))
+        positions_per_chunk = min(h * w, max(1, chunk_size))
+        maps = torch.empty(len(inputs), h * w, device=inputs.device)
+        handle = layer.register_forward_hook(replace)
+        try:
+            for first in range(0, len(inputs), images_per_chunk):
+                images = slice(first, first + images_per_chunk)
+                for start in range(0, h * w, positions_per_chunk):
+                    state["positions"] = torch.arange(start, min(start + positions_per_chunk, h * w),
+                                                      device=inputs.device)
+                    count = len(state["positions"])
+                    logits = model(inputs[images])
+                    probs = logits.softmax(dim=1).view(-1, count, logits.shape[1])
+                    labels = target[images].view(-1, 1, 1).expand(-1, count, 1)
+                    maps[images, state["positions"]] = probs.gather(2, labels)[..., 0]
+        finally:
+            handle.remove()
+    return maps.view(len(inputs), 1, h, w)

@@ -1,0 +1,32 @@
+"""`captum-topgap bench`: the row format, the interleaving, the error for an unknown row."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from captum_topgap.bench import BENCHMARKS, interleaved, run
+from captum_topgap.cli import main
+
+
+def test_interleaving_alternates_a_and_b_after_one_warm_up() -> None:
+    calls: list[str] = []
+    clock = iter(range(1000))
+    interleaved(lambda: calls.append("a"), lambda: calls.append("b"), repeats=2, clock=lambda: next(clock))
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+
+
+def test_quick_row_has_the_promised_fields(capsys) -> None:
+    assert main(["bench", "--quick", "--json", "--repeats", "1", "--only", "topgap_cam_vs_forward"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert list(rows) == ["topgap_cam_vs_forward"]
+    row = rows["topgap_cam_vs_forward"]
+    assert row["target"] == 1.1 and row["a_s"] > 0 and row["b_s"] > 0
+    assert row["ratio"] == pytest.approx(row["a_s"] / row["b_s"])  # one repeat: the median is that pair
+
+
+def test_unknown_row_is_named() -> None:
+    with pytest.raises(ValueError, match=r"`--only` must be one of \[.*'topgap_cam_vs_forward'"):
+        run(only="nope")
+    assert "topgap_train_step_vs_baseline" in BENCHMARKS
