@@ -100,6 +100,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.model.startswith("topgap_"):
         model_kwargs["k"] = float(args.k) if "." in args.k else int(args.k)
     model = build_model(args.model, **model_kwargs)
+    if isinstance(model, TopGAPNet):
+        model_kwargs["fpn_channels"] = model.num_features  # rebuild exactly, whatever the default becomes
     method = args.method if args.method != "auto" else ("topgap" if isinstance(model, TopGAPNet) else "baseline")
     if method == "topgap" and not isinstance(model, TopGAPNet):
         raise SystemExit(f"--method topgap needs a topgap_* model, got {args.model}")
@@ -118,10 +120,36 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
+    """``["augmented_gradcam.solver=primal_dual", "recipro_cam.gaussian=true"]`` -> per-method keyword arguments.
+
+    Example:
+        >>> parse_options(["augmented_gradcam.n_augmentations=16", "augmented_gradcam.solver=primal_dual"])
+        {'augmented_gradcam': {'n_augmentations': 16, 'solver': 'primal_dual'}}
+    """
+    options: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--option must look like METHOD.NAME=VALUE, got {item!r}")
+        value: object = text
+        for convert in (int, float):
+            try:
+                value = convert(text)
+                break
+            except ValueError:
+                continue
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        options.setdefault(method, {})[name] = value
+    return options
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from captum_topgap.evaluation import heatmap_scores
+    from captum_topgap.evaluation import erf_scores, heatmap_scores
     from captum_topgap.training import accuracy, load_model
 
     model = load_model(args.checkpoint, args.device)
@@ -129,8 +157,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     results = {"accuracy": accuracy(model, data, 64, args.device)}
     methods = [m for m in args.methods.split(",") if m]
     if methods:
-        results["heatmaps"] = heatmap_scores(model, methods, data, limit=args.explain_limit)
+        results["heatmaps"] = heatmap_scores(model, methods, data, limit=args.explain_limit,
+                                             method_kwargs=parse_options(args.option))
+    if args.erf_distance:
+        results["erf_distance"] = erf_scores(model, data, limit=args.explain_limit)
     print(f"accuracy {results['accuracy']:.4f}")
+    if "erf_distance" in results:
+        print("ERF distance: " + "  ".join(f"{k} {v:.4f}" for k, v in results["erf_distance"].items()))
     for name, scores in results.get("heatmaps", {}).items():
         print(f"{name:24s} IoU@0.5 {scores['iou']:.4f}   IoU mean over thresholds {scores['iou_mean_thresholds']:.4f}")
     if args.json:
@@ -204,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(p=1.0)
     evaluate.add_argument("--methods", default="", help="comma-separated registry names, e.g. gradcam,topgap_cam")
     evaluate.add_argument("--explain-limit", type=int, default=200, help="images used for the heat-map scores")
+    evaluate.add_argument("--option", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                          help="a method's constructor option, e.g. augmented_gradcam.solver=primal_dual")
+    evaluate.add_argument("--erf-distance", action="store_true", help="also the mean ERF distance of the true class")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.set_defaults(run=_evaluate)

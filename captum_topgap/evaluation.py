@@ -57,3 +57,21 @@ def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Dataset, limi
             sums[name]["iou_mean_thresholds"] += float(mean_mask_iou(heat, masks).sum())
         count += len(labels)
     return {name: {k: v / max(count, 1) for k, v in values.items()} for name, values in sums.items()}
+
+
+def erf_scores(model: nn.Module, data: Dataset, limit: int | None = 200, batch_size: int = 32,
+               progress: bool = True) -> dict[str, float]:
+    """Mean ERF distance (background share of ERF mass, mass-weighted distance to the mask) of the true
+    class over ``limit`` samples; see :func:`captum_topgap.metrics.erf_distance`."""
+    from captum_topgap.metrics import erf_distance
+
+    subset = Subset(data, range(min(limit or len(data), len(data))))
+    sums, count = {"background_share": 0.0, "distance": 0.0}, 0
+    device = next(model.parameters()).device
+    for batch in tqdm(DataLoader(subset, batch_size=batch_size, collate_fn=collate), desc="ERF distance",
+                      disable=not progress, leave=False):
+        scores = erf_distance(model, batch.images.to(device), batch.masks.to(device).bool(), batch.labels.to(device))
+        for key in sums:
+            sums[key] += float(scores[key].sum())
+        count += len(batch.labels)
+    return {key: value / max(count, 1) for key, value in sums.items()}

@@ -102,3 +102,18 @@ def test_erf_distance_known_answers() -> None:
     assert far["background_share"].item() == 1.0
     assert far["distance"].item() == pytest.approx(math.hypot(8 - 2, 11 - 2) / math.hypot(9, 12))
     assert model.bn.training  # model state restored
+
+
+def test_erf_scores_average_erf_distance_over_the_dataset() -> None:
+    from captum_topgap.data import TexturedMNIST, collate
+    from captum_topgap.evaluation import erf_scores
+
+    from .conftest import TinyNet
+
+    tiny_net = TinyNet(classes=10)
+    data = TexturedMNIST("test", size=8, limit=5)
+    scores = erf_scores(tiny_net, data, limit=5, batch_size=2, progress=False)
+    batch = collate([data[i] for i in range(5)])
+    direct = erf_distance(tiny_net, batch.images, batch.masks.bool(), batch.labels)
+    assert scores["background_share"] == pytest.approx(float(direct["background_share"].mean()), rel=1e-5)
+    assert scores["distance"] == pytest.approx(float(direct["distance"].mean()), rel=1e-5)

@@ -85,8 +85,9 @@ def test_cli_train_and_evaluate(tmp_path: Path, capsys) -> None:
     assert type(model).__name__ == "TopGAPNet" and model.k == 16 and not model.training
     report = tmp_path / "eval.json"
     assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--size", "32", "--limit", "16",
-                 "--methods", "topgap_cam,gradcam", "--json", str(report)]) == 0
+                 "--methods", "topgap_cam,gradcam", "--erf-distance", "--json", str(report)]) == 0
     results = json.loads(report.read_text())
+    assert 0.0 <= results["erf_distance"]["background_share"] <= 1.0
     assert 0.0 <= results["accuracy"] <= 1.0
     assert set(results["heatmaps"]) == {"topgap_cam", "gradcam"}
     assert all(0.0 <= v["iou"] <= 1.0 for v in results["heatmaps"].values())
