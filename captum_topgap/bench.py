@@ -151,7 +151,10 @@ def bench_augmented(size: int, batch: int, repeats: int, device: torch.device) -
 
 
 def bench_solver(size: int, batch: int, repeats: int, device: torch.device) -> Row:
-    """Primal-dual time to reach the Adam reference's final objective / Adam's time (200 iterations)."""
+    """Primal-dual time to reach the Adam reference's final objective / Adam's time (200 iterations).
+
+    The primal-dual time is that of the shortest whole run (coarse warm start included) whose result is
+    at or below Adam's final objective."""
     from captum_topgap.methods.augmented import sample_augmentations, super_resolve, warp
 
     side = size // 4
@@ -165,13 +168,14 @@ def bench_solver(size: int, batch: int, repeats: int, device: torch.device) -> R
     start = time.perf_counter()
     _, adam = super_resolve(g, theta, (side, side), solver="adam")
     adam_s = time.perf_counter() - start
-    start = time.perf_counter()
-    _, fast = super_resolve(g, theta, (side, side), solver="primal_dual", iterations=200)
-    fast_s = time.perf_counter() - start
-    reached = next((i + 1 for i, value in enumerate(fast) if value <= adam[-1]), len(fast))
-    fast_to_reach = fast_s * reached / len(fast)
-    return Row(fast_to_reach / adam_s, 0.2, fast_to_reach, adam_s,
-               {"adam_objective": adam[-1], "fast_objective": fast[-1], "fast_iterations_to_reach": reached})
+    for iterations in (2, 5, 10, 20, 50, 100):  # the shortest full run (warm start included) that gets there
+        start = time.perf_counter()
+        _, fast = super_resolve(g, theta, (side, side), solver="primal_dual", iterations=iterations, tol=0.0)
+        fast_s = time.perf_counter() - start
+        if fast[-1] <= adam[-1]:
+            break
+    return Row(fast_s / adam_s, 0.2, fast_s, adam_s,
+               {"adam_objective": adam[-1], "fast_objective": fast[-1], "fast_iterations": iterations})
 
 
 def bench_recipro(size: int, batch: int, repeats: int, device: torch.device) -> Row:
