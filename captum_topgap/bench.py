@@ -88,8 +88,8 @@ def train_step(model: nn.Module, objective: Callable, images: torch.Tensor, labe
     from captum_topgap.data.transforms import Batch
 
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.8)
-    masks = torch.zeros(len(images), 1, *images.shape[-2:], device=images.device)
-    batch = Batch(images, labels, masks, torch.zeros(len(images), dtype=torch.bool, device=images.device))
+    masks = torch.zeros(len(images), 1, *images.shape[-2:], device=images.device)  # all background: ReFF is active
+    batch = Batch(images, labels, masks, torch.ones(len(images), dtype=torch.bool, device=images.device))
 
     def step() -> None:
         model.train()
@@ -131,6 +131,22 @@ def bench_topgap_train(size: int, batch: int, repeats: int, device: torch.device
     ratio, a, b = interleaved(topgap, baseline, repeats)
     a_mem, b_mem = peak_megabytes(topgap, device), peak_megabytes(baseline, device)
     return Row(ratio, 1.15, a, b, {"a_mem_mb": a_mem, "b_mem_mb": b_mem, "mem_ratio": a_mem / b_mem})
+
+
+def bench_reff_train(size: int, batch: int, repeats: int, device: torch.device) -> Row:
+    """ReFF training step (4 stages, double back-propagation) / plain step, resnet18, same batch; memory too."""
+    from captum_topgap.losses import CrossEntropy, ReFF, ReFFObjective
+    from captum_topgap.training import build_model
+
+    torch.manual_seed(0)
+    side = max(32, size // 2)
+    x, y = torch.rand(batch, 3, side, side, device=device), torch.arange(batch, device=device) % 10
+    reff_model = build_model("resnet18", num_classes=10).to(device)
+    reff = train_step(reff_model, ReFFObjective(ReFF(reff_model)), x, y)
+    baseline = train_step(build_model("resnet18", num_classes=10).to(device), CrossEntropy(), x, y)
+    ratio, a, b = interleaved(reff, baseline, repeats)
+    a_mem, b_mem = peak_megabytes(reff, device), peak_megabytes(baseline, device)
+    return Row(ratio, 3.0, a, b, {"a_mem_mb": a_mem, "b_mem_mb": b_mem, "mem_ratio": a_mem / b_mem})
 
 
 def bench_augmented(size: int, batch: int, repeats: int, device: torch.device) -> Row:
@@ -214,6 +230,7 @@ def bench_erf(size: int, batch: int, repeats: int, device: torch.device) -> Row:
 BENCHMARKS: dict[str, Callable[..., Row]] = {
     "topgap_cam_vs_forward": bench_topgap_cam,
     "topgap_train_step_vs_baseline": bench_topgap_train,
+    "reff_train_step_vs_baseline": bench_reff_train,
     "augmented_gradcam_vs_batched_gradcam": bench_augmented,
     "primal_dual_vs_adam_to_same_objective": bench_solver,
     "recipro_cam_vs_scorecam": bench_recipro,

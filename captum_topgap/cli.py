@@ -87,6 +87,20 @@ def _dataset(args: argparse.Namespace, split: str, p: float | None = None):
     return make_dataset(args.data, split, **options)
 
 
+def _reff_objective(args: argparse.Namespace, model, train_data):
+    """Algorithm 1: hide all but ``--annotated`` masks, fit the pseudo-annotator on them, build the objective."""
+    from captum_topgap.data import PartiallyAnnotated
+    from captum_topgap.losses import ReFF, ReFFObjective
+    from captum_topgap.models import PseudoAnnotator
+
+    partial = PartiallyAnnotated(train_data, args.annotated, seed=args.seed)
+    annotator = None
+    if len(partial.annotated_indices) < len(partial):
+        annotator = PseudoAnnotator(size=args.size)
+        annotator.fit([train_data[i] for i in partial.annotated_indices], epochs=args.annotator_epochs, seed=args.seed)
+    return partial, ReFFObjective(ReFF(model, variant=args.variant), args.reff_weight, annotator)
+
+
 def _train(args: argparse.Namespace) -> int:
     import torch
 
@@ -107,11 +121,14 @@ def _train(args: argparse.Namespace) -> int:
         raise SystemExit(f"--method topgap needs a topgap_* model, got {args.model}")
     sparsity = TOPGAP_SPARSITY if args.sparsity is None else args.sparsity
     objective = TopGAPObjective(sparsity) if method == "topgap" else CrossEntropy()
+    if method == "reff":
+        train_data, objective = _reff_objective(args, model, train_data)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                          weight_decay=args.weight_decay, optimizer=args.optimizer, seed=args.seed,
                          num_workers=args.workers, device=args.device)
     metadata = {"model": args.model, "model_kwargs": model_kwargs, "method": method, "data": args.data,
                 "sparsity": sparsity if method == "topgap" else 0.0,
+                "annotated": -1 if args.annotated is None else args.annotated, "variant": args.variant,
                 "p": args.p, "q": args.q, "size": args.size}
     history = train(model, objective, train_data, val_data, config, args.out, args.resume, metadata)
     test_accuracy = accuracy(model, _dataset(args, "test", p=args.test_p), args.batch_size, args.device)
@@ -214,9 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a baseline or Top-GAP model with the one training loop")
     train.add_argument("--model", default="topgap_resnet18", help="timm name (topgap_* for Top-GAP)")
-    train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap"])
+    train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap", "reff"])
     train.add_argument("--k", default="64", help="Top-GAP k: positions (int) or a fraction (float)")
     train.add_argument("--sparsity", type=float, default=None, help="Top-GAP λ (default: losses.TOPGAP_SPARSITY)")
+    train.add_argument("--annotated", type=int, default=None, help="ReFF: images that keep their masks (default all)")
+    train.add_argument("--variant", default="reff", choices=["reff", "l1", "l2"], help="ReFF variant")
+    train.add_argument("--reff-weight", type=float, default=None, help="ReFF λ (default: losses.REFF_WEIGHT)")
+    train.add_argument("--annotator-epochs", type=int, default=20, help="ReFF: pix2pix epochs on the annotated set")
     _data_options(train)
     train.add_argument("--test-p", type=float, default=1.0, help="background randomness of the test split")
     train.add_argument("--epochs", type=int, default=10)

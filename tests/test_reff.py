@@ -125,3 +125,68 @@ def test_the_core_is_grad_cam(tiny_net, images) -> None:
     normalised = (flat - flat.min(1, keepdim=True).values) / (flat.max(1, keepdim=True).values
                                                               - flat.min(1, keepdim=True).values)
     assert torch.allclose(normalised.view_as(ours), theirs, atol=1e-5)
+
+
+def test_algorithm_1_uses_real_masks_where_annotated_and_pseudo_masks_elsewhere(setup) -> None:
+    from captum_topgap.data import Batch
+    from captum_topgap.losses import ReFFObjective
+
+    model, x, y, reff = setup
+
+    class Constant(nn.Module):
+        def annotate(self, images):
+            return torch.full((len(images), 1, 8, 8), 0.25, dtype=images.dtype)
+
+    real = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    real[..., 4:, :] = 1.0
+    batch = Batch(x, y, real, torch.tensor([True, False]))
+    loss, logits = ReFFObjective(reff, weight=0.5, annotator=Constant())(model, batch)
+    composed = torch.stack([real[0], torch.full((1, 8, 8), 0.25, dtype=torch.float64)])
+    expected = torch.nn.functional.cross_entropy(logits, y) + 0.5 * reff(x, y, composed)
+    assert torch.allclose(loss, expected)
+    no_annotator, _ = ReFFObjective(reff, weight=0.5)(model, batch)
+    ones_elsewhere = torch.stack([real[0], torch.ones(1, 8, 8, dtype=torch.float64)])
+    assert torch.allclose(no_annotator, torch.nn.functional.cross_entropy(logits, y) + 0.5 * reff(x, y, ones_elsewhere))
+
+
+def test_partially_annotated_hides_all_but_n_masks() -> None:
+    from captum_topgap.data import PartiallyAnnotated, TexturedMNIST
+
+    data = TexturedMNIST("test", size=16, limit=20)
+    partial = PartiallyAnnotated(data, 5, seed=1)
+    kept = [i for i in range(20) if partial[i][2] is not None]
+    assert kept == partial.annotated_indices and len(kept) == 5
+    assert torch.equal(partial[kept[0]][2], data[kept[0]][2])
+    assert len(PartiallyAnnotated(data).annotated_indices) == 20
+    with pytest.raises(ValueError, match=r"`n_annotated` must be in \[0, 20\]"):
+        PartiallyAnnotated(data, 21)
+
+
+def test_pseudo_annotator_learns_the_masks_of_its_training_set() -> None:
+    from captum_topgap.data import TexturedMNIST, collate
+    from captum_topgap.models import PseudoAnnotator
+
+    torch.manual_seed(0)
+    data = [TexturedMNIST("train", p=1.0, q=0.0, size=32, limit=8)[i] for i in range(8)]
+    annotator = PseudoAnnotator(size=32)
+    batch = collate(data)
+    before = float((annotator.annotate(batch.images) - batch.masks).abs().mean())
+    history = annotator.fit(data, epochs=8, progress=False)
+    after = float((annotator.annotate(batch.images) - batch.masks).abs().mean())
+    assert history[-1] < history[0] and after < before
+    masks = annotator.annotate(batch.images)
+    assert masks.shape == (8, 1, 32, 32) and 0.0 <= float(masks.min()) and float(masks.max()) <= 1.0
+    with pytest.raises(ValueError, match=r"`size` 36 must be a multiple of 2\^depth"):
+        PseudoAnnotator(size=36)
+
+
+def test_cli_trains_reff_with_a_pseudo_annotator(tmp_path) -> None:
+    from captum_topgap.cli import main
+    from captum_topgap.training import load_checkpoint
+
+    out = tmp_path / "reff"
+    assert main(["train", "--model", "resnet18", "--method", "reff", "--annotated", "8", "--annotator-epochs", "1",
+                 "--data", "textured-mnist", "--q", "1", "--size", "32", "--limit", "32", "--epochs", "1",
+                 "--batch-size", "16", "--out", str(out)]) == 0
+    meta = load_checkpoint(out / "best.pt")["metadata"]
+    assert meta["method"] == "reff" and meta["annotated"] == 8 and meta["variant"] == "reff"

@@ -19,7 +19,7 @@ from captum_topgap.data.folders import MaskFolder, OxfordPetMasks
 from captum_topgap.data.sources import load_digits, load_fashion_mnist, load_textures, read_gimp_pattern
 from captum_topgap.data.spurious import SpuriousBackgrounds, group_accuracy
 from captum_topgap.data.textured_mnist import TexturedMNIST
-from captum_topgap.data.transforms import Batch, PairedTransform, collate, resize_pair
+from captum_topgap.data.transforms import Batch, PairedTransform, PartiallyAnnotated, collate, resize_pair
 
 DATASETS = {
     "textured-mnist": lambda split, **kw: TexturedMNIST(split, **kw),
@@ -38,7 +38,8 @@ def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:
 
 
 __all__ = [
-    "DATASETS", "Batch", "MaskFolder", "OxfordPetMasks", "PairedTransform", "SpuriousBackgrounds", "TexturedMNIST",
+    "DATASETS", "Batch", "MaskFolder", "OxfordPetMasks", "PairedTransform", "PartiallyAnnotated", "SpuriousBackgrounds",
+    "TexturedMNIST",
     "collate", "group_accuracy", "load_digits", "load_fashion_mnist", "load_textures", "make_dataset",
     "read_gimp_pattern", "resize_pair",
 ]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
+from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 
@@ -86,3 +87,31 @@ def collate(samples: Sequence[tuple]) -> Batch:
         masks[i] = mask.reshape(1, *mask.shape[-2:]).float()
         annotated[i] = True
     return Batch(images, labels, masks, annotated)
+
+
+class PartiallyAnnotated(Dataset):
+    """Keep the masks of ``n_annotated`` randomly chosen samples (``None``: all) and hide the others
+    (mask ``None``), as in ReFF's experiments with few annotations.
+
+    Example:
+        >>> data = [(torch.zeros(3, 2, 2), 0, torch.ones(1, 2, 2, dtype=torch.bool))] * 10
+        >>> partial = PartiallyAnnotated(data, 3)
+        >>> sum(partial[i][2] is not None for i in range(10)), len(partial.annotated_indices)
+        (3, 3)
+    """
+
+    def __init__(self, dataset: Sequence, n_annotated: int | None = None, seed: int = 0) -> None:
+        self.dataset = dataset
+        n = len(dataset) if n_annotated is None else n_annotated
+        if not 0 <= n <= len(dataset):
+            raise ValueError(f"`n_annotated` must be in [0, {len(dataset)}], got {n_annotated}.")
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+        self.annotated_indices = sorted(order[:n].tolist())
+        self._annotated = set(self.annotated_indices)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple:
+        image, label, mask, *rest = self.dataset[index]
+        return (image, label, mask if index in self._annotated else None, *rest)
