@@ -34,6 +34,7 @@ from captum_topgap._state import preserved_state
 from captum_topgap.methods.augmented import augmented_cam
 from captum_topgap.methods.cam import class_activation_map
 from captum_topgap.methods.erf import erf
+from captum_topgap.methods.gradcam import grad_cam_maps
 from captum_topgap.methods.recipro import recipro_cam
 from captum_topgap.methods.topgap_cam import topgap_cam
 from captum_topgap.registry import method_spec, register_method
@@ -341,6 +342,21 @@ class AugmentedGradCAM(LayerCoreMethod):
         return augmented_cam(base, inputs, target, **{**self.options, **options})
 
 
+class DifferentiableGradCAM(LayerCoreMethod):
+    """Grad-CAM from the plugin's torch-native core (:mod:`captum_topgap.methods.gradcam`): the core ReFF
+    trains through. ``attribute(..., create_graph=True)`` keeps the graph for a loss on the maps."""
+
+    method_name = "differentiable_gradcam"
+
+    def core(self, inputs: torch.Tensor, target: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        return grad_cam_maps(self.model, inputs, target, [self.layer], create_graph, upsample=False)[1][0]
+
+    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        maps = self.core(inputs, target, create_graph)
+        maps = upsample_to(maps, inputs) if self.upsample else maps
+        return maps if create_graph else maps.detach()
+
+
 class ERF(MethodAttribution):
     """Effective receptive field of the target logit: Σ_c |∂y/∂x_c| as (N, 1, H, W) (see methods/erf.py)."""
 
@@ -358,5 +374,8 @@ register_method("recipro_cam", origin="captum-topgap", kind="layer",
 register_method("augmented_gradcam", origin="captum-topgap", kind="layer", aliases=("augmented_grad_cam",),
                 description="Augmented Grad-CAM: super-resolution from augmented copies (Morbidelli et al.)")(
     AugmentedGradCAM)
+register_method("differentiable_gradcam", origin="captum-topgap", kind="layer",
+                description="torch-native Grad-CAM that can keep its graph (the core ReFF trains through)")(
+    DifferentiableGradCAM)
 register_method("erf", origin="captum-topgap", kind="pixel",
                 description="effective receptive field Σ_c |∂y/∂x_c| of the target logit")(ERF)

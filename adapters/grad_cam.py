@@ -219,6 +219,12 @@ class ReciproCAM(CoreCAM):
     method_class = captum_adapters.ReciproCAM
 
 
+class DifferentiableGradCAM(CoreCAM):
+    """The plugin's torch-native Grad-CAM core as a grad-cam class."""
+
+    method_class = captum_adapters.DifferentiableGradCAM
+
+
 class AugmentedGradCAM(CoreCAM):
     """Augmented Grad-CAM as a grad-cam class; ``base`` is a registry name or a grad-cam class
     (``GradCAMPlusPlus`` …) and the augmentation / solver options are those of the Captum class."""

@@ -116,9 +116,10 @@ def test_default_layers_are_the_resnet_stages() -> None:
 
 
 def test_the_core_is_grad_cam(tiny_net, images) -> None:
-    """Up to normalisation the differentiable core equals pytorch-grad-cam's Grad-CAM (registry 'gradcam')."""
-    tiny_net.eval()
-    _, (ours,) = grad_cam_maps(tiny_net, images, torch.tensor([2, 1]), [tiny_net.features], upsample=False)
+    """Up to normalisation the differentiable core (registry 'differentiable_gradcam') equals
+    pytorch-grad-cam's Grad-CAM (registry 'gradcam')."""
+    ours = captum_topgap.get_method("differentiable_gradcam", tiny_net, tiny_net.features, upsample=False).attribute(
+        images, target=[2, 1])
     theirs = captum_topgap.get_method("gradcam", tiny_net, tiny_net.features, upsample=False).attribute(
         images, target=[2, 1])
     flat = ours.flatten(1)
@@ -190,3 +191,11 @@ def test_cli_trains_reff_with_a_pseudo_annotator(tmp_path) -> None:
                  "--batch-size", "16", "--out", str(out)]) == 0
     meta = load_checkpoint(out / "best.pt")["metadata"]
     assert meta["method"] == "reff" and meta["annotated"] == 8 and meta["variant"] == "reff"
+
+
+def test_registered_core_keeps_its_graph_on_request(tiny_net, images) -> None:
+    method = captum_topgap.get_method("differentiable_gradcam", tiny_net)
+    kept = method.attribute(images, target=[0, 1], create_graph=True)
+    assert kept.requires_grad and not method.attribute(images, target=[0, 1]).requires_grad
+    (grad,) = torch.autograd.grad(kept.sum(), tiny_net.fc.weight)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
