@@ -263,7 +263,8 @@ register_method("topgap_cam", origin="captum-topgap", kind="model",
 
 class LayerCoreMethod(MethodAttribution):
     """Base of the plugin's layer methods: a torch-native core gives (N, 1, h, w) maps at the layer's
-    resolution; the result is upsampled bilinearly to the input unless ``upsample=False``."""
+    resolution (detached, unless the core is asked to keep its graph); the result is upsampled bilinearly
+    to the input unless ``upsample=False``."""
 
     needs_layer = True
 
@@ -273,7 +274,7 @@ class LayerCoreMethod(MethodAttribution):
         self.upsample = upsample
 
     def _attribute(self, inputs: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        maps = self.core(inputs, target, **kwargs).detach()
+        maps = self.core(inputs, target, **kwargs)
         return upsample_to(maps, inputs) if self.upsample and maps.shape[-2:] != inputs.shape[-2:] else maps
 
     def core(self, inputs: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -350,11 +351,6 @@ class DifferentiableGradCAM(LayerCoreMethod):
 
     def core(self, inputs: torch.Tensor, target: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
         return grad_cam_maps(self.model, inputs, target, [self.layer], create_graph, upsample=False)[1][0]
-
-    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-        maps = self.core(inputs, target, create_graph)
-        maps = upsample_to(maps, inputs) if self.upsample else maps
-        return maps if create_graph else maps.detach()
 
 
 class ERF(MethodAttribution):

@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from captum_topgap._checks import check_mask
 from captum_topgap.data.transforms import Batch
+from captum_topgap.methods.gradcam import grad_cam_maps
 
 TOPGAP_SPARSITY = 0.01
 """Default λ of the sparseness term; chosen by the sweep in docs/topgap.md."""
@@ -77,7 +79,14 @@ class TopGAPObjective:
 
 
 def default_reff_layers(model: nn.Module) -> list[nn.Module]:
-    """The four ResNet stages (``layer1`` … ``layer4``), else the last four entries of timm's ``feature_info``."""
+    """The four ResNet stages (``layer1`` … ``layer4``), else the last four entries of timm's ``feature_info``.
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("resnet18", num_classes=2)
+        >>> default_reff_layers(model)[-1] is model.layer4
+        True
+    """
     if all(hasattr(model, f"layer{i}") for i in range(1, 5)):
         return [getattr(model, f"layer{i}") for i in range(1, 5)]
     info = getattr(model, "feature_info", None)
@@ -126,9 +135,6 @@ class ReFF:
     def term_and_logits(self, inputs: torch.Tensor, target: torch.Tensor,
                         mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The ReFF term (scalar, differentiable w.r.t. the weights) and the logits of the same forward."""
-        from captum_topgap._checks import check_mask
-        from captum_topgap.methods.gradcam import grad_cam_maps
-
         relevant = check_mask(mask, inputs).to(inputs.device)
         if relevant.min() < 0 or relevant.max() > 1:
             raise ValueError("`mask` values must lie in [0, 1] (1 = relevant); soft masks are fine.")
@@ -165,6 +171,15 @@ class ReFFObjective:
         reff: the :class:`ReFF` term (bound to the model being trained).
         weight: λ (default :data:`REFF_WEIGHT` of the variant).
         annotator: a trained :class:`~captum_topgap.models.pseudo_annotator.PseudoAnnotator` or ``None``.
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.data import collate
+        >>> model = timm.create_model("resnet18", num_classes=2)
+        >>> batch = collate([(torch.rand(3, 32, 32), 1, torch.ones(1, 32, 32)), (torch.rand(3, 32, 32), 0, None)])
+        >>> loss, logits = ReFFObjective(ReFF(model))(model, batch)  # all-ones / no mask: only the cross-entropy
+        >>> bool(torch.isclose(loss, F.cross_entropy(logits, batch.labels)))
+        True
     """
 
     def __init__(self, reff: ReFF, weight: float | None = None, annotator: nn.Module | None = None) -> None:
