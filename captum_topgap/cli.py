@@ -178,14 +178,53 @@ def _evaluate(args: argparse.Namespace) -> int:
                                              method_kwargs=parse_options(args.option))
     if args.erf_distance:
         results["erf_distance"] = erf_scores(model, data, limit=args.explain_limit)
+    results.update(_shift_and_robustness(args, model, data))
     print(f"accuracy {results['accuracy']:.4f}")
     if "erf_distance" in results:
         print("ERF distance: " + "  ".join(f"{k} {v:.4f}" for k, v in results["erf_distance"].items()))
     for name, scores in results.get("heatmaps", {}).items():
         print(f"{name:24s} IoU@0.5 {scores['iou']:.4f}   IoU mean over thresholds {scores['iou_mean_thresholds']:.4f}")
+    for region, table in results.get("robustness", {}).items():
+        print(f"robust accuracy ({region} pixels, eps={args.eps:.4g}): "
+              + "  ".join(f"{name} {value:.4f}" for name, value in table.items()))
+    for name, row in results.get("corruptions", {}).items():
+        print(f"corruption {name:16s} " + (f"{row:.4f}" if isinstance(row, float) else
+                                           "  ".join(f"{k} {v:.4f}" for k, v in row.items())))
+    if "groups" in results:
+        print(f"groups: average {results['groups']['average']:.4f}  worst group {results['groups']['worst_group']:.4f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
+
+
+def _shift_and_robustness(args: argparse.Namespace, model, data) -> dict[str, object]:
+    """``--robustness`` (per ``--region``), ``--corruptions`` and worst-group accuracy when the split has groups."""
+    from torch.utils.data import DataLoader, Subset
+
+    from captum_topgap.data.transforms import collate
+    from captum_topgap.robustness import evaluate_robustness
+    from captum_topgap.shift import corruption_accuracy, group_shift
+
+    results: dict[str, object] = {}
+    subset = Subset(data, range(min(args.robust_limit, len(data))))
+    attacks = [a for a in args.robustness.split(",") if a]
+    if attacks:
+        results["robustness"] = {
+            region: evaluate_robustness(model, DataLoader(subset, batch_size=64, collate_fn=collate), attacks,
+                                        eps=args.eps, region=None if region == "all" else region, seed=args.seed)
+            for region in args.region.split(",")}
+    if args.corruptions:
+        results["corruptions"] = corruption_accuracy(model, DataLoader(subset, batch_size=64, collate_fn=collate),
+                                                     seed=args.seed)
+    if hasattr(data, "groups"):
+        results["groups"] = group_shift(model, data)
+    return results
+
+
+def _fraction(text: str) -> float:
+    """``"8/255"`` or ``"0.03"`` -> float (for ``--eps``)."""
+    numerator, _, denominator = text.partition("/")
+    return float(numerator) / float(denominator or 1)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -252,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", default=None, help="a last.pt to continue from")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="accuracy and heat-map IoU of a trained checkpoint")
+    evaluate = commands.add_parser("evaluate", help="accuracy, heat-map IoU, robustness and shift of a checkpoint")
     evaluate.add_argument("--checkpoint", required=True)
     _data_options(evaluate)
     evaluate.set_defaults(p=1.0)
@@ -261,6 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--option", action="append", default=[], metavar="METHOD.NAME=VALUE",
                           help="a method's constructor option, e.g. augmented_gradcam.solver=primal_dual")
     evaluate.add_argument("--erf-distance", action="store_true", help="also the mean ERF distance of the true class")
+    evaluate.add_argument("--robustness", default="", help="comma-separated attacks: pgd20,pgd50,square[N]")
+    evaluate.add_argument("--region", default="all", help="pixels attacked: all, background, object (comma list)")
+    evaluate.add_argument("--eps", type=_fraction, default=8 / 255, help="L∞ budget, e.g. 8/255")
+    evaluate.add_argument("--robust-limit", type=int, default=500, help="images attacked / corrupted")
+    evaluate.add_argument("--corruptions", action="store_true", help="accuracy under 5 corruptions × 5 severities")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.set_defaults(run=_evaluate)

@@ -85,9 +85,17 @@ def test_cli_train_and_evaluate(tmp_path: Path, capsys) -> None:
     assert type(model).__name__ == "TopGAPNet" and model.k == 16 and not model.training
     report = tmp_path / "eval.json"
     assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--size", "32", "--limit", "16",
-                 "--methods", "topgap_cam,gradcam", "--erf-distance", "--json", str(report)]) == 0
+                 "--methods", "topgap_cam,gradcam", "--erf-distance", "--robustness", "pgd3,square5",
+                 "--region", "all,background", "--eps", "8/255", "--robust-limit", "16", "--corruptions",
+                 "--json", str(report)]) == 0
     results = json.loads(report.read_text())
     assert 0.0 <= results["erf_distance"]["background_share"] <= 1.0
     assert 0.0 <= results["accuracy"] <= 1.0
     assert set(results["heatmaps"]) == {"topgap_cam", "gradcam"}
     assert all(0.0 <= v["iou"] <= 1.0 for v in results["heatmaps"].values())
+    for table in results["robustness"].values():  # all 16 test images: the clean column is the accuracy
+        assert table["clean"] == results["accuracy"] == results["corruptions"]["clean"]
+        assert table["pgd3"] <= table["clean"] and table["square5"] <= table["clean"]
+    assert set(results["robustness"]) == {"all", "background"}
+    assert set(results["corruptions"]) == {"clean", "gaussian_noise", "gaussian_blur", "contrast", "brightness", "jpeg"}
+    assert "robust accuracy (background pixels, eps=0.03137)" in capsys.readouterr().out

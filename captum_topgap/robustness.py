@@ -1,0 +1,318 @@
+"""Robust accuracy under L∞ attacks run by existing engines: PGD by Foolbox, Square by ART.
+
+The core never imports an engine; ``captum_topgap.adapters.foolbox`` and ``captum_topgap.adapters.art``
+do, behind one signature ``attack(model, inputs, labels, eps, steps, bounds, preprocessing, radius)``.
+
+Robust accuracy counts a sample as robust when it is classified correctly both clean and after the
+attack (so it never exceeds the clean accuracy); only correctly classified samples are attacked.
+
+``region="background"`` (or ``"object"``) restricts the perturbation to the pixels outside (inside) the
+mask with :class:`RegionModel`, a model wrapper that composites the attacked pixels over the clean
+image: x̃ = x₀ + a ⊙ (x − x₀) with a the allowed region. Both engines then attack that wrapper, and the
+returned adversarial images are composited the same way.
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+    >>> x, y = torch.rand(8, 3, 4, 4), torch.zeros(8, dtype=torch.long)
+    >>> robust_accuracy(net, x, y, "pgd20", eps=0.0) == clean_accuracy(net, x, y)
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from captum_topgap._state import preserved_state
+
+EPS = 8 / 255
+SQUARE_QUERIES = 1000
+_ENGINES = {"pgd": "captum_topgap.adapters.foolbox", "square": "captum_topgap.adapters.art"}
+_DEFAULT_STEPS = {"pgd": 20, "square": SQUARE_QUERIES}
+_REGIONS = (None, "all", "background", "object")
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack by name: ``"pgd20"`` = PGD with 20 steps, ``"square"`` = Square with its default queries.
+
+    Example:
+        >>> AttackSpec.parse("pgd50"), AttackSpec.parse("square").steps
+        (AttackSpec(kind='pgd', steps=50), 1000)
+    """
+
+    kind: str
+    steps: int
+
+    @classmethod
+    def parse(cls, name: str, steps: int | None = None) -> AttackSpec:
+        match = re.fullmatch(r"(pgd|square)(\d*)", name.strip().lower())
+        if match is None:
+            raise ValueError(f"attack={name!r} is not known; use 'pgd', 'pgd20', 'pgd50', 'square' or 'square<N>'")
+        kind, digits = match.groups()
+        return cls(kind, int(digits) if digits else steps or _DEFAULT_STEPS[kind])
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}{self.steps}"
+
+
+def normalize(images: torch.Tensor, preprocessing: Mapping[str, Any] | None) -> torch.Tensor:
+    """(x − mean) / std per channel, Foolbox's ``preprocessing=dict(mean=…, std=…)`` on channel axis 1.
+
+    Example:
+        >>> normalize(torch.ones(1, 3, 1, 1), {"mean": [0.5] * 3, "std": [0.25] * 3}).flatten().tolist()
+        [2.0, 2.0, 2.0]
+    """
+    if not preprocessing:
+        return images
+    shape = (1, -1, 1, 1)
+    mean = torch.as_tensor(preprocessing.get("mean", 0.0), dtype=images.dtype, device=images.device)
+    std = torch.as_tensor(preprocessing.get("std", 1.0), dtype=images.dtype, device=images.device)
+    return (images - mean.reshape(shape)) / std.reshape(shape)
+
+
+def allowed_region(region: str | None, masks: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """The float map a of pixels the attack may change: 1 everywhere, 1 − mask ("background") or mask ("object").
+
+    Example:
+        >>> allowed_region("background", torch.tensor([[[[True, False]]]]), torch.zeros(1, 3, 1, 2)).tolist()
+        [[[[0.0, 1.0]]]]
+    """
+    if region not in _REGIONS:
+        raise ValueError(f"region={region!r} is not known; use None, 'background' or 'object'")
+    if region in (None, "all"):
+        return torch.ones_like(like[:, :1])
+    if masks is None:
+        raise ValueError(f"region={region!r} needs masks=: a (N, 1, H, W) boolean tensor of the object")
+    if masks.shape[0] != like.shape[0] or masks.shape[-2:] != like.shape[-2:] or masks.dim() != 4:
+        raise ValueError(f"masks must have shape (N, 1, H, W) = ({like.shape[0]}, 1, {like.shape[-2]}, "
+                         f"{like.shape[-1]}), got {tuple(masks.shape)}")
+    inside = masks.to(like.device).bool()[:, :1].to(like.dtype)
+    return inside if region == "object" else 1 - inside
+
+
+class RegionModel(nn.Module):
+    """``model(x₀ + a ⊙ (x − x₀))``: an attack on this wrapper can change only the allowed pixels a.
+
+    Each query row is matched to the clean image it was derived from by L∞ distance (an L∞ attack keeps
+    every row within ``radius`` of its clean image), so engines that query subsets of the batch, as ART's
+    Square attack does, work as well as Foolbox's full batches.
+
+    Args:
+        model: the classifier.
+        clean: (N, C, H, W) clean images, in the space the wrapper receives (after any preprocessing).
+        allowed: (N, 1, H, W) float map of changeable pixels.
+        radius: the largest per-pixel distance of a query from its clean image in that space.
+
+    Example:
+        >>> net = torch.nn.Flatten()
+        >>> clean, allowed = torch.zeros(1, 1, 1, 2), torch.tensor([[[[1.0, 0.0]]]])
+        >>> RegionModel(net, clean, allowed, radius=0.1)(torch.full((1, 1, 1, 2), 0.1)).tolist()
+        [[0.10000000149011612, 0.0]]
+    """
+
+    def __init__(self, model: nn.Module, clean: torch.Tensor, allowed: torch.Tensor, radius: float) -> None:
+        super().__init__()
+        self.model, self.radius = model, float(radius)
+        self.register_buffer("clean", clean.detach())
+        self.register_buffer("allowed", allowed.detach())
+        with torch.no_grad():
+            distance = torch.cdist(self.clean.flatten(1), self.clean.flatten(1), p=float("inf"))
+            regions_differ = (self.allowed.flatten(1)[:, None] != self.allowed.flatten(1)[None]).any(-1)
+        if ((distance <= 2 * self.radius) & regions_differ).any():
+            raise ValueError("two inputs of one batch lie within 2·eps of each other but have different masks; "
+                             "attack them in separate batches")
+
+    def composite(self, x: torch.Tensor) -> torch.Tensor:
+        """x₀ + a ⊙ (x − x₀) for each row's own clean image x₀ and region a."""
+        with torch.no_grad():
+            distance, source = torch.cdist(x.detach().flatten(1), self.clean.flatten(1), p=float("inf")).min(1)
+        if (distance > self.radius + 1e-4).any():
+            raise RuntimeError(f"the attack moved an input {distance.max().item():.4g} from every clean image, "
+                               f"more than eps ({self.radius:.4g}); the engine broke its L∞ budget")
+        clean, allowed = self.clean[source], self.allowed[source]
+        return clean + allowed * (x - clean)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.composite(x))
+
+
+def check_attack_inputs(inputs: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float]) -> None:
+    """The usual Foolbox pitfalls, each with its fix: images outside ``bounds``, labels not (N,) indices.
+
+    Example:
+        >>> check_attack_inputs(torch.full((1, 3, 2, 2), -1.0), torch.zeros(1, dtype=torch.long), (0, 1))
+        Traceback (most recent call last):
+        ...
+        ValueError: inputs lie outside bounds=(0, 1) (min -1, max -1): pass images in [0, 1] and the \
+normalisation as preprocessing=dict(mean=..., std=...) instead of normalised tensors
+    """
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+        raise ValueError(f"inputs must be a (N, C, H, W) tensor, got {getattr(inputs, 'shape', type(inputs))}")
+    low, high = bounds
+    if inputs.min() < low or inputs.max() > high:
+        raise ValueError(f"inputs lie outside bounds={tuple(bounds)} (min {inputs.min().item():.4g}, max "
+                         f"{inputs.max().item():.4g}): pass images in [{low}, {high}] and the normalisation as "
+                         "preprocessing=dict(mean=..., std=...) instead of normalised tensors")
+    if not isinstance(labels, torch.Tensor) or labels.shape != (inputs.shape[0],) or labels.is_floating_point():
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels must be integer class indices of shape ({inputs.shape[0]},), got {shape}; "
+                         "for one-hot labels pass labels.argmax(1)")
+
+
+def _predict(model: nn.Module, images: torch.Tensor, preprocessing: Mapping[str, Any] | None,
+             batch_size: int) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(normalize(chunk, preprocessing)).argmax(1) for chunk in images.split(batch_size)])
+
+
+def clean_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                   preprocessing: Mapping[str, Any] | None = None, batch_size: int = 64) -> float:
+    """Share of ``inputs`` classified as ``labels`` (model in eval mode, its state restored).
+
+    Example:
+        >>> clean_accuracy(torch.nn.Flatten(), torch.tensor([[[[0.0, 1.0]]]]), torch.tensor([1]))
+        1.0
+    """
+    with preserved_state(model):
+        return (_predict(model, inputs, preprocessing, batch_size) == labels.to(inputs.device)).float().mean().item()
+
+
+def adversarial_examples(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: str = "pgd",
+                         eps: float = EPS, steps: int | None = None, region: str | None = None,
+                         masks: torch.Tensor | None = None, bounds: tuple[float, float] = (0.0, 1.0),
+                         preprocessing: Mapping[str, Any] | None = None, seed: int = 0) -> torch.Tensor:
+    """Adversarial images x_adv with ‖x_adv − x‖∞ ≤ eps, changed only inside the allowed ``region``.
+
+    Args:
+        model: classifier on normalised images (the normalisation goes in ``preprocessing``).
+        inputs: (N, C, H, W) images within ``bounds``.
+        labels: (N,) class indices.
+        attack: ``"pgd"``/``"pgd20"``/``"pgd50"`` (Foolbox ``LinfPGD``, random start, step 0.25·eps) or
+            ``"square"``/``"square<N>"`` (ART ``SquareAttack``, L∞, N iterations).
+        eps: L∞ budget in input units.
+        steps: iterations when the name carries none.
+        region: None (all pixels), ``"background"`` (1 − mask) or ``"object"`` (mask).
+        masks: (N, 1, H, W) object masks, needed for a region.
+        bounds: the valid input range; the engines clip to it.
+        preprocessing: ``dict(mean=…, std=…)`` applied inside the attacked model.
+        seed: seeds the engine's randomness (random start, square positions) without touching global state.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> x = torch.rand(2, 3, 2, 2)
+        >>> adv = adversarial_examples(net, x, torch.tensor([0, 1]), "pgd5", eps=0.1)
+        >>> bool((adv - x).abs().max() <= 0.1 + 1e-6)
+        True
+    """
+    spec = AttackSpec.parse(attack, steps)
+    check_attack_inputs(inputs, labels, bounds)
+    allowed = allowed_region(region, masks, inputs)
+    if eps == 0 or len(inputs) == 0:
+        return inputs.clone()
+    std = torch.as_tensor((preprocessing or {}).get("std", 1.0), dtype=torch.float64)
+    radius = eps / float(std.min())
+    with preserved_state(model):
+        target = RegionModel(model, normalize(inputs, preprocessing), allowed, radius).eval()
+        engine = _engine(spec.kind)
+        raw = engine.attack(target, inputs, labels.to(inputs.device), eps=eps, steps=spec.steps, bounds=bounds,
+                            preprocessing=preprocessing, seed=seed)
+    return (inputs + allowed * (raw.to(inputs) - inputs)).detach()
+
+
+def _engine(kind: str) -> Any:
+    try:
+        return importlib.import_module(_ENGINES[kind])
+    except ImportError as error:
+        package = "foolbox" if kind == "pgd" else "adversarial-robustness-toolbox"
+        raise ImportError(f"attack {kind!r} needs {package}: pip install {package}") from error
+
+
+def robust_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: str = "pgd",
+                    eps: float = EPS, steps: int | None = None, region: str | None = None,
+                    masks: torch.Tensor | None = None, bounds: tuple[float, float] = (0.0, 1.0),
+                    preprocessing: Mapping[str, Any] | None = None, batch_size: int = 64, seed: int = 0) -> float:
+    """Share of samples classified correctly both clean and after ``attack`` (see :func:`adversarial_examples`).
+
+    robust accuracy = 1/N Σ_i [f(x_i) = y_i] · [f(x_adv_i) = y_i] ≤ clean accuracy.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 0, 1])
+        >>> robust_accuracy(net, x, y, "pgd20", eps=8 / 255) <= clean_accuracy(net, x, y)
+        True
+    """
+    return robust_counts(model, inputs, labels, attack, eps, steps, region, masks, bounds, preprocessing,
+                         batch_size, seed)[0].float().mean().item()
+
+
+def robust_counts(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: str = "pgd",
+                  eps: float = EPS, steps: int | None = None, region: str | None = None,
+                  masks: torch.Tensor | None = None, bounds: tuple[float, float] = (0.0, 1.0),
+                  preprocessing: Mapping[str, Any] | None = None, batch_size: int = 64,
+                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample booleans (robust, clean-correct); attacks only the correctly classified samples.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> robust, correct = robust_counts(net, torch.rand(3, 3, 2, 2), torch.tensor([0, 1, 1]), eps=0.0)
+        >>> bool((robust == correct).all())
+        True
+    """
+    check_attack_inputs(inputs, labels, bounds)
+    allowed_region(region, masks, inputs)
+    labels = labels.to(inputs.device)
+    with preserved_state(model):
+        correct = _predict(model, inputs, preprocessing, batch_size) == labels
+        robust = correct.clone()
+        for chunk in torch.arange(len(inputs), device=inputs.device)[correct].split(batch_size):
+            chunk_masks = None if masks is None else masks[chunk.to(masks.device)]
+            adversarial = adversarial_examples(model, inputs[chunk], labels[chunk], attack, eps, steps, region,
+                                               chunk_masks, bounds, preprocessing, seed)
+            robust[chunk] = _predict(model, adversarial, preprocessing, batch_size) == labels[chunk]
+    return robust, correct
+
+
+def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[str] = ("pgd20", "pgd50", "square"),
+                        eps: float = EPS, region: str | None = None, bounds: tuple[float, float] = (0.0, 1.0),
+                        preprocessing: Mapping[str, Any] | None = None, seed: int = 0,
+                        progress: bool = True) -> dict[str, float]:
+    """Clean and robust accuracy of each attack over a loader of ``Batch`` or ``(images, labels[, masks])``.
+
+    Accuracies are exact sums over all samples divided by the count (not means of batch means).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> loader = [(torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 0, 1]))]
+        >>> sorted(evaluate_robustness(net, loader, ["pgd5"], eps=0.0, progress=False))
+        ['clean', 'pgd5']
+    """
+    robust = dict.fromkeys(attacks, 0)
+    correct = count = 0
+    device = next(model.parameters()).device
+    for batch in tqdm(loader, desc=f"robustness ({region or 'all'} pixels)", disable=not progress, leave=False):
+        images, labels, masks = _unpack(batch)
+        images, labels = images.to(device), labels.to(device)
+        with preserved_state(model):
+            correct += int((_predict(model, images, preprocessing, len(images)) == labels).sum())
+        for attack in attacks:
+            robust[attack] += int(robust_counts(model, images, labels, attack, eps, region=region, masks=masks,
+                                                bounds=bounds, preprocessing=preprocessing, seed=seed)[0].sum())
+        count += len(labels)
+    return {"clean": correct / max(count, 1), **{name: value / max(count, 1) for name, value in robust.items()}}
+
+
+def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    if hasattr(batch, "images"):
+        return batch.images, batch.labels, batch.masks
+    images, labels, *rest = batch
+    return images, labels, rest[0] if rest else None

@@ -1,0 +1,152 @@
+"""Accuracy under distribution shift: common corruptions at five severities and spurious-background groups.
+
+Corruptions follow CIFAR-10-C's parameters (small images), applied to batches of [0, 1] images with
+torchvision's functional ops (``imagecorruptions`` would pull ``opencv-python`` beside grad-cam's
+``opencv-python-headless``):
+
+============== ======================================== =========================================
+name           x' =                                      severity 1 … 5
+============== ======================================== =========================================
+gaussian_noise clip(x + σ·n), n ~ N(0, 1)                σ = 0.04, 0.06, 0.08, 0.09, 0.10
+gaussian_blur  Gaussian blur of standard deviation σ     σ = 0.4, 0.6, 0.7, 0.8, 1.0 (× side / 32)
+contrast       (x − x̄)·c + x̄, x̄ the image mean          c = 0.75, 0.5, 0.4, 0.3, 0.15
+brightness     clip(x + b)                              b = 0.05, 0.1, 0.15, 0.2, 0.3
+jpeg           JPEG round trip at quality q              q = 80, 65, 58, 50, 40
+============== ======================================== =========================================
+
+Example:
+    >>> import torch
+    >>> corrupt(torch.full((1, 3, 8, 8), 0.5), "contrast", 5).unique().tolist()
+    [0.5]
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from captum_topgap._state import preserved_state
+from captum_topgap.data.spurious import group_accuracy
+from captum_topgap.data.transforms import collate
+
+SEVERITIES = {
+    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
+    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),
+    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
+    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "jpeg": (80, 65, 58, 50, 40),
+}
+
+
+def _noise(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    return (x + sigma * noise).clamp(0, 1)
+
+
+def _blur(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    sigma = sigma * x.shape[-1] / 32
+    kernel = 2 * int(3 * sigma) + 1
+    return TF.gaussian_blur(x, [kernel, kernel], [sigma, sigma])
+
+
+def _contrast(x: torch.Tensor, c: float, generator: torch.Generator) -> torch.Tensor:
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * c + mean
+
+
+def _brightness(x: torch.Tensor, b: float, generator: torch.Generator) -> torch.Tensor:
+    return (x + b).clamp(0, 1)
+
+
+def _jpeg(x: torch.Tensor, quality: float, generator: torch.Generator) -> torch.Tensor:
+    decoded = []
+    for image in x.clamp(0, 1).cpu():
+        buffer = io.BytesIO()
+        TF.to_pil_image(image).save(buffer, format="JPEG", quality=int(quality))
+        decoded.append(TF.pil_to_tensor(Image.open(buffer)))
+    return (torch.stack(decoded).to(x.dtype) / 255).to(x.device)
+
+
+CORRUPTIONS: dict[str, Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]] = {
+    "gaussian_noise": _noise, "gaussian_blur": _blur, "contrast": _contrast, "brightness": _brightness,
+    "jpeg": _jpeg,
+}
+
+
+def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
+    """A batch of [0, 1] images under corruption ``name`` at ``severity`` 1 … 5 (same seed -> same noise).
+
+    Example:
+        >>> x = torch.rand(2, 3, 16, 16)
+        >>> torch.equal(corrupt(x, "gaussian_noise", 3, seed=1), corrupt(x, "gaussian_noise", 3, seed=1))
+        True
+    """
+    if name not in CORRUPTIONS:
+        raise ValueError(f"corruption {name!r} is not known; use one of {sorted(CORRUPTIONS)}")
+    if severity not in range(1, 6):
+        raise ValueError(f"severity must be 1 … 5, got {severity}")
+    generator = torch.Generator().manual_seed(seed)
+    return CORRUPTIONS[name](images, SEVERITIES[name][severity - 1], generator)
+
+
+def corruption_accuracy(model: nn.Module, loader: Iterable, corruptions: Sequence[str] | None = None,
+                        severities: Sequence[int] = (1, 2, 3, 4, 5), seed: int = 0,
+                        progress: bool = True) -> dict[str, object]:
+    """Clean accuracy and accuracy under each corruption and severity (exact sums over the loader).
+
+    Returns ``{"clean": acc, "gaussian_noise": {"1": acc, …, "mean": acc}, …}``.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        >>> table = corruption_accuracy(net, [(torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 0, 1]))],
+        ...                             ["contrast"], [1], progress=False)
+        >>> sorted(table["contrast"])
+        ['1', 'mean']
+    """
+    names = list(corruptions or CORRUPTIONS)
+    correct = {(name, s): 0 for name in names for s in severities}
+    clean = count = 0
+    device = next(model.parameters()).device
+    with preserved_state(model), torch.no_grad():
+        for index, batch in enumerate(tqdm(loader, desc="corruptions", disable=not progress, leave=False)):
+            images, labels = (batch.images, batch.labels) if hasattr(batch, "images") else batch[:2]
+            images, labels = images.to(device), labels.to(device)
+            clean += int((model(images).argmax(1) == labels).sum())
+            for name, severity in correct:
+                shifted = corrupt(images, name, severity, seed=seed + index)
+                correct[name, severity] += int((model(shifted).argmax(1) == labels).sum())
+            count += len(labels)
+    table: dict[str, object] = {"clean": clean / max(count, 1)}
+    for name in names:
+        row = {str(s): correct[name, s] / max(count, 1) for s in severities}
+        table[name] = {**row, "mean": sum(row.values()) / len(row)}
+    return table
+
+
+def group_shift(model: nn.Module, data: Dataset, batch_size: int = 64, progress: bool = True) -> dict[str, float]:
+    """Average and worst-group accuracy on a split with ``.groups`` (e.g. ``SpuriousBackgrounds``).
+
+    Example:
+        >>> from captum_topgap.data import SpuriousBackgrounds
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
+        >>> scores = group_shift(net, SpuriousBackgrounds("test", size=16, limit=8), progress=False)
+        >>> scores["worst_group"] <= scores["average"]
+        True
+    """
+    if not hasattr(data, "groups"):
+        raise ValueError("data must have .groups (one group id per sample), e.g. SpuriousBackgrounds")
+    device = next(model.parameters()).device
+    predictions, labels = [], []
+    with preserved_state(model), torch.no_grad():
+        for batch in tqdm(DataLoader(data, batch_size=batch_size, collate_fn=collate), desc="groups",
+                          disable=not progress, leave=False):
+            predictions.append(model(batch.images.to(device)).argmax(1).cpu())
+            labels.append(batch.labels.cpu())
+    return group_accuracy(torch.cat(predictions), torch.cat(labels), torch.as_tensor(data.groups))
