@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 from torch import nn
 
@@ -78,6 +80,9 @@ def trace_spatial_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[
 def default_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Module]:
     """The last module with a spatial 4-D output in a traced forward (``layer4`` of a ResNet).
 
+    Modules called several times in one forward (a shared activation such as EfficientNet's ``_swish``)
+    are skipped: a hook on them would see every call, not the last feature maps.
+
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
         >>> default_layer(net, torch.zeros(1, 3, 8, 8))[0]
@@ -87,7 +92,8 @@ def default_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Modu
     if not spatial:
         raise ValueError("no submodule of the model outputs a spatial (N, C, H, W) map; this method needs a "
                          "convolutional layer — pass `layer=` explicitly or use a pixel method such as 'saliency'.")
-    name, module, _ = spatial[-1]
+    calls = Counter(id(module) for _, module, _ in spatial)
+    name, module, _ = ([entry for entry in spatial if calls[id(entry[1])] == 1] or spatial)[-1]
     return name, module
 
 

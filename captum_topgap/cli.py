@@ -221,6 +221,43 @@ def _shift_and_robustness(args: argparse.Namespace, model, data) -> dict[str, ob
     return results
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from captum_topgap.explain import explain, load_image
+
+    if args.checkpoint:
+        from captum_topgap.training import load_checkpoint, load_model
+
+        model = load_model(args.checkpoint, args.device)
+        size = args.size or load_checkpoint(args.checkpoint)["metadata"].get("size", 224)
+        names = [str(c) for c in range(model(torch_zeros(size, args.device)).shape[1])]
+    elif args.model:
+        import timm
+
+        import captum_topgap.models  # noqa: F401  (registers topgap_* in timm)
+
+        print(f"warning: --model {args.model} without --checkpoint has random weights (no hub downloads here)")
+        model, size = timm.create_model(args.model, pretrained=False).eval(), args.size or 224
+        names = [str(c) for c in range(model(torch_zeros(size, args.device)).shape[1])]
+    else:
+        from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes
+
+        model, size, names = efficientnet_lite0(), args.size or 224, imagenet_classes()
+    methods = [m for m in (args.compare or args.method).split(",") if m]
+    image = load_image(args.image, size).to(args.device)
+    result = explain(model, image, methods, args.out, names, args.target, parse_options(args.option))
+    for rank, (name, probability) in enumerate(result["top"], start=1):
+        print(f"{rank}. {name:30s} {probability:.4f}")
+    print(f"explained class {result['target']} ({names[result['target']]}) with {', '.join(methods)}: {args.out}")
+    return 0
+
+
+def torch_zeros(size: int, device: str):
+    """One black (1, 3, size, size) image, to read a model's number of classes."""
+    import torch
+
+    return torch.zeros(1, 3, size, size, device=device)
+
+
 def _fraction(text: str) -> float:
     """``"8/255"`` or ``"0.03"`` -> float (for ``--eps``)."""
     numerator, _, denominator = text.partition("/")
@@ -308,6 +345,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.set_defaults(run=_evaluate)
+
+    explain = commands.add_parser("explain", help="top-5 classes and a heat-map overlay of one photo")
+    explain.add_argument("image", nargs="?", default=None, help="a photo (default: scikit-image's cat)")
+    explain.add_argument("--method", default="gradcam", help="a registry name (captum-topgap methods)")
+    explain.add_argument("--compare", default=None, help="several methods side by side, e.g. gradcam,augmented_gradcam")
+    explain.add_argument("--model", default=None, help="a timm name (random weights unless --checkpoint)")
+    explain.add_argument("--checkpoint", default=None, help="a best.pt written by captum-topgap train")
+    explain.add_argument("--target", type=int, default=None, help="class to explain (default: the top class)")
+    explain.add_argument("--size", type=int, default=None, help="image side (default: the model's)")
+    explain.add_argument("--option", action="append", default=[], metavar="METHOD.NAME=VALUE")
+    explain.add_argument("--out", default="explanation.png")
+    explain.add_argument("--device", default="cpu")
+    explain.set_defaults(run=_explain)
 
     bench = commands.add_parser("bench", help="cost ratios, medians of interleaved A/B timings in one run")
     bench.add_argument("--only", default=None, help="run one row by name")

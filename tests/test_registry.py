@@ -63,6 +63,20 @@ def test_default_layer_of_a_timm_resnet_is_its_last_stage() -> None:
     assert cam.layer is model.layer4
 
 
+def test_default_layer_skips_a_module_called_twice_in_one_forward() -> None:
+    class SharedActivation(torch.nn.Module):  # like EfficientNet's one `_swish` used after stem and head
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.head, self.act = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 1), torch.nn.ReLU()
+            self.fc = torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.act(self.head(self.act(self.stem(x)))).mean((2, 3)))
+
+    model = SharedActivation()
+    assert captum_topgap.get_method("gradcam", model).layer_name == "head"
+
+
 def test_register_method_decorator(clean_registry, tiny_net, images) -> None:
     @captum_topgap.register_method("doubled_saliency", description="2 × saliency", aliases=("saliency2",))
     def doubled(model, layer=None, **kwargs):
