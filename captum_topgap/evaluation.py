@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from captum_topgap.data.transforms import collate
-from captum_topgap.metrics import mask_iou, mean_mask_iou
+from captum_topgap.metrics import energy_pointing_game, mask_iou, mean_mask_iou
 from captum_topgap.registry import get_method
 
 
@@ -33,7 +33,7 @@ def as_heatmap(attributions: torch.Tensor) -> torch.Tensor:
 def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Dataset, limit: int | None = 200,
                    batch_size: int = 32, method_kwargs: dict[str, dict[str, Any]] | None = None,
                    progress: bool = True) -> dict[str, dict[str, float]]:
-    """Mean mask IoU (threshold 0.5) and mean IoU over thresholds of each method, on ``limit`` samples.
+    """Mean mask IoU (threshold 0.5), mean IoU over thresholds and energy pointing game of each method.
 
     Example:
         >>> from captum_topgap.data import TexturedMNIST
@@ -41,11 +41,11 @@ def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Dataset, limi
         >>> model = topgap("resnet18", num_classes=10, k=16)
         >>> scores = heatmap_scores(model, ["topgap_cam"], TexturedMNIST("test", size=32, limit=4), progress=False)
         >>> sorted(scores["topgap_cam"])
-        ['iou', 'iou_mean_thresholds']
+        ['energy_pointing_game', 'iou', 'iou_mean_thresholds']
     """
     subset = Subset(data, range(min(limit or len(data), len(data))))
     loader = DataLoader(subset, batch_size=batch_size, collate_fn=collate)
-    sums = {name: {"iou": 0.0, "iou_mean_thresholds": 0.0} for name in methods}
+    sums = {name: {"iou": 0.0, "iou_mean_thresholds": 0.0, "energy_pointing_game": 0.0} for name in methods}
     explainers = {name: get_method(name, model, **(method_kwargs or {}).get(name, {})) for name in methods}
     count = 0
     for batch in tqdm(loader, desc="heat-maps", disable=not progress, leave=False):
@@ -55,6 +55,7 @@ def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Dataset, limi
             heat = as_heatmap(explainer.attribute(images, target=labels)).detach()
             sums[name]["iou"] += float(mask_iou(heat, masks).sum())
             sums[name]["iou_mean_thresholds"] += float(mean_mask_iou(heat, masks).sum())
+            sums[name]["energy_pointing_game"] += float(energy_pointing_game(heat, masks).sum())
         count += len(labels)
     return {name: {k: v / max(count, 1) for k, v in values.items()} for name, values in sums.items()}
 

@@ -159,7 +159,7 @@ normalisation as preprocessing=dict(mean=..., std=...) instead of normalised ten
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
         raise ValueError(f"inputs must be a (N, C, H, W) tensor, got {getattr(inputs, 'shape', type(inputs))}")
     low, high = bounds
-    if inputs.min() < low or inputs.max() > high:
+    if inputs.numel() and (inputs.min() < low or inputs.max() > high):
         raise ValueError(f"inputs lie outside bounds={tuple(bounds)} (min {inputs.min().item():.4g}, max "
                          f"{inputs.max().item():.4g}): pass images in [{low}, {high}] and the normalisation as "
                          "preprocessing=dict(mean=..., std=...) instead of normalised tensors")
@@ -275,6 +275,8 @@ def robust_counts(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
         correct = _predict(model, inputs, preprocessing, batch_size) == labels
         robust = correct.clone()
         for chunk in torch.arange(len(inputs), device=inputs.device)[correct].split(batch_size):
+            if len(chunk) == 0:
+                continue
             chunk_masks = None if masks is None else masks[chunk.to(masks.device)]
             adversarial = adversarial_examples(model, inputs[chunk], labels[chunk], attack, eps, steps, region,
                                                chunk_masks, bounds, preprocessing, seed)

@@ -47,6 +47,13 @@ def analytic_robust(net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
     return margin > eps * gap
 
 
+def test_a_batch_without_correct_samples_has_nothing_to_attack() -> None:
+    net, x, y = linear_problem()
+    wrong = net(x).argmax(1) != y
+    robust, correct = robust_counts(net, x[wrong], y[wrong], "square20", eps=EPS)
+    assert not robust.any() and not correct.any() and len(robust) == int(wrong.sum())
+
+
 def test_attack_names_parse() -> None:
     assert AttackSpec.parse("pgd20") == AttackSpec("pgd", 20)
     assert AttackSpec.parse("PGD50").steps == 50
