@@ -34,9 +34,11 @@ from captum_topgap._state import preserved_state
 from captum_topgap.methods.augmented import augmented_cam
 from captum_topgap.methods.cam import class_activation_map
 from captum_topgap.methods.erf import erf
+from captum_topgap.methods.expansion_cam import expansion_cams
 from captum_topgap.methods.gradcam import grad_cam_maps
 from captum_topgap.methods.recipro import recipro_cam
 from captum_topgap.methods.topgap_cam import topgap_cam
+from captum_topgap.models.expansion import ExpansionNet
 from captum_topgap.registry import method_spec, register_method
 
 
@@ -259,6 +261,60 @@ class TopGAPCAM(MethodAttribution):
 register_method("topgap_cam", origin="captum-topgap", kind="model",
                 description="Top-GAP class map of a Top-GAP model: one forward, no backward (Nieradzik et al.)")(
     TopGAPCAM)
+
+
+class ExpansionCAM(MethodAttribution):
+    """Expansion CAM (the High-Resolution CAM framework of seed 001, not grad-cam's ``HiResCAM``).
+
+    Args:
+        model: the localisation network (GAP + FC), or an :class:`~captum_topgap.models.ExpansionNet`.
+        expansion: the trained ``ExpansionNet`` over ``model`` (not needed when ``model`` is one).
+        output: ``"refined"`` (default), ``"high"`` or ``"low"`` (the upsampled low-res CAM).
+        refine_options: ``blur_size``, ``roi_percentile``, ``bound_percentiles``, ``n_seeds``, ``hole_area``,
+            ``weight`` of :func:`captum_topgap.methods.expansion_cam.refine`.
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.models import ExpansionNet
+        >>> localizer = timm.create_model("resnet18", num_classes=3)
+        >>> cam = ExpansionCAM(localizer, ExpansionNet(localizer), hole_area=16)
+        >>> cam.attribute(torch.rand(2, 3, 32, 32), target=[0, 2]).shape
+        torch.Size([2, 1, 32, 32])
+        >>> sorted(cam.attribute_all(torch.rand(1, 3, 32, 32), target=1))
+        ['high', 'low', 'refined']
+    """
+
+    method_name = "expansion_cam"
+    outputs = ("refined", "high", "low")
+
+    def __init__(self, model: nn.Module, expansion: ExpansionNet | None = None, layer: None = None,
+                 output: str = "refined", upsample: bool = True, **refine_options: Any) -> None:
+        if layer is not None:
+            raise ValueError("`layer` is not used by 'expansion_cam': it reads the expansion network; leave it None.")
+        expansion = model if isinstance(model, ExpansionNet) else expansion
+        if not isinstance(expansion, ExpansionNet) or (expansion is not model and expansion.localizer is not model):
+            raise ValueError("'expansion_cam' needs `expansion=`: an ExpansionNet built over this model (train one "
+                             "with `captum-topgap train --method expansion --localizer CKPT`), or pass the "
+                             "ExpansionNet itself as the model.")
+        if output not in self.outputs:
+            raise ValueError(f"`output` must be one of {self.outputs}, got {output!r}")
+        super().__init__(expansion)
+        self.output, self.refine_options = output, refine_options
+
+    def attribute_all(self, inputs: torch.Tensor, target: TargetType = None) -> dict[str, torch.Tensor]:
+        """``{"low", "high", "refined"}`` maps (N, 1, H, W) of ``target`` from one pass."""
+        inputs = check_images(inputs, self.model)
+        with preserved_state(self.model):
+            return expansion_cams(self.model, inputs, self._labels(inputs, target), **self.refine_options)
+
+    def attribute(self, inputs: torch.Tensor, target: TargetType = None, **kwargs: Any) -> torch.Tensor:
+        """The ``output`` map of ``target`` (``None``: predicted class)."""
+        return self.attribute_all(inputs, target)[kwargs.get("output", self.output)]
+
+
+register_method("expansion_cam", origin="captum-topgap", kind="model", aliases=("high_resolution_cam",),
+                description="Expansion (High-Resolution) CAM: expansion network + refinement (Tagaris et al.)")(
+    ExpansionCAM)
 
 
 class LayerCoreMethod(MethodAttribution):

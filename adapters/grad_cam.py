@@ -184,7 +184,7 @@ class CoreCAM(BaseCAM):
         with preserved_state(model, eval_mode=False):
             super().__init__(model, [], reshape_transform, uses_gradients=False)
         layer = target_layers[-1] if target_layers else None
-        self.method = self.method_class(model, layer, **{"upsample": False, **options})
+        self.method = self.method_class(model, layer=layer, **{"upsample": False, **options})
 
     def forward(self, input_tensor: torch.Tensor, targets: list[Callable] | None,
                 eigen_smooth: bool = False) -> np.ndarray:
@@ -223,6 +223,22 @@ class DifferentiableGradCAM(CoreCAM):
     """The plugin's torch-native Grad-CAM core as a grad-cam class."""
 
     method_class = captum_adapters.DifferentiableGradCAM
+
+
+class ExpansionCAM(CoreCAM):
+    """Expansion CAM as a grad-cam class: ``ExpansionCAM(model, expansion=net)``; ``output`` and the
+    refinement options are those of the Captum class (no ``target_layers``: it reads the expansion network).
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.models import ExpansionNet
+        >>> localizer = timm.create_model("resnet18", num_classes=3)
+        >>> with ExpansionCAM(localizer, expansion=ExpansionNet(localizer), hole_area=16) as cam:
+        ...     cam(input_tensor=torch.rand(1, 3, 32, 32), targets=[ClassifierOutputTarget(2)]).shape
+        (1, 32, 32)
+    """
+
+    method_class = captum_adapters.ExpansionCAM
 
 
 class AugmentedGradCAM(CoreCAM):

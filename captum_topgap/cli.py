@@ -106,10 +106,12 @@ def _train(args: argparse.Namespace) -> int:
 
     from captum_topgap.losses import TOPGAP_SPARSITY, CrossEntropy, TopGAPObjective
     from captum_topgap.models import TopGAPNet
-    from captum_topgap.training import TrainConfig, accuracy, build_model, train
+    from captum_topgap.training import accuracy, build_model, train
 
     torch.manual_seed(args.seed)
     train_data, val_data = _dataset(args, "train"), _dataset(args, "val")
+    if args.method == "expansion":
+        return _train_expansion(args, train_data, val_data)
     model_kwargs = {"num_classes": train_data.n_classes}
     if args.model.startswith("topgap_"):
         model_kwargs["k"] = float(args.k) if "." in args.k else int(args.k)
@@ -123,9 +125,7 @@ def _train(args: argparse.Namespace) -> int:
     objective = TopGAPObjective(sparsity) if method == "topgap" else CrossEntropy()
     if method == "reff":
         train_data, objective = _reff_objective(args, model, train_data)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                         weight_decay=args.weight_decay, optimizer=args.optimizer, seed=args.seed,
-                         num_workers=args.workers, device=args.device)
+    config = _train_config(args)
     metadata = {"model": args.model, "model_kwargs": model_kwargs, "method": method, "data": args.data,
                 "sparsity": sparsity if method == "topgap" else 0.0,
                 "annotated": -1 if args.annotated is None else args.annotated, "variant": args.variant,
@@ -134,6 +134,33 @@ def _train(args: argparse.Namespace) -> int:
     test_accuracy = accuracy(model, _dataset(args, "test", p=args.test_p), args.batch_size, args.device)
     print(f"{args.model} ({method}): val accuracy {history[-1]['val_accuracy']:.4f}, "
           f"test accuracy (p={args.test_p}) {test_accuracy:.4f}; checkpoints in {args.out}")
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from captum_topgap.training import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                       weight_decay=args.weight_decay, optimizer=args.optimizer, seed=args.seed,
+                       num_workers=args.workers, device=args.device)
+
+
+def _train_expansion(args: argparse.Namespace, train_data, val_data) -> int:
+    """Expansion CAM: train an ExpansionNet (MSE reconstruction) over the frozen ``--localizer`` checkpoint."""
+    from captum_topgap.models import ExpansionNet, ExpansionObjective
+    from captum_topgap.training import load_checkpoint, load_model, train
+
+    if not args.localizer:
+        raise SystemExit("--method expansion needs --localizer CKPT: the classifier trained by captum-topgap train")
+    localizer_meta = load_checkpoint(args.localizer)["metadata"]
+    model = ExpansionNet(load_model(args.localizer, args.device))
+    metadata = {"model": localizer_meta["model"], "model_kwargs": localizer_meta.get("model_kwargs", {}),
+                "method": "expansion", "localizer": str(args.localizer), "data": args.data, "p": args.p, "q": args.q,
+                "size": args.size}
+    history = train(model, ExpansionObjective(), train_data, val_data, _train_config(args), args.out, args.resume,
+                    metadata)
+    print(f"expansion network over {args.localizer}: final reconstruction MSE {history[-1]['train_loss']:.5f}, "
+          f"classifier val accuracy {history[-1]['val_accuracy']:.4f} (frozen); checkpoints in {args.out}")
     return 0
 
 
@@ -318,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a baseline or Top-GAP model with the one training loop")
     train.add_argument("--model", default="topgap_resnet18", help="timm name (topgap_* for Top-GAP)")
-    train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap", "reff"])
+    train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap", "reff", "expansion"])
     train.add_argument("--k", default="64", help="Top-GAP k: positions (int) or a fraction (float)")
     train.add_argument("--sparsity", type=float, default=None, help="Top-GAP λ (default: losses.TOPGAP_SPARSITY)")
     train.add_argument("--annotated", type=int, default=None, help="ReFF: images that keep their masks (default all)")
@@ -326,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--reff-weight", type=float, default=None, help="ReFF λ (default: losses.REFF_WEIGHT)")
     train.add_argument("--annotator-epochs", type=int, default=20, help="ReFF: pix2pix epochs on the annotated set")
     _data_options(train)
+    train.add_argument("--localizer", default=None, help="expansion: the classifier checkpoint to expand (frozen)")
     train.add_argument("--test-p", type=float, default=1.0, help="background randomness of the test split")
     train.add_argument("--epochs", type=int, default=10)
     train.add_argument("--batch-size", type=int, default=32)

@@ -109,6 +109,35 @@ def save_erf_comparison(models: dict[str, tuple[torch.nn.Module, torch.nn.Module
     return fields
 
 
+def save_expansion_pipeline(image: torch.Tensor, steps: dict[str, np.ndarray], path: str | Path) -> Path:
+    """The Expansion CAM poster's pipeline figure for one image: image, low-res CAM, high-res CAM with the
+    focal points, the region-growing boundary on the gradient map, the refined CAM and the masked image.
+
+    ``steps`` is the dict of :func:`captum_topgap.methods.expansion_cam.refine`.
+
+    Example:
+        >>> import tempfile
+        >>> from captum_topgap.methods.expansion_cam import refine
+        >>> steps = refine(np.random.rand(16, 16), np.random.rand(16, 16), hole_area=8)
+        >>> save_expansion_pipeline(torch.rand(3, 16, 16), steps, tempfile.mkdtemp() + "/p.png").suffix
+        '.png'
+    """
+    rgb = torch.as_tensor(image).detach().float().permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+    panels = [("image", rgb, None), ("low-res CAM", steps["low"], "jet"), ("high-res CAM + focal points",
+              steps["high"], "jet"), ("region growing on the gradient", steps["gradient"], "gray"),
+              ("refined CAM", steps["refined"], "jet"), ("masked image", rgb * steps["refined"][..., None], None)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.5))
+    for ax, (title, picture, cmap) in zip(axes, panels, strict=True):
+        ax.imshow(picture, cmap=cmap)
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+    axes[2].scatter(steps["seeds"][:, 1], steps["seeds"][:, 0], s=12, c="white", marker="x")
+    axes[3].contour(steps["filled"].astype(float), levels=[0.5], colors="red", linewidths=0.8)
+    figure.tight_layout()
+    _save(figure, path)
+    return Path(path)
+
+
 def _save(figure: plt.Figure, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

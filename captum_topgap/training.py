@@ -183,11 +183,16 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model of a checkpoint written by :func:`train` (``metadata`` holds its name and arguments)."""
+    """Rebuild the model of a checkpoint written by :func:`train` (``metadata`` holds its name and arguments);
+    an expansion checkpoint gives the ``ExpansionNet`` with its localisation network inside."""
     state = load_checkpoint(checkpoint, device)
     meta = state.get("metadata", {})
     if "model" not in meta:
         raise ValueError(f"{checkpoint} has no model name in its metadata; it was not written by captum-topgap train.")
     model = build_model(meta["model"], **meta.get("model_kwargs", {}))
+    if meta.get("method") == "expansion":
+        from captum_topgap.models.expansion import ExpansionNet
+
+        model = ExpansionNet(model)
     model.load_state_dict(state["model"])
     return model.to(device).eval()

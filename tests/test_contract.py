@@ -10,6 +10,7 @@ import torch
 
 import captum_topgap
 from captum_topgap._state import count_hooks
+from captum_topgap.models import ExpansionNet
 
 from .conftest import TinyNet, set_fail, tiny_topgap
 
@@ -44,7 +45,10 @@ def assert_same_state(model: torch.nn.Module, before: dict) -> None:
 
 
 def model_for(name: str, tiny_net: TinyNet) -> torch.nn.Module:
-    """The tiny classifier, or a tiny Top-GAP network for methods that read a model's own maps."""
+    """The tiny classifier, a tiny Top-GAP network or an expansion network over the tiny classifier for
+    methods that read a model's own maps."""
+    if captum_topgap.method_spec(name).name == "expansion_cam":
+        return ExpansionNet(tiny_net, stages=["features.2", "features"]).train()
     return tiny_topgap() if captum_topgap.method_spec(name).kind == "model" else tiny_net
 
 

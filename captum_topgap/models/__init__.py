@@ -1,7 +1,10 @@
-"""Models: Top-GAP networks (registered in timm on import) and the CIFAR PreAct ResNet-18."""
+"""Models: Top-GAP networks (registered in timm on import), the CIFAR PreAct ResNet-18, the expansion
+network of Expansion CAM and ReFF's pix2pix pseudo-annotator."""
 
+from captum_topgap.models.expansion import ExpansionNet, ExpansionObjective
 from captum_topgap.models.preact import PreActResNet18, PreActResNetFeatures
 from captum_topgap.models.pseudo_annotator import PseudoAnnotator
 from captum_topgap.models.topgap import TopGAPNet, topgap
 
-__all__ = ["PreActResNet18", "PreActResNetFeatures", "PseudoAnnotator", "TopGAPNet", "topgap"]
+__all__ = ["ExpansionNet", "ExpansionObjective", "PreActResNet18", "PreActResNetFeatures", "PseudoAnnotator",
+           "TopGAPNet", "topgap"]

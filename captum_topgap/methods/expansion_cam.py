@@ -1,0 +1,188 @@
+"""Expansion CAM (the High-Resolution CAM framework, seed 001): low-res CAM, high-res CAM, refinement.
+
+    low-res CAM_c  = Σ_k W_k^c A_k          (the localisation network's last feature maps)
+    high-res CAM_c = Σ_k W_k^c A_k^high     (the expansion network's maps at input size)
+
+Refinement, one small function per step with the authors' default in its signature:
+
+1. min-max normalise both maps; the low-res CAM is upsampled bilinearly to the input size;
+2. blur the high-res CAM (5 × 5 box) and take its Sobel gradient magnitude G;
+3. ROI = upsampled low-res CAM above its 85th percentile;
+4. growth bounds = 25th / 75th percentile of G inside the ROI;
+5. seeds (focal points) = the round(√H) highest pixels of the upsampled low-res CAM;
+6. connected-threshold region growing on G from the seeds within the bounds;
+7. add the ROI's edges; fill holes smaller than 256 px;
+8. refined = 0.5 · filled + 0.5 · low-res (both normalised).
+
+Example:
+    >>> low = np.zeros((16, 16)); low[4:12, 4:12] = 1.0
+    >>> steps = refine(low, low.copy(), hole_area=4)
+    >>> sorted(steps)[:4], steps["refined"].shape
+    (['blurred', 'bounds', 'filled', 'gradient'], (16, 16))
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from captum_topgap.methods.cam import linear_classifier
+
+
+def minmax(a: np.ndarray) -> np.ndarray:
+    """(a − min) / (max − min); a constant map becomes zeros.
+
+    Example:
+        >>> minmax(np.array([1.0, 3.0])).tolist()
+        [0.0, 1.0]
+    """
+    span = a.max() - a.min()
+    return (a - a.min()) / span if span > 0 else np.zeros_like(a, dtype=float)
+
+
+def box_blur(a: np.ndarray, size: int = 5) -> np.ndarray:
+    """Mean over a size × size window (edges replicated).
+
+    Example:
+        >>> box_blur(np.eye(3), size=3)[1, 1].round(4)
+        np.float64(0.3333)
+    """
+    return ndimage.uniform_filter(a.astype(float), size=size, mode="nearest")
+
+
+def sobel_magnitude(a: np.ndarray) -> np.ndarray:
+    """√(S_x² + S_y²) with 3 × 3 Sobel kernels.
+
+    Example:
+        >>> sobel_magnitude(np.tile([0.0, 0.0, 1.0, 1.0], (4, 1)))[1].tolist()
+        [0.0, 4.0, 4.0, 0.0]
+    """
+    return np.hypot(ndimage.sobel(a, axis=0, mode="nearest"), ndimage.sobel(a, axis=1, mode="nearest"))
+
+
+def region_of_interest(low: np.ndarray, percentile: float = 85) -> np.ndarray:
+    """Pixels of the (upsampled) low-res CAM above its ``percentile``.
+
+    Example:
+        >>> region_of_interest(np.arange(10.0), percentile=80).nonzero()[0].tolist()
+        [8, 9]
+    """
+    return low > np.percentile(low, percentile)
+
+
+def growth_bounds(gradient: np.ndarray, roi: np.ndarray, percentiles: tuple[float, float] = (25, 75)
+                  ) -> tuple[float, float]:
+    """Lower and upper percentile of the gradient inside the ROI (the whole map if the ROI is empty).
+
+    Example:
+        >>> growth_bounds(np.arange(5.0), np.ones(5, bool), (25, 75))
+        (1.0, 3.0)
+    """
+    values = gradient[roi] if roi.any() else gradient.ravel()
+    low, high = np.percentile(values, percentiles)
+    return float(low), float(high)
+
+
+def focal_points(low: np.ndarray, count: int | None = None) -> np.ndarray:
+    """(count, 2) row/column indices of the highest pixels; count = round(√H) by default.
+
+    Example:
+        >>> focal_points(np.array([[0.0, 5.0], [9.0, 1.0]]), count=1).tolist()
+        [[1, 0]]
+    """
+    count = round(np.sqrt(low.shape[0])) if count is None else count
+    flat = np.argsort(low.ravel(), kind="stable")[::-1][:count]
+    return np.stack(np.unravel_index(flat, low.shape), axis=1)
+
+
+def region_growing(image: np.ndarray, seeds: np.ndarray, lower: float, upper: float) -> np.ndarray:
+    """Connected-threshold region growing: pixels 4-connected to a seed through values in [lower, upper].
+
+    Example:
+        >>> image = np.array([[1, 1, 9, 1], [1, 1, 9, 1]], dtype=float)
+        >>> region_growing(image, np.array([[0, 0]]), 0, 2).astype(int).tolist()
+        [[1, 1, 0, 0], [1, 1, 0, 0]]
+    """
+    inside = (image >= lower) & (image <= upper)
+    labels, _ = ndimage.label(inside)
+    keep = {int(labels[r, c]) for r, c in seeds if labels[r, c] > 0}
+    return np.isin(labels, sorted(keep)) if keep else np.zeros_like(inside)
+
+
+def roi_edges(roi: np.ndarray) -> np.ndarray:
+    """The ROI's boundary pixels: roi minus its binary erosion.
+
+    Example:
+        >>> roi_edges(np.ones((3, 3), bool)).astype(int).tolist()
+        [[1, 1, 1], [1, 0, 1], [1, 1, 1]]
+    """
+    return roi & ~ndimage.binary_erosion(roi, border_value=0)
+
+
+def fill_small_holes(mask: np.ndarray, area: int = 256) -> np.ndarray:
+    """Fill the holes (background components not touching the border) smaller than ``area`` pixels.
+
+    Example:
+        >>> ring = np.ones((5, 5), bool); ring[2, 2] = False
+        >>> bool(fill_small_holes(ring, area=2)[2, 2]), bool(fill_small_holes(ring, area=1)[2, 2])
+        (True, False)
+    """
+    holes = ndimage.binary_fill_holes(mask) & ~mask
+    labels, count = ndimage.label(holes)
+    sizes = ndimage.sum(holes, labels, index=np.arange(1, count + 1))
+    small = np.isin(labels, np.arange(1, count + 1)[sizes < area])
+    return mask | small
+
+
+def blend(filled: np.ndarray, low: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    """weight · minmax(filled) + (1 − weight) · minmax(low).
+
+    Example:
+        >>> blend(np.array([0.0, 1.0]), np.array([2.0, 0.0]), weight=0.25).tolist()
+        [0.75, 0.25]
+    """
+    return weight * minmax(filled.astype(float)) + (1 - weight) * minmax(low)
+
+
+def refine(low: np.ndarray, high: np.ndarray, blur_size: int = 5, roi_percentile: float = 85,
+           bound_percentiles: tuple[float, float] = (25, 75), n_seeds: int | None = None, hole_area: int = 256,
+           weight: float = 0.5) -> dict[str, np.ndarray]:
+    """The whole refinement of one image's (upsampled low-res, high-res) CAMs; returns every step."""
+    low, high = minmax(low), minmax(high)
+    blurred = box_blur(high, blur_size)
+    gradient = sobel_magnitude(blurred)
+    roi = region_of_interest(low, roi_percentile)
+    bounds = growth_bounds(gradient, roi, bound_percentiles)
+    seeds = focal_points(low, n_seeds)
+    grown = region_growing(gradient, seeds, *bounds)
+    filled = fill_small_holes(grown | roi_edges(roi), hole_area)
+    return {"low": low, "high": high, "blurred": blurred, "gradient": gradient, "roi": roi,
+            "bounds": np.array(bounds), "seeds": seeds, "grown": grown, "filled": filled,
+            "refined": blend(filled, low, weight)}
+
+
+def expansion_cams(model: torch.nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                   **refine_options: float) -> dict[str, torch.Tensor]:
+    """Low-res (upsampled), high-res and refined CAMs of ``target``, each (N, 1, H, W), from an ExpansionNet.
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.models.expansion import ExpansionNet
+        >>> net = ExpansionNet(timm.create_model("resnet18", num_classes=3))
+        >>> maps = expansion_cams(net, torch.rand(2, 3, 32, 32), torch.tensor([0, 2]), hole_area=16)
+        >>> {name: tuple(m.shape) for name, m in maps.items()}
+        {'low': (2, 1, 32, 32), 'high': (2, 1, 32, 32), 'refined': (2, 1, 32, 32)}
+    """
+    weights = linear_classifier(model.localizer).weight[target]
+    with torch.no_grad():
+        features = model.encode(inputs)[1][-1]
+        high_features = model.expand(inputs)[0]
+        low = torch.einsum("nk,nkhw->nhw", weights, features).unsqueeze(1)
+        high = torch.einsum("nk,nkhw->nhw", weights, high_features).unsqueeze(1)
+    low_up = F.interpolate(low, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
+    refined = [refine(a[0].cpu().double().numpy(), b[0].cpu().double().numpy(), **refine_options)["refined"]
+               for a, b in zip(low_up, high, strict=True)]
+    return {"low": low_up, "high": high,
+            "refined": torch.from_numpy(np.stack(refined)).unsqueeze(1).to(inputs)}

@@ -1,0 +1,139 @@
+"""The expansion network of the High-Resolution CAM framework (seed 001), named Expansion CAM here.
+
+A frozen localisation network (any GAP + FC CNN) gives low-resolution feature maps A (K channels) and
+its encoder stages s_1 … s_L. The expansion network mirrors that encoder: starting from A it upsamples
+stage by stage, concatenating the encoder's feature maps of the same resolution (skip connections), up
+to the input size, where a 3 × 3 convolution gives K channels A^high and a 1 × 1 convolution the
+reconstructed image x̂. It is trained with ‖x̂ − x‖² while the localisation network stays frozen, and
+
+    high-res CAM_c = Σ_k W_k^c A_k^high        (W: the localisation network's classifier)
+
+Example:
+    >>> import timm
+    >>> net = ExpansionNet(timm.create_model("resnet18", num_classes=3))
+    >>> features, reconstruction = net.expand(torch.rand(2, 3, 32, 32))
+    >>> tuple(features.shape), tuple(reconstruction.shape)
+    ((2, 512, 32, 32), (2, 3, 32, 32))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from captum_topgap.data.transforms import Batch
+from captum_topgap.methods.cam import linear_classifier
+
+
+def _stages(localizer: nn.Module, stages: Sequence[str] | None) -> list[str]:
+    if stages is not None:
+        return list(stages)
+    info = getattr(localizer, "feature_info", None)
+    if info is None:
+        raise ValueError("the localisation network has no timm `feature_info`; pass `stages=` with the names of "
+                         "its encoder stages, from the highest resolution to the last feature block")
+    return [stage["module"] for stage in info]
+
+
+class _Up(nn.Module):
+    """Upsample to the skip's size, concatenate the skip, 3 × 3 conv-BN-ReLU."""
+
+    def __init__(self, channels: int, skip: int, out: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(channels + skip, out, 3, padding=1, bias=False), nn.BatchNorm2d(out),
+                                  nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
+        return self.conv(torch.cat([x, skip], dim=1))
+
+
+class ExpansionNet(nn.Module):
+    """Frozen localisation network + trainable expansion path; ``forward`` returns the classifier's logits.
+
+    Args:
+        localizer: a GAP + FC CNN (a timm model, or any model with ``stages=`` given).
+        stages: names of the encoder modules whose outputs feed the skip connections, highest resolution
+            first; the last one gives the feature maps A of the CAM (default: timm's ``feature_info``).
+
+    The localisation network's parameters have ``requires_grad=False`` and it stays in eval mode even when
+    the expansion network trains, so neither its weights nor its BatchNorm statistics move.
+    """
+
+    def __init__(self, localizer: nn.Module, stages: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.localizer = localizer.eval().requires_grad_(False)
+        self.stages = _stages(localizer, stages)
+        modules = dict(localizer.named_modules())
+        missing = [name for name in self.stages if name not in modules]
+        if missing:
+            raise ValueError(f"stages {missing} are not modules of the localisation network")
+        with torch.no_grad():
+            shapes = [f.shape for f in self._encode(torch.zeros(1, 3, 64, 64))[1]]
+        self.channels = shapes[-1][1]
+        reads = linear_classifier(localizer).in_features
+        if reads != self.channels:
+            raise ValueError(f"the last stage {self.stages[-1]!r} has {self.channels} channels but the classifier "
+                             f"reads {reads}; the last stage must give the CAM's feature maps")
+        widths = [s[1] for s in shapes]
+        self.up = nn.ModuleList(_Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(len(widths) - 1)))
+        self.head = nn.Sequential(nn.Conv2d(widths[0], self.channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.reconstruction = nn.Conv2d(self.channels, 3, 1)
+
+    def train(self, mode: bool = True) -> ExpansionNet:
+        super().train(mode)
+        self.localizer.eval()
+        return self
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        modules = dict(self.localizer.named_modules())
+        captured: dict[str, torch.Tensor] = {}
+        handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
+                   for name in self.stages]
+        try:
+            logits = self.localizer(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return logits, [captured[name] for name in self.stages]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The localisation network's logits and stage feature maps (the last = A), without gradients."""
+        with torch.no_grad():
+            return self._encode(x)
+
+    def expand(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A^high (N, K, H, W), reconstruction x̂ (N, 3, H, W)) of images x."""
+        _, skips = self.encode(x)
+        y = skips[-1]
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            y = block(y, skip)
+        features = self.head(F.interpolate(y, size=x.shape[-2:], mode="nearest"))
+        return features, self.reconstruction(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.localizer(x)
+
+
+class ExpansionObjective:
+    """Training objective of the expansion network: MSE reconstruction ‖x̂ − x‖²; logits = the frozen classifier's.
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.data.transforms import Batch
+        >>> net = ExpansionNet(timm.create_model("resnet18", num_classes=3))
+        >>> loss, logits = ExpansionObjective()(net, Batch(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]), None, None))
+        >>> loss.requires_grad, tuple(logits.shape)
+        (True, (2, 3))
+    """
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(model, ExpansionNet):
+            raise TypeError(f"the expansion objective trains an ExpansionNet, got {type(model).__name__}")
+        _, reconstruction = model.expand(batch.images)
+        with torch.no_grad():
+            logits = model(batch.images)
+        return F.mse_loss(reconstruction, batch.images), logits
