@@ -1,7 +1,9 @@
-"""One training loop for every method: the objective (plain, Top-GAP, later ReFF, expansion) is a plug-in.
+"""One training loop for every method: the objective (plain, Top-GAP, ReFF, expansion) is a plug-in.
 
 Per epoch: a tqdm bar over the shuffled training batches, validation accuracy, ``last.pt`` (everything
-needed to resume) and ``best.pt`` (weights of the best validation accuracy). Checkpoints hold only
+needed to resume) and ``best.pt`` (weights of the best validation accuracy, ties going to the lower
+training loss — which is what selects an expansion network, whose frozen classifier's accuracy never
+moves). Checkpoints hold only
 tensors and plain Python values, so they load with ``torch.load(weights_only=True)``. Resuming from
 ``last.pt`` restores the weights, the optimiser, the data-order generator and the global RNG, and so
 continues to the same result as an uninterrupted run.
@@ -124,14 +126,14 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
                         collate_fn=collate, num_workers=config.num_workers, drop_last=False)
     optimizer = make_optimizer(model, config)
     history: list[dict[str, float]] = []
-    start, best = 0, -1.0
+    start, best = 0, (-1.0, -float("inf"))
     if resume is not None:
         state = load_checkpoint(resume, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        start, best, history = state["epoch"] + 1, state["best"], list(state["history"])
+        start, best, history = state["epoch"] + 1, tuple(state["best"]), list(state["history"])
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +153,7 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
         if val_data is not None:
             record["val_accuracy"] = accuracy(model, val_data, config.batch_size, device)
         history.append(record)
-        score = record.get("val_accuracy", -record["train_loss"])
+        score = (record.get("val_accuracy", 0.0), -record["train_loss"])  # ties: the lower training loss
         if config.progress:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if out is not None:

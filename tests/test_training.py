@@ -61,7 +61,7 @@ def test_checkpoints_load_with_weights_only(tiny_data, tmp_path: Path) -> None:
     last = torch.load(tmp_path / "last.pt", weights_only=True)
     assert last["epoch"] == 1 and last["metadata"] == {"model": "tiny"} and last["history"] == history
     best = load_checkpoint(tmp_path / "best.pt")
-    best_epoch = max(range(2), key=lambda i: history[i]["val_accuracy"])
+    best_epoch = max(range(2), key=lambda i: (history[i]["val_accuracy"], -history[i]["train_loss"]))
     assert best["epoch"] == best_epoch and "optimizer" not in best
     assert json.loads((tmp_path / "history.json").read_text()) == history
 
