@@ -289,9 +289,11 @@ def _demo(args: argparse.Namespace) -> int:
     from captum_topgap.report import run_demo, summary_table
 
     report = run_demo(args.out, quick=args.quick, seed=args.seed)
-    print(summary_table(report["results"]))
+    print("\n" + summary_table(report["results"]))
     for finding in report["findings"]:
         print(f"[{'held' if finding['held'] else 'did not hold'}] {finding['claim']}: {finding['evidence']}")
+    for note in report["observations"]:
+        print(f"note: {note}")
     print(f"report: {Path(args.out) / 'index.html'} ({report['seconds']:.0f} s)")
     return 0
 
@@ -387,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="train baseline/Top-GAP/ReFF on Textured MNIST and write a report")
     demo.add_argument("--out", default="demo", help="report folder (index.html, results.json, figures)")
-    demo.add_argument("--quick", action="store_true", help="the under-5-minutes preset (32 px, fewer images)")
+    demo.add_argument("--quick", action="store_true", help="the under-5-minutes preset (48 px, fewer images)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from captum_topgap.cli import main
-from captum_topgap.report import MODELS, DemoConfig, findings, run_demo
+from captum_topgap.report import MODELS, DemoConfig, findings, observations, run_demo
 
 TINY = DemoConfig(size=16, train_images=48, test_images=32, epochs=1, explain_images=8, attack_images=8, seed=3)
 
@@ -47,6 +47,7 @@ def test_results_json_holds_every_number_and_findings_follow_from_them(demo) -> 
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"] == {**TINY.__dict__} and set(saved["results"]) == set(MODELS)
     assert saved["findings"] == findings(saved["results"])
+    assert saved["observations"] == observations(saved["results"])
     for name, row in saved["results"].items():
         assert set(row["heatmaps"]) == ({"topgap_cam"} if name == "topgap" else set()) | {
             "gradcam", "recipro_cam", "augmented_gradcam"}
