@@ -43,8 +43,12 @@ def test_unknown_name_suggests_the_closest() -> None:
 
 
 def test_every_method_is_a_captum_attribution(tiny_net) -> None:
+    from captum_topgap.models import ExpansionNet
+
+    expansion = ExpansionNet(tiny_net, stages=["features.2", "features"])
     for name in captum_topgap.list_methods():
-        assert isinstance(captum_topgap.get_method(name, tiny_net), Attribution), name
+        model = expansion if name == "expansion_cam" else tiny_net
+        assert isinstance(captum_topgap.get_method(name, model), Attribution), name
 
 
 def test_default_layer_is_the_last_spatial_module_and_is_exposed(tiny_net) -> None:
