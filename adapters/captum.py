@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from captum import attr
 from captum.attr import Attribution
+from captum.log import log_usage
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
@@ -37,6 +38,7 @@ from captum_topgap.methods.erf import erf
 from captum_topgap.methods.expansion_cam import expansion_cams
 from captum_topgap.methods.gradcam import grad_cam_maps
 from captum_topgap.methods.recipro import recipro_cam
+from captum_topgap.methods.rise import rise
 from captum_topgap.methods.topgap_cam import topgap_cam
 from captum_topgap.models.expansion import ExpansionNet
 from captum_topgap.registry import method_spec, register_method
@@ -44,6 +46,9 @@ from captum_topgap.registry import method_spec, register_method
 
 class MethodAttribution(Attribution):
     """Base of every registered method: validation, targets and the model-state contract.
+
+    ``attribute`` carries Captum's ``log_usage`` decorator like Captum's own methods, so Captum wrappers
+    that call ``attribute.__wrapped__`` (``NoiseTunnel``) accept every registered method.
 
     Subclasses implement ``_attribute(inputs, target, **kwargs)`` where ``target`` is a checked (N,)
     long tensor. Layer methods (``needs_layer = True``) resolve ``layer`` (module or dotted name; ``None``
@@ -71,10 +76,14 @@ class MethodAttribution(Attribution):
         elif layer is not None:
             raise ValueError(f"`layer` is not used by the pixel method {self.method_name!r}; leave it None.")
 
+    @log_usage()
     def attribute(self, inputs: torch.Tensor, target: TargetType = None, **kwargs: Any) -> torch.Tensor:
-        """Attributions of ``target`` (class indices; ``None`` = predicted class) for ``inputs`` (N, C, H, W)."""
+        """Attributions of ``target`` (class indices; ``None`` = predicted class) for ``inputs`` (N, C, H, W).
+
+        Gradients are enabled inside, so a caller's ``torch.no_grad()`` (NoiseTunnel's) does not break
+        gradient methods."""
         inputs = check_images(inputs, self.model)
-        with preserved_state(self.model):
+        with preserved_state(self.model), torch.enable_grad():
             labels = self._labels(inputs, target)
             return self._attribute(inputs, labels, **kwargs)
 
@@ -251,6 +260,7 @@ class TopGAPCAM(MethodAttribution):
         super().__init__(model)
         self.upsample = upsample
 
+    @log_usage()
     def attribute(self, inputs: torch.Tensor, target: TargetType = None, **kwargs: Any) -> torch.Tensor:
         """Class maps of ``target`` (``None``: predicted class) from one forward pass."""
         inputs = check_images(inputs, self.model)
@@ -307,6 +317,7 @@ class ExpansionCAM(MethodAttribution):
         with preserved_state(self.model):
             return expansion_cams(self.model, inputs, self._labels(inputs, target), **self.refine_options)
 
+    @log_usage()
     def attribute(self, inputs: torch.Tensor, target: TargetType = None, **kwargs: Any) -> torch.Tensor:
         """The ``output`` map of ``target`` (``None``: predicted class)."""
         return self.attribute_all(inputs, target)[kwargs.get("output", self.output)]
@@ -409,6 +420,76 @@ class DifferentiableGradCAM(LayerCoreMethod):
         return grad_cam_maps(self.model, inputs, target, [self.layer], create_graph, upsample=False)[1][0]
 
 
+class PositiveGradCAM(DifferentiableGradCAM):
+    """Grad-CAM with positive-gradient channel weights, α_k = mean_{i,j} ReLU(∂y_c/∂A_k(i, j)) (the
+    lecture's "sharpen focus"): the Grad-CAM core with ``weighting="positive"``, not a copy.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> PositiveGradCAM(net).attribute(torch.rand(1, 3, 8, 8), target=1).shape
+        torch.Size([1, 1, 8, 8])
+    """
+
+    method_name = "positive_gradcam"
+
+    def core(self, inputs: torch.Tensor, target: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        return grad_cam_maps(self.model, inputs, target, [self.layer], create_graph, upsample=False,
+                             weighting="positive")[1][0]
+
+
+class RISE(MethodAttribution):
+    """RISE (Petsiuk et al., 2018): saliency = Σ_m P(c | x ⊙ M_m) · M_m / (N · p) over random masks M_m.
+
+    Args: ``n_masks``, ``p`` (keep probability), ``cell_size`` (pixels per low-resolution cell),
+    ``batch_size`` (masked copies per forward), ``seed`` (the masks are generated once per input size
+    and seed and reused). Output (N, 1, H, W). See :mod:`captum_topgap.methods.rise`.
+    """
+
+    method_name = "rise"
+
+    def __init__(self, model: nn.Module, layer: None = None, n_masks: int = 1000, p: float = 0.5,
+                 cell_size: int = 8, batch_size: int = 100, seed: int = 0) -> None:
+        super().__init__(model, layer)
+        self.options = {"n_masks": n_masks, "p": p, "cell_size": cell_size, "batch_size": batch_size, "seed": seed}
+
+    def _attribute(self, inputs: torch.Tensor, target: torch.Tensor, **options: Any) -> torch.Tensor:
+        return rise(self.model, inputs, target, **{**self.options, **options})
+
+
+class Smoothed(Attribution):
+    """``"smooth:NAME"``: Captum's ``NoiseTunnel`` (SmoothGrad) over any registered method — e.g.
+    ``"smooth:gradcam++"`` is Smooth Grad-CAM++ — the mean of NAME's attributions over ``nt_samples``
+    copies of the input with Gaussian noise of standard deviation ``stdevs``.
+
+    ``target=None`` explains the class predicted on the clean input (not on each noisy copy).
+
+    Example:
+        >>> import captum_topgap
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> smooth = captum_topgap.get_method("smooth:gradcam++", net, nt_samples=4, stdevs=0.1)
+        >>> smooth.attribute(torch.rand(2, 3, 8, 8), target=[0, 1]).shape
+        torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(self, method: MethodAttribution, nt_samples: int = 16, stdevs: float = 0.15,
+                 nt_samples_batch_size: int | None = None) -> None:
+        super().__init__(method.model)
+        self.model, self.method, self.tunnel = method.model, method, attr.NoiseTunnel(method)
+        self.layer, self.layer_name = getattr(method, "layer", None), getattr(method, "layer_name", None)
+        self.options = {"nt_samples": nt_samples, "stdevs": stdevs, "nt_samples_batch_size": nt_samples_batch_size}
+
+    @log_usage()
+    def attribute(self, inputs: torch.Tensor, target: TargetType = None, **kwargs: Any) -> torch.Tensor:
+        """Mean of the method's attributions over noisy copies; ``nt_samples``/``stdevs`` may be overridden."""
+        inputs = check_images(inputs, self.model)
+        with preserved_state(self.model):
+            labels = self.method._labels(inputs, target)
+        options = {**self.options, **{k: kwargs.pop(k) for k in list(kwargs) if k in self.options}}
+        return self.tunnel.attribute(inputs, nt_type="smoothgrad", target=labels, **options, **kwargs)
+
+
 class ERF(MethodAttribution):
     """Effective receptive field of the target logit: Σ_c |∂y/∂x_c| as (N, 1, H, W) (see methods/erf.py)."""
 
@@ -429,5 +510,10 @@ register_method("augmented_gradcam", origin="captum-topgap", kind="layer", alias
 register_method("differentiable_gradcam", origin="captum-topgap", kind="layer",
                 description="torch-native Grad-CAM that can keep its graph (the core ReFF trains through)")(
     DifferentiableGradCAM)
+register_method("positive_gradcam", origin="captum-topgap", kind="layer", aliases=("sharpened_gradcam",),
+                description="Grad-CAM weighted by the mean positive gradient (the lecture's sharpened focus)")(
+    PositiveGradCAM)
+register_method("rise", origin="captum-topgap", kind="pixel",
+                description="RISE: class probability under random upsampled binary masks (Petsiuk et al.)")(RISE)
 register_method("erf", origin="captum-topgap", kind="pixel",
                 description="effective receptive field Σ_c |∂y/∂x_c| of the target logit")(ERF)

@@ -149,6 +149,9 @@ def method_spec(name: str) -> MethodSpec:
 def get_method(name: str, model: nn.Module, layer: nn.Module | str | None = None, **kwargs: Any) -> Any:
     """Build the attribution method ``name`` for ``model`` (and ``layer`` for layer methods).
 
+    ``"smooth:NAME"`` composes Captum's NoiseTunnel (SmoothGrad) over NAME; ``nt_samples``, ``stdevs`` and
+    ``nt_samples_batch_size`` go to the tunnel, every other option to NAME.
+
     Layer methods with ``layer=None`` pick the last module with a spatial output (see
     :func:`captum_topgap._layers.default_layer`) and expose it as ``.layer`` / ``.layer_name``.
 
@@ -161,4 +164,13 @@ def get_method(name: str, model: nn.Module, layer: nn.Module | str | None = None
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+    prefix, composed, inner = name.partition(":") if isinstance(name, str) else (name, "", "")
+    if composed:
+        if _key(prefix) != "smooth":
+            raise ValueError(f"unknown composition {prefix!r} in {name!r}; the only one is 'smooth:NAME' "
+                             "(Captum's NoiseTunnel over NAME)")
+        from captum_topgap.adapters.captum import Smoothed
+
+        noise = {k: kwargs.pop(k) for k in ("nt_samples", "stdevs", "nt_samples_batch_size") if k in kwargs}
+        return Smoothed(get_method(inner, model, layer, **kwargs), **noise)
     return method_spec(name).load()(model, layer=layer, **kwargs)

@@ -21,6 +21,7 @@ FAST = {
     "kernel_shap": {"n_samples": 8},
     "integrated_gradients": {"n_steps": 4},
     "augmented_gradcam": {"n_augmentations": 3, "iterations": 4},
+    "rise": {"n_masks": 8},
 }
 
 

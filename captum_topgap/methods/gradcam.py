@@ -2,6 +2,9 @@
 
     α_k^l = mean_{i,j} ∂y_c / ∂A_k^l(i, j),      I_l = ReLU(Σ_k α_k^l A_k^l),      I'_l = up(I_l)
 
+``weighting="positive"`` is the lecture's "sharpened" Grad-CAM: α_k^l = mean_{i,j} ReLU(∂y_c / ∂A_k^l(i, j)),
+so only evidence that raises the class score weights a channel.
+
 ``create_graph=True`` keeps the graph of the gradients, so a loss on I'_l back-propagates to the weights
 (double back-propagation, as ReFF needs). The model's train/eval mode is left as it is: the caller
 decides (ReFF runs inside a training step).
@@ -24,8 +27,12 @@ from torch import nn
 
 
 def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, layers: Sequence[nn.Module],
-                  create_graph: bool = False, upsample: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Logits (N, C) and one Grad-CAM (N, 1, H, W) per layer (layer resolution with ``upsample=False``)."""
+                  create_graph: bool = False, upsample: bool = True,
+                  weighting: str = "mean") -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits (N, C) and one Grad-CAM (N, 1, H, W) per layer (layer resolution with ``upsample=False``);
+    ``weighting`` is ``"mean"`` (Grad-CAM) or ``"positive"`` (mean of the positive gradients)."""
+    if weighting not in ("mean", "positive"):
+        raise ValueError(f"`weighting` must be 'mean' or 'positive', got {weighting!r}")
     captured: list[torch.Tensor | None] = [None] * len(layers)
 
     def keep(index: int):
@@ -47,7 +54,7 @@ def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, 
             handle.remove()
     maps = []
     for activation, grad in zip(captured, grads, strict=True):
-        weights = grad.mean(dim=(2, 3), keepdim=True)
+        weights = (F.relu(grad) if weighting == "positive" else grad).mean(dim=(2, 3), keepdim=True)
         cam = F.relu((weights * activation).sum(dim=1, keepdim=True))
         if upsample:
             cam = F.interpolate(cam, size=inputs.shape[-2:], mode="bilinear", align_corners=False)

@@ -1,0 +1,56 @@
+"""RISE: Randomized Input Sampling for Explanation (Petsiuk, Das and Saenko, BMVC 2018).
+
+    S_c(x) = 1 / (N · p) · Σ_{m=1..N} P(c | x ⊙ M_m) · M_m
+
+Each mask M_m is a random binary grid of ⌈H / s⌉ + 1 cells (kept with probability p, cell size s),
+upsampled bilinearly to (⌈H / s⌉ + 1) · s pixels and cropped at a random shift in [0, s) — smooth masks
+that do not align with one grid. The masks depend only on (N, p, s, input size, seed); they are made
+once and reused, and the masked copies go through the model ``batch_size`` at a time.
+
+Example:
+    >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    >>> rise(net, torch.rand(2, 3, 8, 8), torch.tensor([0, 1]), n_masks=16, cell_size=4).shape
+    torch.Size([2, 1, 8, 8])
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@lru_cache(maxsize=8)
+def rise_masks(n_masks: int, p: float, cell_size: int, height: int, width: int, seed: int) -> torch.Tensor:
+    """(n_masks, 1, H, W) float masks in [0, 1]; cached per arguments, so one seed gives the same masks.
+
+    Example:
+        >>> masks = rise_masks(4, 0.5, 2, 6, 6, seed=0)
+        >>> masks.shape, torch.equal(masks, rise_masks(4, 0.5, 2, 6, 6, seed=0))
+        (torch.Size([4, 1, 6, 6]), True)
+    """
+    if not 0 < p <= 1:
+        raise ValueError(f"`p` (the keep probability) must be in (0, 1], got {p}")
+    if cell_size < 1 or n_masks < 1:
+        raise ValueError(f"`cell_size` and `n_masks` must be positive, got {cell_size} and {n_masks}")
+    generator = torch.Generator().manual_seed(seed)
+    cells = (-(-height // cell_size) + 1, -(-width // cell_size) + 1)
+    grid = (torch.rand(n_masks, 1, *cells, generator=generator) < p).float()
+    up = F.interpolate(grid, size=(cells[0] * cell_size, cells[1] * cell_size), mode="bilinear", align_corners=False)
+    shifts = torch.randint(0, cell_size, (n_masks, 2), generator=generator)
+    return torch.stack([up[m, :, dy:dy + height, dx:dx + width] for m, (dy, dx) in enumerate(shifts.tolist())])
+
+
+def rise(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, n_masks: int = 1000, p: float = 0.5,
+         cell_size: int = 8, batch_size: int = 100, seed: int = 0) -> torch.Tensor:
+    """RISE saliency (N, 1, H, W) of ``target`` (N,) with softmax probabilities as the class score."""
+    masks = rise_masks(n_masks, p, cell_size, inputs.shape[-2], inputs.shape[-1], seed).to(inputs)
+    saliency = torch.zeros(inputs.shape[0], 1, *inputs.shape[-2:], dtype=inputs.dtype, device=inputs.device)
+    with torch.no_grad():
+        for index, (image, label) in enumerate(zip(inputs, target, strict=True)):
+            for chunk in masks.split(batch_size):
+                probability = model(image * chunk).softmax(dim=1)[:, label]
+                saliency[index] += (probability.view(-1, 1, 1, 1) * chunk).sum(dim=0)
+    return saliency / (n_masks * p)
