@@ -298,6 +298,43 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _visualize(args: argparse.Namespace) -> int:
+    """``visualize patches``: a grid PNG per channel; ``visualize classes``: a PNG per class and an overview."""
+    import torchvision.utils
+
+    from captum_topgap._layers import resolve_layer
+    from captum_topgap.training import load_checkpoint, load_model
+    from captum_topgap.visualize import class_model, max_activating_patches, save_patch_grid, to_picture
+
+    model = load_model(args.checkpoint, args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = load_checkpoint(args.checkpoint)["metadata"].get("size", 64)
+    if args.what == "patches":
+        if not args.layer:
+            raise SystemExit("visualize patches needs --layer (a dotted module name, e.g. layer3)")
+        layer, data = resolve_layer(model, args.layer), _dataset(argparse.Namespace(**{**vars(args), "size": size}),
+                                                                 "test")
+        for channel in (int(c) for c in args.channels.split(",")):
+            patches = max_activating_patches(model, layer, channel, data, n=args.n)
+            path = save_patch_grid(patches, data, out / f"{args.layer}_channel{channel}.png")
+            print(f"channel {channel}: top activation {patches[0].value:.3f}, receptive field box "
+                  f"{patches[0].box} -> {path}")
+        return 0
+    classes = [int(c) for c in args.classes.split(",")] if args.classes else list(range(model(
+        torch_zeros(size, args.device)).shape[1]))
+    pictures = []
+    for target in classes:
+        image, scores = class_model(model, target, (3, size, size), steps=args.steps, lr=args.lr, l2=args.l2,
+                                    jitter=args.jitter, blur_every=args.blur_every, seed=args.seed)
+        pictures.append(to_picture(image).cpu())
+        torchvision.utils.save_image(pictures[-1], out / f"class{target}.png")
+        print(f"class {target}: score {scores[0]:.2f} -> {scores[-1]:.2f}")
+    torchvision.utils.save_image(pictures, out / "classes.png", nrow=len(pictures), padding=2, pad_value=1.0)
+    print(f"class models in {out}")
+    return 0
+
+
 def _fraction(text: str) -> float:
     """``"8/255"`` or ``"0.03"`` -> float (for ``--eps``)."""
     numerator, _, denominator = text.partition("/")
@@ -405,6 +442,24 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", default="explanation.png")
     explain.add_argument("--device", default="cpu")
     explain.set_defaults(run=_explain)
+
+    visualize = commands.add_parser("visualize", help="maximally activating patches or class-model images")
+    visualize.add_argument("what", choices=["patches", "classes"])
+    visualize.add_argument("--checkpoint", required=True, help="a best.pt written by captum-topgap train")
+    visualize.add_argument("--layer", default=None, help="patches: the layer (dotted name, e.g. layer3)")
+    visualize.add_argument("--channels", default="0,1,2,3", help="patches: comma-separated channels")
+    visualize.add_argument("--n", type=int, default=9, help="patches: how many per channel")
+    visualize.add_argument("--classes", default=None, help="classes: comma-separated (default: all)")
+    visualize.add_argument("--steps", type=int, default=200, help="classes: gradient-ascent steps")
+    visualize.add_argument("--lr", type=float, default=0.5, help="classes: step size")
+    visualize.add_argument("--l2", type=float, default=1e-3, help="classes: λ of the L2 regulariser")
+    visualize.add_argument("--jitter", type=int, default=0, help="classes: random roll in pixels (0: off)")
+    visualize.add_argument("--blur-every", type=int, default=0, help="classes: Gaussian blur period (0: off)")
+    _data_options(visualize)
+    visualize.set_defaults(p=1.0, limit=2000)
+    visualize.add_argument("--device", default="cpu")
+    visualize.add_argument("--out", default="visualization")
+    visualize.set_defaults(run=_visualize)
 
     bench = commands.add_parser("bench", help="cost ratios, medians of interleaved A/B timings in one run")
     bench.add_argument("--only", default=None, help="run one row by name")
