@@ -104,6 +104,7 @@ def _reff_objective(args: argparse.Namespace, model, train_data):
 def _train(args: argparse.Namespace) -> int:
     import torch
 
+    from captum_topgap.distributed import is_main
     from captum_topgap.losses import TOPGAP_SPARSITY, CrossEntropy, TopGAPObjective
     from captum_topgap.models import TopGAPNet
     from captum_topgap.training import accuracy, build_model, train
@@ -132,6 +133,8 @@ def _train(args: argparse.Namespace) -> int:
                 "p": args.p, "q": args.q, "size": args.size}
     history = train(model, objective, train_data, val_data, config, args.out, args.resume, metadata)
     test_accuracy = accuracy(model, _dataset(args, "test", p=args.test_p), args.batch_size, args.device)
+    if not is_main():
+        return 0
     print(f"{args.model} ({method}): val accuracy {history[-1]['val_accuracy']:.4f}, "
           f"test accuracy (p={args.test_p}) {test_accuracy:.4f}; checkpoints in {args.out}")
     return 0
@@ -206,6 +209,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.erf_distance:
         results["erf_distance"] = erf_scores(model, data, limit=args.explain_limit)
     results.update(_shift_and_robustness(args, model, data))
+    from captum_topgap.distributed import is_main
+
+    if not is_main():
+        return 0
     print(f"accuracy {results['accuracy']:.4f}")
     if "erf_distance" in results:
         print("ERF distance: " + "  ".join(f"{k} {v:.4f}" for k, v in results["erf_distance"].items()))
@@ -229,11 +236,12 @@ def _shift_and_robustness(args: argparse.Namespace, model, data) -> dict[str, ob
     from torch.utils.data import DataLoader, Subset
 
     from captum_topgap.data.transforms import collate
+    from captum_topgap.distributed import shard
     from captum_topgap.robustness import evaluate_robustness
     from captum_topgap.shift import corruption_accuracy, group_shift
 
     results: dict[str, object] = {}
-    subset = Subset(data, range(min(args.robust_limit, len(data))))
+    subset = Subset(data, shard(range(min(args.robust_limit, len(data)))))
     attacks = [a for a in args.robustness.split(",") if a]
     if attacks:
         results["robustness"] = {
@@ -475,6 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``captum-topgap`` console script."""
     args = build_parser().parse_args(argv)
+    if args.run in (_train, _evaluate):
+        from captum_topgap.distributed import setup
+
+        setup()  # joins torchrun's process group; nothing in a single process
     return args.run(args)
 
 

@@ -3,6 +3,7 @@
 Protocol (documented once, used by the CLI, the docs and the demo): heat-maps of the *true* class at
 input resolution (CAM-type methods upsample bilinearly; pixel methods are summed over |channels|), min-max
 normalised per image; IoU with the mask at threshold 0.5 and averaged over thresholds 0.1 … 0.9.
+Under torch.distributed each rank scores its shard and the sums and counts are added over the ranks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from captum_topgap.data.transforms import collate
+from captum_topgap.distributed import all_sum, is_main, shard
 from captum_topgap.metrics import energy_pointing_game, mask_iou, mean_mask_iou
 from captum_topgap.registry import get_method
 
@@ -43,12 +45,12 @@ def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Dataset, limi
         >>> sorted(scores["topgap_cam"])
         ['energy_pointing_game', 'iou', 'iou_mean_thresholds']
     """
-    subset = Subset(data, range(min(limit or len(data), len(data))))
+    subset = Subset(data, shard(range(min(limit or len(data), len(data)))))
     loader = DataLoader(subset, batch_size=batch_size, collate_fn=collate)
     sums = {name: {"iou": 0.0, "iou_mean_thresholds": 0.0, "energy_pointing_game": 0.0} for name in methods}
     explainers = {name: get_method(name, model, **(method_kwargs or {}).get(name, {})) for name in methods}
     count = 0
-    for batch in tqdm(loader, desc="heat-maps", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc="heat-maps", disable=not progress or not is_main(), leave=False):
         device = next(model.parameters()).device
         images, labels, masks = batch.images.to(device), batch.labels.to(device), batch.masks.to(device)
         for name, explainer in explainers.items():
@@ -57,6 +59,10 @@ def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Dataset, limi
             sums[name]["iou_mean_thresholds"] += float(mean_mask_iou(heat, masks).sum())
             sums[name]["energy_pointing_game"] += float(energy_pointing_game(heat, masks).sum())
         count += len(labels)
+    keys = [(name, key) for name in sums for key in sums[name]]
+    *totals, count = all_sum([sums[name][key] for name, key in keys] + [count])
+    for (name, key), total in zip(keys, totals, strict=True):
+        sums[name][key] = total
     return {name: {k: v / max(count, 1) for k, v in values.items()} for name, values in sums.items()}
 
 
@@ -66,13 +72,14 @@ def erf_scores(model: nn.Module, data: Dataset, limit: int | None = 200, batch_s
     class over ``limit`` samples; see :func:`captum_topgap.metrics.erf_distance`."""
     from captum_topgap.metrics import erf_distance
 
-    subset = Subset(data, range(min(limit or len(data), len(data))))
+    subset = Subset(data, shard(range(min(limit or len(data), len(data)))))
     sums, count = {"background_share": 0.0, "distance": 0.0}, 0
     device = next(model.parameters()).device
     for batch in tqdm(DataLoader(subset, batch_size=batch_size, collate_fn=collate), desc="ERF distance",
-                      disable=not progress, leave=False):
+                      disable=not progress or not is_main(), leave=False):
         scores = erf_distance(model, batch.images.to(device), batch.masks.to(device).bool(), batch.labels.to(device))
         for key in sums:
             sums[key] += float(scores[key].sum())
         count += len(batch.labels)
-    return {key: value / max(count, 1) for key, value in sums.items()}
+    *totals, count = all_sum([*sums.values(), count])
+    return {key: value / max(count, 1) for key, value in zip(sums, totals, strict=True)}

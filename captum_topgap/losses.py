@@ -132,13 +132,14 @@ class ReFF:
             raise ValueError(f"`weights` has {len(weights)} entries for {len(self.layers)} layers; give one per layer.")
         self.weights = tuple(float(w) for w in weights)
 
-    def term_and_logits(self, inputs: torch.Tensor, target: torch.Tensor,
-                        mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ReFF term (scalar, differentiable w.r.t. the weights) and the logits of the same forward."""
+    def term_and_logits(self, inputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                        network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ReFF term (scalar, differentiable w.r.t. the weights) and the logits of the same forward;
+        ``network`` is the module to run (e.g. the DistributedDataParallel wrapper of the model)."""
         relevant = check_mask(mask, inputs).to(inputs.device)
         if relevant.min() < 0 or relevant.max() > 1:
             raise ValueError("`mask` values must lie in [0, 1] (1 = relevant); soft masks are fine.")
-        logits, maps = grad_cam_maps(self.model, inputs, target, self.layers, create_graph=True)
+        logits, maps = grad_cam_maps(network or self.model, inputs, target, self.layers, create_graph=True)
         term = inputs.new_zeros(())
         for weight, cam in zip(self.weights, maps, strict=True):
             if self.variant == "reff":
@@ -193,5 +194,5 @@ class ReFFObjective:
         else:
             fallback = torch.ones_like(batch.masks)
         masks = torch.where(annotated, batch.masks, fallback)
-        term, logits = self.reff.term_and_logits(batch.images, batch.labels, masks)
+        term, logits = self.reff.term_and_logits(batch.images, batch.labels, masks, network=model)
         return F.cross_entropy(logits, batch.labels) + self.weight * term, logits

@@ -32,6 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from captum_topgap._state import preserved_state
+from captum_topgap.distributed import all_sum, is_main
 
 EPS = 8 / 255
 SQUARE_QUERIES = 1000
@@ -290,7 +291,8 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
                         progress: bool = True) -> dict[str, float]:
     """Clean and robust accuracy of each attack over a loader of ``Batch`` or ``(images, labels[, masks])``.
 
-    Accuracies are exact sums over all samples divided by the count (not means of batch means).
+    Accuracies are exact sums over all samples divided by the count (not means of batch means); under
+    torch.distributed give each rank its shard's loader: the sums and counts are added over the ranks.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
@@ -301,7 +303,9 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
     robust = dict.fromkeys(attacks, 0)
     correct = count = 0
     device = next(model.parameters()).device
-    for batch in tqdm(loader, desc=f"robustness ({region or 'all'} pixels)", disable=not progress, leave=False):
+    bar = tqdm(loader, desc=f"robustness ({region or 'all'} pixels)", disable=not progress or not is_main(),
+               leave=False)
+    for batch in bar:
         images, labels, masks = _unpack(batch)
         images, labels = images.to(device), labels.to(device)
         with preserved_state(model):
@@ -310,7 +314,9 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
             robust[attack] += int(robust_counts(model, images, labels, attack, eps, region=region, masks=masks,
                                                 bounds=bounds, preprocessing=preprocessing, seed=seed)[0].sum())
         count += len(labels)
-    return {"clean": correct / max(count, 1), **{name: value / max(count, 1) for name, value in robust.items()}}
+    correct, *totals, count = all_sum([correct, *robust.values(), count])
+    return {"clean": correct / max(count, 1), **{name: value / max(count, 1) for name, value in
+                                                 zip(robust, totals, strict=True)}}
 
 
 def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from captum_topgap._state import preserved_state
 from captum_topgap.data.spurious import group_accuracy
 from captum_topgap.data.transforms import collate
+from captum_topgap.distributed import all_sum, is_main
 
 SEVERITIES = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
@@ -115,7 +116,8 @@ def corruption_accuracy(model: nn.Module, loader: Iterable, corruptions: Sequenc
     clean = count = 0
     device = next(model.parameters()).device
     with preserved_state(model), torch.no_grad():
-        for index, batch in enumerate(tqdm(loader, desc="corruptions", disable=not progress, leave=False)):
+        bar = tqdm(loader, desc="corruptions", disable=not progress or not is_main(), leave=False)
+        for index, batch in enumerate(bar):
             images, labels = (batch.images, batch.labels) if hasattr(batch, "images") else batch[:2]
             images, labels = images.to(device), labels.to(device)
             clean += int((model(images).argmax(1) == labels).sum())
@@ -123,6 +125,9 @@ def corruption_accuracy(model: nn.Module, loader: Iterable, corruptions: Sequenc
                 shifted = corrupt(images, name, severity, seed=seed + index)
                 correct[name, severity] += int((model(shifted).argmax(1) == labels).sum())
             count += len(labels)
+    keys = list(correct)
+    clean, *totals, count = all_sum([clean, *correct.values(), count])
+    correct = dict(zip(keys, totals, strict=True))
     table: dict[str, object] = {"clean": clean / max(count, 1)}
     for name in names:
         row = {str(s): correct[name, s] / max(count, 1) for s in severities}
@@ -146,7 +151,7 @@ def group_shift(model: nn.Module, data: Dataset, batch_size: int = 64, progress:
     predictions, labels = [], []
     with preserved_state(model), torch.no_grad():
         for batch in tqdm(DataLoader(data, batch_size=batch_size, collate_fn=collate), desc="groups",
-                          disable=not progress, leave=False):
+                          disable=not progress or not is_main(), leave=False):
             predictions.append(model(batch.images.to(device)).argmax(1).cpu())
             labels.append(batch.labels.cpu())
     return group_accuracy(torch.cat(predictions), torch.cat(labels), torch.as_tensor(data.groups))

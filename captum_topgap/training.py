@@ -3,10 +3,16 @@
 Per epoch: a tqdm bar over the shuffled training batches, validation accuracy, ``last.pt`` (everything
 needed to resume) and ``best.pt`` (weights of the best validation accuracy, ties going to the lower
 training loss — which is what selects an expansion network, whose frozen classifier's accuracy never
-moves). Checkpoints hold only
-tensors and plain Python values, so they load with ``torch.load(weights_only=True)``. Resuming from
-``last.pt`` restores the weights, the optimiser, the data-order generator and the global RNG, and so
+moves). Checkpoints hold only tensors and plain Python values, so they load with
+``torch.load(weights_only=True)``. The data order is ``DistributedSampler``'s permutation of (seed,
+epoch); resuming from ``last.pt`` restores the weights, the optimiser and the global RNG, and so
 continues to the same result as an uninterrupted run.
+
+Under ``torchrun`` (see :mod:`captum_topgap.distributed`) the same loop runs data-parallel: the model is
+wrapped in ``DistributedDataParallel``, each rank takes ``batch_size / world size`` samples of every
+global batch, only rank 0 writes checkpoints and shows progress, and losses and accuracies are summed
+over the ranks. With the same global batch the updates equal single-process training (BatchNorm
+statistics excepted: they are per rank unless the model uses ``SyncBatchNorm``).
 
 Example:
     >>> import torch
@@ -28,10 +34,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from captum_topgap.data.transforms import Batch, collate
+from captum_topgap.distributed import all_sum, is_main, rank, shard, world_size
 from captum_topgap.losses import Objective
 
 
@@ -72,13 +80,18 @@ def accuracy(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 64,
              device: torch.device | str = "cpu") -> float:
     """Top-1 accuracy of ``model`` (in eval mode, restored afterwards) over ``(image, label, …)`` samples.
 
+    Under torch.distributed a dataset is sharded over the ranks and the counts are summed (every rank
+    gets the same, exact result); a DataLoader is taken as this rank's share.
+
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
         >>> _ = torch.nn.init.zeros_(net[1].weight); _ = net[1].bias.data.copy_(torch.tensor([0.0, 1.0]))
         >>> accuracy(net, [(torch.zeros(3, 1, 1), 1, None), (torch.zeros(3, 1, 1), 0, None)])
         0.5
     """
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, collate_fn=collate)
+    if not isinstance(data, DataLoader):
+        data = DataLoader(Subset(data, shard(range(len(data)))), batch_size=batch_size, collate_fn=collate)
+    loader = data
     was_training = model.training
     model.eval()
     correct = total = 0
@@ -89,6 +102,7 @@ def accuracy(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 64,
             total += len(batch.labels)
     finally:
         model.train(was_training)
+    correct, total = all_sum([correct, total])
     return correct / max(total, 1)
 
 
@@ -121,9 +135,15 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
     config = config or TrainConfig()
     device = torch.device(config.device)
     model.to(device)
-    generator = torch.Generator().manual_seed(config.seed)
-    loader = DataLoader(train_data, batch_size=config.batch_size, shuffle=True, generator=generator,
-                        collate_fn=collate, num_workers=config.num_workers, drop_last=False)
+    world = world_size()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} (the global batch) must be divisible by the "
+                         f"{world} processes")
+    sampler = DistributedSampler(train_data, num_replicas=world, rank=rank(), shuffle=True, seed=config.seed)
+    loader = DataLoader(train_data, batch_size=config.batch_size // world, sampler=sampler, collate_fn=collate,
+                        num_workers=config.num_workers, drop_last=False)
+    network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world > 1 else model
     optimizer = make_optimizer(model, config)
     history: list[dict[str, float]] = []
     start, best = 0, (-1.0, -float("inf"))
@@ -131,30 +151,32 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
         state = load_checkpoint(resume, device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start, best, history = state["epoch"] + 1, tuple(state["best"]), list(state["history"])
-    out = Path(out_dir) if out_dir is not None else None
+    out = Path(out_dir) if out_dir is not None and is_main() else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    progress = config.progress and is_main()
     for epoch in range(start, config.epochs):
         model.train()
+        sampler.set_epoch(epoch)
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress, leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         for batch in bar:
             batch = to_device(batch, device)
-            loss, _ = objective(model, batch)
+            loss, _ = objective(network, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total, count = total + float(loss.detach()) * len(batch.labels), count + len(batch.labels)
             bar.set_postfix(loss=f"{total / count:.4f}")
+        total, count = all_sum([total, count])
         record = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if val_data is not None:
             record["val_accuracy"] = accuracy(model, val_data, config.batch_size, device)
         history.append(record)
         score = (record.get("val_accuracy", 0.0), -record["train_loss"])  # ties: the lower training loss
-        if config.progress:
+        if progress:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         if out is not None:
             common = {"config": asdict(config), "metadata": dict(metadata or {}), "history": history}
@@ -162,8 +184,7 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
                 save_checkpoint(out / "best.pt", model=model.state_dict(), epoch=epoch, **common)
             best = max(best, score)
             save_checkpoint(out / "last.pt", model=model.state_dict(), optimizer=optimizer.state_dict(),
-                            generator=generator.get_state(), torch_rng=torch.get_rng_state(), epoch=epoch,
-                            best=best, **common)
+                            torch_rng=torch.get_rng_state(), epoch=epoch, best=best, **common)
             (out / "history.json").write_text(json.dumps(history, indent=1))
         else:
             best = max(best, score)

@@ -114,8 +114,9 @@ class ExpansionNet(nn.Module):
         features = self.head(F.interpolate(y, size=x.shape[-2:], mode="nearest"))
         return features, self.reconstruction(features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.localizer(x)
+    def forward(self, x: torch.Tensor, expand: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The classifier's logits, or with ``expand=True`` :meth:`expand`'s (A^high, x̂)."""
+        return self.expand(x) if expand else self.localizer(x)
 
 
 class ExpansionObjective:
@@ -131,9 +132,9 @@ class ExpansionObjective:
     """
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(model, ExpansionNet):
+        if not isinstance(getattr(model, "module", model), ExpansionNet):
             raise TypeError(f"the expansion objective trains an ExpansionNet, got {type(model).__name__}")
-        _, reconstruction = model.expand(batch.images)
+        _, reconstruction = model(batch.images, expand=True)  # through the forward: DDP sees it
         with torch.no_grad():
             logits = model(batch.images)
         return F.mse_loss(reconstruction, batch.images), logits
