@@ -264,7 +264,7 @@ def _explain(args: argparse.Namespace) -> int:
 
         model = load_model(args.checkpoint, args.device)
         size = args.size or load_checkpoint(args.checkpoint)["metadata"].get("size", 224)
-        names = [str(c) for c in range(model(torch_zeros(size, args.device)).shape[1])]
+        names = [str(c) for c in range(model(_black_image(size, args.device)).shape[1])]
     elif args.model:
         import timm
 
@@ -272,7 +272,7 @@ def _explain(args: argparse.Namespace) -> int:
 
         print(f"warning: --model {args.model} without --checkpoint has random weights (no hub downloads here)")
         model, size = timm.create_model(args.model, pretrained=False).eval(), args.size or 224
-        names = [str(c) for c in range(model(torch_zeros(size, args.device)).shape[1])]
+        names = [str(c) for c in range(model(_black_image(size, args.device)).shape[1])]
     else:
         from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes
 
@@ -286,7 +286,7 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def torch_zeros(size: int, device: str):
+def _black_image(size: int, device: str):
     """One black (1, 3, size, size) image, to read a model's number of classes."""
     import torch
 
@@ -311,8 +311,9 @@ def _visualize(args: argparse.Namespace) -> int:
     import torchvision.utils
 
     from captum_topgap._layers import resolve_layer
+    from captum_topgap.metrics import normalize_per_image
     from captum_topgap.training import load_checkpoint, load_model
-    from captum_topgap.visualize import class_model, max_activating_patches, save_patch_grid, to_picture
+    from captum_topgap.visualize import class_model, max_activating_patches, save_patch_grid
 
     model = load_model(args.checkpoint, args.device)
     out = Path(args.out)
@@ -330,12 +331,12 @@ def _visualize(args: argparse.Namespace) -> int:
                   f"{patches[0].box} -> {path}")
         return 0
     classes = [int(c) for c in args.classes.split(",")] if args.classes else list(range(model(
-        torch_zeros(size, args.device)).shape[1]))
+        _black_image(size, args.device)).shape[1]))
     pictures = []
     for target in classes:
         image, scores = class_model(model, target, (3, size, size), steps=args.steps, lr=args.lr, l2=args.l2,
                                     jitter=args.jitter, blur_every=args.blur_every, seed=args.seed)
-        pictures.append(to_picture(image).cpu())
+        pictures.append(normalize_per_image(image[None])[0].cpu())
         torchvision.utils.save_image(pictures[-1], out / f"class{target}.png")
         print(f"class {target}: score {scores[0]:.2f} -> {scores[-1]:.2f}")
     torchvision.utils.save_image(pictures, out / "classes.png", nrow=len(pictures), padding=2, pad_value=1.0)

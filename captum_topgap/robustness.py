@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torchvision.transforms.v2.functional as TF
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -75,10 +76,10 @@ def normalize(images: torch.Tensor, preprocessing: Mapping[str, Any] | None) -> 
     """
     if not preprocessing:
         return images
-    shape = (1, -1, 1, 1)
-    mean = torch.as_tensor(preprocessing.get("mean", 0.0), dtype=images.dtype, device=images.device)
-    std = torch.as_tensor(preprocessing.get("std", 1.0), dtype=images.dtype, device=images.device)
-    return (images - mean.reshape(shape)) / std.reshape(shape)
+    channels = images.shape[1]
+    mean = torch.as_tensor(preprocessing.get("mean", 0.0), dtype=torch.float64).expand(channels).tolist()
+    std = torch.as_tensor(preprocessing.get("std", 1.0), dtype=torch.float64).expand(channels).tolist()
+    return TF.normalize(images, mean, std)
 
 
 def allowed_region(region: str | None, masks: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

@@ -183,17 +183,6 @@ def class_model(model: nn.Module, target: int, input_size: tuple[int, int, int] 
     return image[0], scores
 
 
-def to_picture(image: torch.Tensor) -> torch.Tensor:
-    """Min-max scale an image (C, H, W) to [0, 1] for display.
-
-    Example:
-        >>> to_picture(torch.tensor([[[2.0, 4.0]]])).tolist()
-        [[[0.0, 1.0]]]
-    """
-    span = image.max() - image.min()
-    return (image - image.min()) / span if span > 0 else torch.zeros_like(image)
-
-
 def save_patch_grid(patches: Sequence[Patch], data: Dataset, path: str | Path, size: int = 48) -> Path:
     """One PNG of the patches (each resized to ``size``), titled with the activation value."""
     from captum_topgap.plots import _save, plt

@@ -50,4 +50,16 @@ def class_activation_map(model: nn.Module, layer: nn.Module, inputs: torch.Tenso
                          f"for layer {type(layer).__name__}. Pass the last feature block as `layer`, or use "
                          "'gradcam', which works for any CNN.")
     with torch.no_grad():
-        return torch.einsum("nk,nkhw->nhw", fc.weight[target], features).unsqueeze(1)
+        return weighted_maps(fc, target, features)
+
+
+def weighted_maps(fc: nn.Linear, target: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Σ_k w_k^c f_k: the classifier rows of ``target`` (N,) over feature maps (N, K, h, w) -> (N, 1, h, w).
+
+    Example:
+        >>> fc = torch.nn.Linear(2, 2, bias=False)
+        >>> _ = fc.weight.data.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        >>> weighted_maps(fc, torch.tensor([1]), torch.ones(1, 2, 1, 1)).item()
+        2.0
+    """
+    return torch.einsum("nk,nkhw->nhw", fc.weight[target], features).unsqueeze(1)

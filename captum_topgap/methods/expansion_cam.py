@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from captum_topgap.methods.cam import linear_classifier
+from captum_topgap.methods.cam import linear_classifier, weighted_maps
 
 
 def minmax(a: np.ndarray) -> np.ndarray:
@@ -175,12 +175,10 @@ def expansion_cams(model: torch.nn.Module, inputs: torch.Tensor, target: torch.T
         >>> {name: tuple(m.shape) for name, m in maps.items()}
         {'low': (2, 1, 32, 32), 'high': (2, 1, 32, 32), 'refined': (2, 1, 32, 32)}
     """
-    weights = linear_classifier(model.localizer).weight[target]
+    fc = linear_classifier(model.localizer)
     with torch.no_grad():
-        features = model.encode(inputs)[1][-1]
-        high_features = model.expand(inputs)[0]
-        low = torch.einsum("nk,nkhw->nhw", weights, features).unsqueeze(1)
-        high = torch.einsum("nk,nkhw->nhw", weights, high_features).unsqueeze(1)
+        low = weighted_maps(fc, target, model.encode(inputs)[1][-1])
+        high = weighted_maps(fc, target, model.expand(inputs)[0])
     low_up = F.interpolate(low, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
     refined = [refine(a[0].cpu().double().numpy(), b[0].cpu().double().numpy(), **refine_options)["refined"]
                for a, b in zip(low_up, high, strict=True)]
