@@ -1,9 +1,15 @@
 """Differentiable Grad-CAM at several layers from one forward and one backward (Selvaraju et al., 2017).
 
-    α_k^l = mean_{i,j} ∂y_c / ∂A_k^l(i, j),      I_l = ReLU(Σ_k α_k^l A_k^l),      I'_l = up(I_l)
+    α_k^l = mean_{i,j} ∂S / ∂A_k^l(i, j),      M_l = Σ_k α_k^l A_k^l,      I_l = ReLU(M_l),      I'_l = up(I_l)
 
-``weighting="positive"`` is the lecture's "sharpened" Grad-CAM: α_k^l = mean_{i,j} ReLU(∂y_c / ∂A_k^l(i, j)),
-so only evidence that raises the class score weights a channel.
+S is the score explained: the logit of the target class, S = z_c (``score="logit"``, Grad-CAM), or the
+*centred* logit S = z_c − (1/C) Σ_{c'} z_{c'} (``score="centred"``). Softmax is invariant to adding one
+number to every logit, so a network can carry evidence for c by lowering the other classes' logits; that
+evidence is invisible in the map of z_c but not in the map of the centred logit (docs/reff.md).
+``relu=False`` returns the signed map M_l (before the ReLU).
+
+``weighting="positive"`` is the "sharpened" Grad-CAM: α_k^l = mean_{i,j} ReLU(∂S / ∂A_k^l(i, j)), so only
+evidence that raises the class score weights a channel.
 
 ``create_graph=True`` keeps the graph of the gradients, so a loss on I'_l back-propagates to the weights
 (double back-propagation, as ReFF needs). The model's train/eval mode is left as it is: the caller
@@ -25,12 +31,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+SCORES = ("logit", "centred")
+
+
+def class_score(logits: torch.Tensor, target: torch.Tensor, score: str = "logit") -> torch.Tensor:
+    """The explained score of each image: z_c (``"logit"``) or z_c − mean_{c'} z_{c'} (``"centred"``): (N,).
+
+    Example:
+        >>> class_score(torch.tensor([[3.0, 1.0]]), torch.tensor([0]), "centred").tolist()
+        [1.0]
+    """
+    if score not in SCORES:
+        raise ValueError(f"`score` must be one of {SCORES}, got {score!r}.")
+    picked = logits.gather(1, target.view(-1, 1))[:, 0]
+    return picked - logits.mean(dim=1) if score == "centred" else picked
+
 
 def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, layers: Sequence[nn.Module],
-                  create_graph: bool = False, upsample: bool = True,
-                  weighting: str = "mean") -> tuple[torch.Tensor, list[torch.Tensor]]:
+                  create_graph: bool = False, upsample: bool = True, weighting: str = "mean", relu: bool = True,
+                  score: str = "logit") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Logits (N, C) and one Grad-CAM (N, 1, H, W) per layer (layer resolution with ``upsample=False``);
-    ``weighting`` is ``"mean"`` (Grad-CAM) or ``"positive"`` (mean of the positive gradients)."""
+    ``weighting`` is ``"mean"`` (Grad-CAM) or ``"positive"`` (mean of the positive gradients); ``relu=False``
+    keeps the signed map; ``score`` is ``"logit"`` or ``"centred"`` (see the module docstring)."""
     if weighting not in ("mean", "positive"):
         raise ValueError(f"`weighting` must be 'mean' or 'positive', got {weighting!r}")
     captured: list[torch.Tensor | None] = [None] * len(layers)
@@ -47,15 +69,16 @@ def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, 
             missing = [i for i, a in enumerate(captured) if a is None or a.dim() != 4]
             if missing:
                 raise ValueError(f"`layers` {missing} produced no spatial (N, C, h, w) output in the forward pass.")
-            score = logits.gather(1, target.view(-1, 1)).sum()
-            grads = torch.autograd.grad(score, captured, create_graph=create_graph)
+            explained = class_score(logits, target, score).sum()
+            grads = torch.autograd.grad(explained, captured, create_graph=create_graph)
     finally:
         for handle in handles:
             handle.remove()
     maps = []
     for activation, grad in zip(captured, grads, strict=True):
         weights = (F.relu(grad) if weighting == "positive" else grad).mean(dim=(2, 3), keepdim=True)
-        cam = F.relu((weights * activation).sum(dim=1, keepdim=True))
+        cam = (weights * activation).sum(dim=1, keepdim=True)
+        cam = F.relu(cam) if relu else cam
         if upsample:
             cam = F.interpolate(cam, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
         maps.append(cam if create_graph else cam.detach())
