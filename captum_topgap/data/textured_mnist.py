@@ -169,6 +169,17 @@ class TexturedMNIST(Dataset):
         top, left = (int(v) for v in rng.integers(self.size - self.digit_size + 1, size=2))
         return Draw(label, digit, background, top, left)
 
+    def background_textures(self) -> torch.Tensor:
+        """(N,) background index of every sample; background b is tied to the classes c with c mod
+        ``n_backgrounds`` = b (see :func:`captum_topgap.diagnostics.follows_background_rate`).
+
+        Example:
+            >>> data = TexturedMNIST("test", p=0.0, size=16, limit=3)
+            >>> torch.equal(data.background_textures(), data.labels % data.n_backgrounds)
+            True
+        """
+        return torch.tensor([self.draw(i).background_texture for i in range(len(self))], dtype=torch.long)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         draw = self.draw(index)
         rng = np.random.default_rng([self.seed, SPLITS[self.split], index, 1])
