@@ -1,11 +1,12 @@
 """Loss terms that drop into a plain PyTorch loop, and the objectives of the project's training loop.
 
 An *objective* maps ``(model, batch)`` to ``(loss, logits)``; :func:`captum_topgap.training.train` is one
-loop for all of them — the plain classifier, Top-GAP, and (later) ReFF and the expansion network.
+loop for all of them — the plain classifier, Top-GAP, ReFF and its variants, RRR and the expansion network.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
@@ -13,7 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from captum_topgap._checks import check_mask
+from captum_topgap._layers import resolve_layer
 from captum_topgap.data.transforms import Batch
+from captum_topgap.diagnostics import gradcam_diagnostic
 from captum_topgap.methods.gradcam import grad_cam_maps
 
 TOPGAP_SPARSITY = 0.01
@@ -97,6 +100,41 @@ def default_reff_layers(model: nn.Module) -> list[nn.Module]:
                      "of the last four convolutional blocks).")
 
 
+def layer_names(model: nn.Module, layers: list[nn.Module]) -> list[str]:
+    """Dotted names of ``layers`` inside ``model`` (``"layer1"``, ``"features.3"``).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+        >>> layer_names(net, [net[1]])
+        ['1']
+    """
+    names = {module: name for name, module in model.named_modules()}
+    missing = [type(layer).__name__ for layer in layers if layer not in names]
+    if missing:
+        raise ValueError(f"`layers` {missing} are not submodules of the model; pass modules of the model itself.")
+    return [names[layer] for layer in layers]
+
+
+REFF_WEIGHTS = (15.0, 60.0, 250.0, 1000.0)
+"""w_l of the published ReFF (the supplementary's four ResNet stages)."""
+
+VARIANTS = {
+    "reff": "Σ_l w_l ‖ReLU(M_l)' ⊙ (1 − s)‖₂ — the published term (M_l: Grad-CAM of the logit z_y)",
+    "l1": "Σ_l w_l ‖ReLU(M_l)' − s‖₁ — the supplementary's L1 variant",
+    "l2": "Σ_l w_l ‖ReLU(M_l)' − s‖₂² — the supplementary's L2 variant",
+    "signed": "Σ_l w_l ‖M_l' ⊙ (1 − s)‖₂ — the published norm on the signed map (no ReLU to hide behind)",
+    "share": "Σ_l w_l Σ|M_l'|(1 − s) / Σ|M_l'| — the share of signed mass outside the mask (scale-free)",
+    "contrastive": "Σ_l w_l Σ|C_l'|(1 − s) / Σ|C_l'| — the share for the centred logit z_y − mean_c z_c",
+}
+"""ReFF variants: the published three and the ones tried against its loophole (docs/reff.md)."""
+
+_SPEC = {  # variant -> (score, ReLU on the map, penalty)
+    "reff": ("logit", True, "norm"), "l1": ("logit", True, "l1"), "l2": ("logit", True, "l2"),
+    "signed": ("logit", False, "norm"), "share": ("logit", False, "share"),
+    "contrastive": ("centred", False, "share"),
+}
+
+
 class ReFF:
     """ReFF explanation regulariser (Adachi & Yamaguchi, ICME 2022), a loss term for any training loop.
 
@@ -107,11 +145,19 @@ class ReFF:
         "l1":   Σ_l w_l ‖I'_l − s‖₁
         "l2":   Σ_l w_l ‖I'_l − s‖₂²
 
+    and the variants that close the published term's loophole (:data:`VARIANTS`, docs/reff.md), built on
+    the signed map M_l (before the ReLU) and, for ``"contrastive"``, on the centred logit z_y − mean_c z_c:
+
+        "signed":      Σ_l w_l ‖M'_l ⊙ (1 − s)‖₂
+        "share":       Σ_l w_l Σ_p |M'_l(p)| (1 − s(p)) / Σ_p |M'_l(p)|
+        "contrastive": the share of the centred logit's map
+
     Args:
         model: the classifier being trained (its mode is left as it is).
         layers: modules whose outputs are explained; ``None`` takes the four ResNet stages.
-        weights: w_l, default (15, 60, 250, 1000) as in the seed.
-        variant: ``"reff"``, ``"l1"`` or ``"l2"``.
+        weights: w_l; default (15, 60, 250, 1000) as in the seed for the norms, equal weights 1/L for the
+            shares (each in [0, 1]).
+        variant: one of :data:`VARIANTS`.
 
     Example:
         >>> import timm
@@ -123,11 +169,15 @@ class ReFF:
     """
 
     def __init__(self, model: nn.Module, layers: list[nn.Module] | None = None,
-                 weights: tuple[float, ...] = (15, 60, 250, 1000), variant: str = "reff") -> None:
-        if variant not in ("reff", "l1", "l2"):
-            raise ValueError(f"`variant` must be 'reff', 'l1' or 'l2', got {variant!r}.")
+                 weights: tuple[float, ...] | None = None, variant: str = "reff") -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"`variant` must be one of {sorted(VARIANTS)}, got {variant!r}.")
         self.model, self.variant = model, variant
         self.layers = list(layers) if layers is not None else default_reff_layers(model)
+        self.names = layer_names(model, self.layers)
+        self.score, self.relu, self.penalty = _SPEC[variant]
+        if weights is None:
+            weights = REFF_WEIGHTS if self.penalty != "share" else (1 / len(self.layers),) * len(self.layers)
         if len(weights) != len(self.layers):
             raise ValueError(f"`weights` has {len(weights)} entries for {len(self.layers)} layers; give one per layer.")
         self.weights = tuple(float(w) for w in weights)
@@ -136,18 +186,22 @@ class ReFF:
                         network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The ReFF term (scalar, differentiable w.r.t. the weights) and the logits of the same forward;
         ``network`` is the module to run (e.g. the DistributedDataParallel wrapper of the model)."""
-        relevant = check_mask(mask, inputs).to(inputs.device)
-        if relevant.min() < 0 or relevant.max() > 1:
-            raise ValueError("`mask` values must lie in [0, 1] (1 = relevant); soft masks are fine.")
-        logits, maps = grad_cam_maps(network or self.model, inputs, target, self.layers, create_graph=True)
+        relevant = check_relevance(mask, inputs)
+        logits, maps = grad_cam_maps(network or self.model, inputs, target, self.layers, create_graph=True,
+                                     relu=self.relu, score=self.score)
         term = inputs.new_zeros(())
+        outside = (1 - relevant).flatten(1)
         for weight, cam in zip(self.weights, maps, strict=True):
-            if self.variant == "reff":
-                per_sample = (cam * (1 - relevant)).flatten(1).norm(dim=1)
-            elif self.variant == "l1":
-                per_sample = (cam - relevant).abs().flatten(1).sum(1)
+            flat = cam.flatten(1)
+            if self.penalty == "norm":
+                per_sample = (flat * outside).norm(dim=1)
+            elif self.penalty == "l1":
+                per_sample = (flat - relevant.flatten(1)).abs().sum(1)
+            elif self.penalty == "l2":
+                per_sample = (flat - relevant.flatten(1)).pow(2).sum(1)
             else:
-                per_sample = (cam - relevant).pow(2).flatten(1).sum(1)
+                mass = flat.abs()
+                per_sample = (mass * outside).sum(1) / mass.sum(1).clamp_min(1e-12)
             term = term + weight * per_sample.mean()
         return term, logits
 
@@ -155,21 +209,81 @@ class ReFF:
         return self.term_and_logits(inputs, target, mask)[0]
 
 
-REFF_WEIGHT = {"reff": 1e-3, "l1": 1e-6, "l2": 1e-6}
+class RRR:
+    """Right for the Right Reasons (Ross, Hughes & Doshi-Velez, IJCAI 2017): penalise input gradients of the
+    summed log-probabilities outside the relevant region s, per sample and averaged over the batch:
+
+        RRR = ‖(1 − s) ⊙ ∂(Σ_c log p_c(x)) / ∂x‖₂²      (the mask broadcast over the channels)
+
+    A control for ReFF: the same annotations, constrained at the input instead of at Grad-CAM. ``layers``
+    (default: the four ResNet stages when the model has them) are only monitored by the diagnostic.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False))
+        >>> _ = net[1].weight.data.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+        >>> x = torch.zeros(1, 1, 1, 2)   # p = (½, ½): ∂Σ_c log p_c/∂x = Σ_c (1 − 2p_c) ∂z_c/∂x = 0
+        >>> float(RRR(net)(x, torch.tensor([0]), torch.zeros(1, 1, 1, 2)))
+        0.0
+    """
+
+    variant = "rrr"
+
+    def __init__(self, model: nn.Module, layers: list[nn.Module] | None = None) -> None:
+        self.model = model
+        if layers is None:  # monitor the four stages when the model has them (the diagnostic's layers)
+            try:
+                layers = default_reff_layers(model)
+            except ValueError:
+                layers = []
+        self.layers = list(layers)
+        self.names = layer_names(model, self.layers)
+        self.weights = (0.0,) * len(self.layers)  # the layers are only monitored, not regularised
+
+    def term_and_logits(self, inputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                        network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The RRR term (differentiable w.r.t. the weights) and the logits of the same forward."""
+        relevant = check_relevance(mask, inputs)
+        with torch.enable_grad():
+            x = inputs.detach().requires_grad_(True)
+            logits = (network or self.model)(x)
+            (gradient,) = torch.autograd.grad(F.log_softmax(logits, dim=1).sum(), x, create_graph=True)
+        return ((1 - relevant) * gradient).pow(2).flatten(1).sum(1).mean(), logits
+
+    def __call__(self, inputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.term_and_logits(inputs, target, mask)[0]
+
+
+def check_relevance(mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """A (N, 1, H, W) float relevance mask in [0, 1] for ``inputs`` (soft masks allowed), or a clear error."""
+    relevant = check_mask(mask, inputs).to(inputs.device, inputs.dtype)
+    if relevant.min() < 0 or relevant.max() > 1:
+        raise ValueError("`mask` values must lie in [0, 1] (1 = relevant); soft masks are fine.")
+    return relevant
+
+
+REFF_WEIGHT = {"reff": 1e-3, "l1": 1e-6, "l2": 1e-6, "signed": 1e-3, "share": 100.0, "contrastive": 100.0,
+               "rrr": 10.0}
 """Default λ per variant: the seed's 1e-6 for L1/L2; 1e-3 for ReFF makes the term ≈ the cross-entropy at
-initialisation of a resnet18 on 64-px Textured MNIST (measured: term ≈ 3.4e3, L1 ≈ 8.2e5, L2 ≈ 6.5e5)."""
+initialisation of a resnet18 on 64-px Textured MNIST (measured: term ≈ 3.4e3, L1 ≈ 8.2e5, L2 ≈ 6.5e5);
+the others were chosen on the shifted validation split of the demo's spurious scenario, never on its test
+split (``captum-topgap sweep``, docs/reff.md)."""
 
 
-class ReFFObjective:
-    """Algorithm 1 of the ReFF supplementary as an objective of the training loop.
+class ExplanationObjective:
+    """Cross-entropy plus an explanation term, with the masks of Algorithm 1 of the ReFF supplementary:
 
-        L = CE(f(x), y) + λ · (1/|B|) Σ_{(x, y, s) ∈ B} l_ReFF(x, y, s)
+        L = CE(f(x), y) + λ · (1/|B|) Σ_{(x, y, s) ∈ B} l(x, y, s)
 
     Samples with an annotation use their mask (Eq. 3); the others use the pseudo-annotator's mask G_φ(x)
-    (Eq. 5), or — without an annotator — add no explanation term (an all-ones mask).
+    (Eq. 5), or — without an annotator — add no explanation term (an all-ones mask). The term is a
+    :class:`ReFF` (any variant) or :class:`RRR`.
+
+    :meth:`diagnose` gives the collapse diagnostic of the monitored layers
+    (:func:`captum_topgap.diagnostics.gradcam_diagnostic`); the training loop logs it every epoch and warns
+    when a regularised layer collapses.
 
     Args:
-        reff: the :class:`ReFF` term (bound to the model being trained).
+        term: the :class:`ReFF` or :class:`RRR` term (bound to the model being trained).
         weight: λ (default :data:`REFF_WEIGHT` of the variant).
         annotator: a trained :class:`~captum_topgap.models.pseudo_annotator.PseudoAnnotator` or ``None``.
 
@@ -183,16 +297,80 @@ class ReFFObjective:
         True
     """
 
-    def __init__(self, reff: ReFF, weight: float | None = None, annotator: nn.Module | None = None) -> None:
-        self.reff, self.annotator = reff, annotator
-        self.weight = REFF_WEIGHT[reff.variant] if weight is None else weight
+    def __init__(self, term: ReFF | RRR, weight: float | None = None, annotator: nn.Module | None = None) -> None:
+        self.term, self.annotator = term, annotator
+        self.weight = REFF_WEIGHT[term.variant] if weight is None else weight
+        if self.weight < 0:
+            raise ValueError(f"`weight` (λ) must be ≥ 0, got {self.weight}.")
 
-    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def reff(self) -> ReFF | RRR:
+        """The explanation term (the name the first release used)."""
+        return self.term
+
+    @property
+    def regularised(self) -> list[str]:
+        """Names of the layers whose Grad-CAM the term constrains (none for RRR)."""
+        return [name for name, w in zip(self.term.names, self.term.weights, strict=True) if w > 0]
+
+    def masks(self, batch: Batch) -> torch.Tensor:
+        """Each sample's relevance mask: its annotation, else the annotator's, else all ones."""
         annotated = batch.annotated.view(-1, 1, 1, 1)
         if self.annotator is not None and not bool(annotated.all()):
             fallback = self.annotator.annotate(batch.images)
         else:
             fallback = torch.ones_like(batch.masks)
-        masks = torch.where(annotated, batch.masks, fallback)
-        term, logits = self.reff.term_and_logits(batch.images, batch.labels, masks, network=model)
+        return torch.where(annotated, batch.masks, fallback)
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        term, logits = self.term.term_and_logits(batch.images, batch.labels, self.masks(batch), network=model)
         return F.cross_entropy(logits, batch.labels) + self.weight * term, logits
+
+    def diagnose(self, model: nn.Module, batch: Batch) -> dict[str, dict[str, float | None]]:
+        """Positive fraction and in-mask share of the true class's Grad-CAM at every monitored layer."""
+        layers = dict(zip(self.term.names, self.term.layers, strict=True))
+        return gradcam_diagnostic(model, layers, batch.images, batch.labels, self.masks(batch))
+
+
+class ReFFObjective(ExplanationObjective):
+    """Algorithm 1 of the ReFF supplementary as an objective of the training loop (see
+    :class:`ExplanationObjective`; the name kept from the first release).
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("resnet18", num_classes=2)
+        >>> ReFFObjective(ReFF(model, variant="l1")).weight
+        1e-06
+    """
+
+
+METHODS = ("baseline", "topgap", "reff", "rrr")
+"""Training methods of :func:`make_objective` (the expansion network has its own objective)."""
+
+
+def make_objective(method: str, model: nn.Module, variant: str | None = None, weight: float | None = None,
+                   sparsity: float | None = None, annotator: nn.Module | None = None,
+                   layers: Sequence[str] | None = None) -> Objective:
+    """The objective of a training method by name — the one place the CLI, the demo and ``evaluate`` choose it.
+
+    ``"baseline"``: cross-entropy; ``"topgap"``: :class:`TopGAPObjective` (λ = ``sparsity``); ``"reff"``:
+    :class:`ReFFObjective` of the ReFF ``variant`` (default ``"reff"``) with λ = ``weight`` over the named
+    ``layers`` (default: the four ResNet stages); ``"rrr"``: the same objective over :class:`RRR`.
+    ``annotator`` supplies the masks of unannotated samples (Algorithm 1).
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("resnet18", num_classes=2)
+        >>> objective = make_objective("reff", model, variant="contrastive")
+        >>> type(objective).__name__, objective.term.variant
+        ('ExplanationObjective', 'contrastive')
+    """
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
+    if method == "baseline":
+        return CrossEntropy()
+    if method == "topgap":
+        return TopGAPObjective(TOPGAP_SPARSITY if sparsity is None else sparsity)
+    modules = None if layers is None else [resolve_layer(model, name) for name in layers]
+    term = ReFF(model, modules, variant=variant or "reff") if method == "reff" else RRR(model)
+    return ExplanationObjective(term, weight, annotator)

@@ -1,6 +1,8 @@
 """One training loop for every method: the objective (plain, Top-GAP, ReFF, expansion) is a plug-in.
 
-Per epoch: a tqdm bar over the shuffled training batches, validation accuracy, ``last.pt`` (everything
+Per epoch: a tqdm bar over the shuffled training batches, validation accuracy, the collapse diagnostic
+of explanation objectives (ReFF, RRR: :meth:`~captum_topgap.losses.ExplanationObjective.diagnose` on the
+first ``diagnostic_images`` training images, with a warning when a regularised layer collapses), ``last.pt`` (everything
 needed to resume) and ``best.pt`` (weights of the best validation accuracy, ties going to the lower
 training loss — which is what selects an expansion network, whose frozen classifier's accuracy never
 moves). Checkpoints hold only tensors and plain Python values, so they load with
@@ -39,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from captum_topgap.data.transforms import Batch, collate
+from captum_topgap.diagnostics import warn_if_collapsed
 from captum_topgap.distributed import all_sum, is_main, rank, shard, world_size
 from captum_topgap.losses import Objective
 
@@ -58,6 +61,7 @@ class TrainConfig:
     num_workers: int = 0
     device: str = "cpu"
     progress: bool = True
+    diagnostic_images: int = 64
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -120,7 +124,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence, val_data: Dataset | None = None,
           config: TrainConfig | None = None, out_dir: str | Path | None = None, resume: str | Path | None = None,
-          metadata: dict[str, Any] | None = None) -> list[dict[str, float]]:
+          metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train ``model`` on ``objective`` and return the per-epoch history.
 
     Args:
@@ -145,7 +149,10 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
     network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
     optimizer = make_optimizer(model, config)
-    history: list[dict[str, float]] = []
+    diagnose = getattr(objective, "diagnose", None)
+    probe = collate([train_data[i] for i in range(min(config.diagnostic_images, len(train_data)))]) \
+        if diagnose is not None else None
+    history: list[dict[str, Any]] = []
     start, best = 0, (-1.0, -float("inf"))
     if resume is not None:
         state = load_checkpoint(resume, device)
@@ -171,13 +178,16 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
             total, count = total + float(loss.detach()) * len(batch.labels), count + len(batch.labels)
             bar.set_postfix(loss=f"{total / count:.4f}")
         total, count = all_sum([total, count])
-        record = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
+        record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if val_data is not None:
             record["val_accuracy"] = accuracy(model, val_data, config.batch_size, device)
+        if diagnose is not None and probe is not None:
+            record["diagnostic"] = diagnose(model, to_device(probe, device))
+            record["collapsed"] = warn_if_collapsed(record["diagnostic"], getattr(objective, "regularised", []))
         history.append(record)
         score = (record.get("val_accuracy", 0.0), -record["train_loss"])  # ties: the lower training loss
         if progress:
-            tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            tqdm.write(progress_line(record))
         if out is not None:
             common = {"config": asdict(config), "metadata": dict(metadata or {}), "history": history}
             if score > best:
@@ -189,6 +199,24 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
         else:
             best = max(best, score)
     return history
+
+
+def progress_line(record: dict[str, Any]) -> str:
+    """One epoch's record as the line the loop prints; a diagnostic as ``layer +positive%/in-mask share``.
+
+    Example:
+        >>> progress_line({"epoch": 2, "train_loss": 0.5, "diagnostic": {"layer4": {"positive_fraction": 0.0,
+        ...                "in_mask_share": None}}, "collapsed": ["layer4"]})
+        'epoch=2 train_loss=0.5000 layer4 +0%/in — COLLAPSED: layer4'
+    """
+    parts = [f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+             if k not in ("diagnostic", "collapsed")]
+    for name, row in record.get("diagnostic", {}).items():
+        share = row["in_mask_share"]
+        parts.append(f"{name} +{100 * row['positive_fraction']:.0f}%/in" + ("" if share is None else f" {share:.2f}"))
+    if record.get("collapsed"):
+        parts.append("— COLLAPSED: " + ", ".join(record["collapsed"]))
+    return " ".join(parts)
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -206,12 +234,28 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model of a checkpoint written by :func:`train` (``metadata`` holds its name and arguments);
-    an expansion checkpoint gives the ``ExpansionNet`` with its localisation network inside."""
+    """Rebuild the model of a checkpoint written by :func:`train` — by ``captum-topgap train`` or the demo —
+    from its ``metadata`` (timm name and keyword arguments), in eval mode; an expansion checkpoint gives the
+    ``ExpansionNet`` with its localisation network inside. Both ``best.pt`` and ``last.pt`` load.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> path = Path(tempfile.mkdtemp()) / "m.pt"
+        >>> net = build_model("resnet18", num_classes=3)
+        >>> save_checkpoint(path, model=net.state_dict(), metadata={"model": "resnet18",
+        ...                                                          "model_kwargs": {"num_classes": 3}})
+        >>> type(load_model(path)).__name__
+        'ResNet'
+    """
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; pass a best.pt or last.pt written by "
+                                "captum-topgap train or captum-topgap demo.")
     state = load_checkpoint(checkpoint, device)
     meta = state.get("metadata", {})
-    if "model" not in meta:
-        raise ValueError(f"{checkpoint} has no model name in its metadata; it was not written by captum-topgap train.")
+    if "model" not in meta or "model" not in state:
+        raise ValueError(f"{checkpoint} has no model name in its metadata; it was not written by captum-topgap "
+                         "train or demo. Build the model yourself and load_state_dict(torch.load(...)).")
     model = build_model(meta["model"], **meta.get("model_kwargs", {}))
     if meta.get("method") == "expansion":
         from captum_topgap.models.expansion import ExpansionNet

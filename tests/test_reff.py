@@ -37,7 +37,7 @@ def setup():
 
 def test_zero_inside_an_all_ones_mask(setup) -> None:
     model, x, y, reff = setup
-    assert float(reff(x, y, torch.ones(2, 1, 8, 8, dtype=torch.float64))) == 0.0
+    assert float(reff(x, y, torch.ones(2, 1, 8, 8, dtype=torch.float64)).detach()) == 0.0
 
 
 def test_soft_masks_scale_the_reff_term_linearly(setup) -> None:
@@ -100,7 +100,7 @@ def test_wrong_mask_size_and_values_are_rejected(setup) -> None:
         reff(x, y, torch.ones(2, 1, 4, 4, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"`mask` values must lie in \[0, 1\]"):
         reff(x, y, torch.full((2, 1, 8, 8), 2.0, dtype=torch.float64))
-    with pytest.raises(ValueError, match=r"`variant` must be 'reff', 'l1' or 'l2'"):
+    with pytest.raises(ValueError, match=r"`variant` must be one of \['contrastive', 'l1', 'l2', 'reff'"):
         ReFF(model, [model.block1], (1.0,), variant="l3")
     with pytest.raises(ValueError, match=r"`weights` has 4 entries for 2 layers"):
         ReFF(model, [model.block1, model.block2])
