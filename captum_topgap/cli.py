@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from captum_topgap.losses import VARIANTS
 from captum_topgap.registry import list_methods, method_spec
 
 
@@ -87,10 +89,11 @@ def _dataset(args: argparse.Namespace, split: str, p: float | None = None):
     return make_dataset(args.data, split, **options)
 
 
-def _reff_objective(args: argparse.Namespace, model, train_data):
-    """Algorithm 1: hide all but ``--annotated`` masks, fit the pseudo-annotator on them, build the objective."""
+def _explanation_objective(args: argparse.Namespace, model, train_data, method: str):
+    """Algorithm 1 for ReFF and RRR: hide all but ``--annotated`` masks, fit the pseudo-annotator on them,
+    build the objective."""
     from captum_topgap.data import PartiallyAnnotated
-    from captum_topgap.losses import ReFF, ReFFObjective
+    from captum_topgap.losses import make_objective
     from captum_topgap.models import PseudoAnnotator
 
     partial = PartiallyAnnotated(train_data, args.annotated, seed=args.seed)
@@ -98,14 +101,14 @@ def _reff_objective(args: argparse.Namespace, model, train_data):
     if len(partial.annotated_indices) < len(partial):
         annotator = PseudoAnnotator(size=args.size)
         annotator.fit([train_data[i] for i in partial.annotated_indices], epochs=args.annotator_epochs, seed=args.seed)
-    return partial, ReFFObjective(ReFF(model, variant=args.variant), args.reff_weight, annotator)
+    return partial, make_objective(method, model, variant=args.variant, weight=args.reff_weight, annotator=annotator)
 
 
 def _train(args: argparse.Namespace) -> int:
     import torch
 
     from captum_topgap.distributed import is_main
-    from captum_topgap.losses import TOPGAP_SPARSITY, CrossEntropy, TopGAPObjective
+    from captum_topgap.losses import TOPGAP_SPARSITY, make_objective
     from captum_topgap.models import TopGAPNet
     from captum_topgap.training import accuracy, build_model, train
 
@@ -123,13 +126,15 @@ def _train(args: argparse.Namespace) -> int:
     if method == "topgap" and not isinstance(model, TopGAPNet):
         raise SystemExit(f"--method topgap needs a topgap_* model, got {args.model}")
     sparsity = TOPGAP_SPARSITY if args.sparsity is None else args.sparsity
-    objective = TopGAPObjective(sparsity) if method == "topgap" else CrossEntropy()
-    if method == "reff":
-        train_data, objective = _reff_objective(args, model, train_data)
+    if method in ("reff", "rrr"):
+        train_data, objective = _explanation_objective(args, model, train_data, method)
+    else:
+        objective = make_objective(method, model, sparsity=sparsity)
     config = _train_config(args)
     metadata = {"model": args.model, "model_kwargs": model_kwargs, "method": method, "data": args.data,
                 "sparsity": sparsity if method == "topgap" else 0.0,
-                "annotated": -1 if args.annotated is None else args.annotated, "variant": args.variant,
+                "annotated": -1 if args.annotated is None else args.annotated,
+                "variant": args.variant if method == "reff" else "",
                 "p": args.p, "q": args.q, "size": args.size}
     history = train(model, objective, train_data, val_data, config, args.out, args.resume, metadata)
     test_accuracy = accuracy(model, _dataset(args, "test", p=args.test_p), args.batch_size, args.device)
@@ -294,15 +299,34 @@ def _black_image(size: int, device: str):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from captum_topgap.report import run_demo, summary_table
+    from captum_topgap.demo import run_demo
+    from captum_topgap.report import summary
 
     report = run_demo(args.out, quick=args.quick, seed=args.seed)
-    print("\n" + summary_table(report["results"]))
-    for finding in report["findings"]:
-        print(f"[{'held' if finding['held'] else 'did not hold'}] {finding['claim']}: {finding['evidence']}")
-    for note in report["observations"]:
-        print(f"note: {note}")
-    print(f"report: {Path(args.out) / 'index.html'} ({report['seconds']:.0f} s)")
+    print(summary(report))
+    print(f"report: {Path(args.out) / 'index.html'} ({report['seconds'] / 60:.1f} min)")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import json
+
+    from captum_topgap.demo import DemoConfig
+    from captum_topgap.selection import choose, parse_candidate, sweep
+
+    candidates = [parse_candidate(text) for text in args.candidate]
+    config = DemoConfig.quick() if args.quick else DemoConfig()
+    config = replace(config, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    rows = sweep(candidates, config, Path(args.out) / "models")
+    print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'follows bg':>10s}  collapsed")
+    for row in rows:
+        follows = row["val_follows_background"]
+        print(f"{row['label']:44s} {row['seed']:4d} {row['val_accuracy']:8.3f} "
+              f"{'–' if follows is None else f'{follows:.3f}':>10s}  {','.join(row['collapsed']) or '–'}")
+    best = choose(rows)
+    print(f"best on the shifted validation split: {best['candidate']} (mean accuracy {best['val_accuracy']:.3f})")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "sweep.json").write_text(json.dumps({"rows": rows, "best": best}, indent=1))
     return 0
 
 
@@ -393,13 +417,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a baseline or Top-GAP model with the one training loop")
     train.add_argument("--model", default="topgap_resnet18", help="timm name (topgap_* for Top-GAP)")
-    train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap", "reff", "expansion"])
+    train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap", "reff", "rrr", "expansion"])
     train.add_argument("--k", default="64", help="Top-GAP k: positions (int) or a fraction (float)")
     train.add_argument("--sparsity", type=float, default=None, help="Top-GAP λ (default: losses.TOPGAP_SPARSITY)")
-    train.add_argument("--annotated", type=int, default=None, help="ReFF: images that keep their masks (default all)")
-    train.add_argument("--variant", default="reff", choices=["reff", "l1", "l2"], help="ReFF variant")
-    train.add_argument("--reff-weight", type=float, default=None, help="ReFF λ (default: losses.REFF_WEIGHT)")
-    train.add_argument("--annotator-epochs", type=int, default=20, help="ReFF: pix2pix epochs on the annotated set")
+    train.add_argument("--annotated", type=int, default=None,
+                       help="ReFF/RRR: images that keep their masks (default all)")
+    train.add_argument("--variant", default="reff", choices=sorted(VARIANTS),
+                       help="ReFF variant: reff, l1, l2 (published) or one that closes its loophole (docs/reff.md)")
+    train.add_argument("--reff-weight", type=float, default=None,
+                       help="λ of the ReFF/RRR term (default: losses.REFF_WEIGHT of the variant)")
+    train.add_argument("--annotator-epochs", type=int, default=20,
+                       help="ReFF/RRR: pix2pix epochs on the annotated set")
     _data_options(train)
     train.add_argument("--localizer", default=None, help="expansion: the classifier checkpoint to expand (frozen)")
     train.add_argument("--test-p", type=float, default=1.0, help="background randomness of the test split")
@@ -433,11 +461,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     evaluate.set_defaults(run=_evaluate)
 
-    demo = commands.add_parser("demo", help="train baseline/Top-GAP/ReFF on Textured MNIST and write a report")
-    demo.add_argument("--out", default="demo", help="report folder (index.html, results.json, figures)")
-    demo.add_argument("--quick", action="store_true", help="the under-5-minutes preset (48 px, fewer images)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo = commands.add_parser("demo", help="the papers' claims in their own settings on Textured MNIST: a report")
+    demo.add_argument("--out", default="demo", help="report folder (index.html, results.json, figures, models)")
+    demo.add_argument("--quick", action="store_true", help="one seed, fewer test images (≤ 10 min on 2 cores)")
+    demo.add_argument("--seed", type=int, default=None, help="run this one seed instead of the preset's")
     demo.set_defaults(run=_demo)
+
+    sweep = commands.add_parser("sweep", help="choose ReFF's variant and λ on a shifted validation split")
+    sweep.add_argument("--candidate", action="append", required=True, metavar="METHOD[:VARIANT[:λ[:LAYERS]]]",
+                       help="e.g. baseline, reff:reff:0.001, reff:contrastive:100:layer1,layer2, rrr::10")
+    sweep.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    sweep.add_argument("--quick", action="store_true", help="the demo's --quick budget (same training)")
+    sweep.add_argument("--out", default="sweep", help="folder for sweep.json and the checkpoints")
+    sweep.set_defaults(run=_sweep)
 
     explain = commands.add_parser("explain", help="top-5 classes and a heat-map overlay of one photo")
     explain.add_argument("image", nargs="?", default=None, help="a photo (default: scikit-image's cat)")

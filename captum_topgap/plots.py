@@ -138,6 +138,46 @@ def save_expansion_pipeline(image: torch.Tensor, steps: dict[str, np.ndarray], p
     return Path(path)
 
 
+def save_diagnostic_curves(histories: dict[str, list[list[dict]]], path: str | Path) -> Path:
+    """The collapse diagnostic during training: one column per model, rows = positive fraction and in-mask
+    share of the true class's Grad-CAM at each monitored layer, and validation accuracy, per epoch (mean over
+    the seeds' histories of :func:`captum_topgap.training.train`).
+
+    Example:
+        >>> import tempfile
+        >>> record = {"epoch": 1, "val_accuracy": 0.5,
+        ...           "diagnostic": {"layer1": {"positive_fraction": 0.4, "in_mask_share": 0.3}}}
+        >>> save_diagnostic_curves({"ReFF": [[record, {**record, "epoch": 2}]]}, tempfile.mkdtemp() + "/d.png").suffix
+        '.png'
+    """
+    rows = (("positive_fraction", "positive fraction"), ("in_mask_share", "in-mask share"),
+            ("val_accuracy", "validation accuracy"))
+    figure, axes = plt.subplots(len(rows), len(histories), figsize=(3.2 * len(histories), 7.0), squeeze=False,
+                                sharey="row")
+    for col, (name, runs) in enumerate(histories.items()):
+        epochs = [record["epoch"] for record in runs[0]]
+        layers = list(runs[0][0].get("diagnostic", {}))
+        for row, (key, title) in enumerate(rows):
+            ax = axes[row, col]
+            series = {"": [[record.get(key) for record in run] for run in runs]} if key == "val_accuracy" else {
+                layer: [[record["diagnostic"][layer][key] for record in run] for run in runs] for layer in layers}
+            for label, values in series.items():
+                mean = [float(np.mean([0.0 if v is None else v for v in column]))
+                        for column in zip(*values, strict=True)]
+                ax.plot(epochs, mean, marker="o", markersize=3, label=label or None)
+            if key == "positive_fraction":
+                ax.axhline(0.05, color="red", linewidth=0.6, linestyle="--")
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{name}: {title}" if row == 0 else title, fontsize=8)
+            ax.set_xlabel("epoch", fontsize=7)
+            ax.tick_params(labelsize=7)
+            if row == 0 and layers:
+                ax.legend(fontsize=6)
+    figure.tight_layout()
+    _save(figure, path)
+    return Path(path)
+
+
 def _save(figure: plt.Figure, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,215 +1,108 @@
-"""``captum-topgap demo``: the seeds' claims in miniature on Textured MNIST, written up as an HTML report.
+"""The demo's report: figures, one self-contained HTML page and the terminal summary.
 
-Protocol (one budget for all three models, one seed):
-
-1. Train a baseline ResNet-18, a Top-GAP ResNet-18 (k = 1/16 of the CAM positions, λ = 0.01) and a
-   ReFF ResNet-18 (every training mask annotated) on Textured MNIST with a spurious background
-   (p = 0: the background texture gives the class away; q = 0).
-2. Accuracy in distribution (p = 0 test split) and under the background shift (p = 1 test split).
-3. On the in-distribution test images, where every model is accurate: mask IoU and energy pointing game
-   of Grad-CAM, Recipro-CAM, Augmented Grad-CAM (and Top-GAP CAM for Top-GAP); ERF distance; PGD-20
-   robust accuracy at eps = 8/255 on all pixels and on the background only.
-4. ``DIR/results.json`` with every number, ``DIR/index.html`` with tables, figures and findings
-   generated from the numbers.
+Input is the report dict of :func:`captum_topgap.demo.run_demo` (the same data as ``results.json``):
+``claims`` (each with values per seed and a verdict) and ``models`` (per model and seed: measures,
+training history, checkpoint). Per scenario the page has the claims table (the paper's figure, ours as
+mean ± sd, the criterion, the verdict), the measures of every model, a heat-map grid and, for the spurious
+scenario, the collapse diagnostic per epoch of each ReFF / RRR variant.
 
 Example:
-    >>> DemoConfig.quick().size, DemoConfig().size
-    (48, 64)
+    >>> cell({"values": [0.5, 0.7], "reference_values": [0.1, 0.2]})
+    '0.600 ± 0.141 vs 0.150 ± 0.071'
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
-import time
-from dataclasses import asdict, dataclass, replace
+import statistics
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, Subset
-
-from captum_topgap.data import TexturedMNIST, collate
-from captum_topgap.evaluation import erf_scores, heatmap_scores
-from captum_topgap.losses import CrossEntropy, ReFF, ReFFObjective, TopGAPObjective
-from captum_topgap.plots import save_overlays
+from captum_topgap.claims import mean_sd
+from captum_topgap.data import collate
+from captum_topgap.plots import save_diagnostic_curves, save_overlays
 from captum_topgap.registry import get_method
-from captum_topgap.robustness import evaluate_robustness
-from captum_topgap.training import TrainConfig, accuracy, build_model, train
 
-MODELS = {"baseline": "ResNet-18", "topgap": "Top-GAP ResNet-18", "reff": "ReFF ResNet-18"}
-CAM_METHODS = ("gradcam", "recipro_cam", "augmented_gradcam")
-METHOD_OPTIONS = {"augmented_gradcam": {"n_augmentations": 8, "solver": "primal_dual"}}
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """Budget of the demo; :meth:`quick` is the under-5-minutes preset for a 2-core CPU."""
-
-    size: int = 64
-    train_images: int = 3000
-    test_images: int = 500
-    epochs: int = 4
-    explain_images: int = 200
-    attack_images: int = 200
-    k: float = 1 / 16
-    seed: int = 0
-
-    @classmethod
-    def quick(cls, seed: int = 0) -> DemoConfig:
-        """48 px (ResNet-18's last map is 2 × 2; at 32 px it would be 1 × 1), 800 training images, 3 epochs,
-        64 images explained and attacked."""
-        return cls(size=48, train_images=800, test_images=300, epochs=3, explain_images=64, attack_images=64,
-                   seed=seed)
+OBJECT_COLUMNS = (("baseline", "gradcam", "ResNet-18: Grad-CAM"), ("baseline", "recipro_cam", "ResNet-18: Recipro-CAM"),
+                  ("baseline", "augmented_gradcam", "ResNet-18: Augmented Grad-CAM"),
+                  ("topgap", "topgap_cam", "Top-GAP: its CAM"))
+MEASURES = {
+    "object": (("accuracy", "accuracy"), ("iou/gradcam", "IoU Grad-CAM"), ("iou/recipro_cam", "IoU Recipro-CAM"),
+               ("iou/augmented_gradcam", "IoU Aug. Grad-CAM"), ("iou/topgap_cam", "IoU Top-GAP CAM"),
+               ("erf_background_share", "ERF on background"), ("pgd20_all", "PGD-20"),
+               ("pgd20_background", "PGD-20 background")),
+    "spurious": (("in_distribution_accuracy", "in distribution"), ("shifted_accuracy", "shifted"),
+                 ("follows_background", "follows background"), ("min_positive_fraction", "min positive fraction"),
+                 ("in_mask_share", "in-mask share (≥ 6 × 6)"), ("mask_area", "mask area")),
+}
+DESCRIPTIONS = {
+    "object": "Train and test (p, q) = (1, 0): the background is random, what decides the label lies on the digit "
+              "— the setting of Top-GAP's localisation, ERF and attack claims.",
+    "spurious": "Train (p, q) = (0, 1), test (1, 1): in training the background gives the class away and the digit "
+                "texture is random; at test time the background is random too — the setting of ReFF's Table 2.",
+}
 
 
-def _data(config: DemoConfig, split: str, p: float, limit: int) -> TexturedMNIST:
-    return TexturedMNIST(split, p=p, q=0.0, size=config.size, limit=limit, seed=config.seed)
+def cell(claim: dict[str, Any]) -> str:
+    """"mean ± sd" of the claimed model, and "vs mean ± sd" of the reference when there is one."""
+    text = "{:.3f} ± {:.3f}".format(*mean_sd(claim["values"]))
+    if claim.get("reference_values") is not None:
+        text += " vs {:.3f} ± {:.3f}".format(*mean_sd(claim["reference_values"]))
+    return text
 
 
-def train_models(config: DemoConfig, out: Path, progress: bool = True) -> tuple[dict[str, nn.Module], dict[str, float]]:
-    """Train the baseline, Top-GAP and ReFF models with the same data, epochs and optimiser."""
-    train_data = _data(config, "train", 0.0, config.train_images)
-    val_data = _data(config, "val", 0.0, config.train_images // 10)
-    models, seconds = {}, {}
-    for name in MODELS:
-        torch.manual_seed(config.seed)
-        model = build_model("topgap_resnet18", num_classes=10, k=config.k) if name == "topgap" else \
-            build_model("resnet18", num_classes=10)
-        objective = ReFFObjective(ReFF(model)) if name == "reff" else \
-            TopGAPObjective() if name == "topgap" else CrossEntropy()
-        if progress:
-            print(f"training {MODELS[name]} ({config.epochs} epochs, {len(train_data)} images)")
-        start = time.perf_counter()
-        train(model, objective, train_data, val_data, TrainConfig(epochs=config.epochs, seed=config.seed,
-                                                                  progress=progress), out / "models" / name)
-        models[name], seconds[name] = model.eval(), time.perf_counter() - start
-    return models, seconds
+def model_table(models: list[dict[str, Any]], scenario: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (one per model, mean ± sd over seeds) of a scenario's measures."""
+    present = [(key, title) for key, title in MEASURES[scenario]
+               if any(key in row["measures"] for row in models if row["scenario"] == scenario)]
+    names: dict[str, str] = {}
+    for row in models:
+        if row["scenario"] == scenario:
+            names.setdefault(row["name"], row["label"])
+    rows = []
+    for name, label in names.items():
+        runs = [row for row in models if row["scenario"] == scenario and row["name"] == name]
+        seconds = statistics.fmean(row["train_seconds"] for row in runs)
+        cells = []
+        for key, _ in present:
+            values = [row["measures"][key] for row in runs if key in row["measures"]]
+            cells.append("{:.3f} ± {:.3f}".format(*mean_sd(values)) if values else "–")
+        rows.append([label, *cells, f"{seconds:.0f}"])
+    return ["model", *[title for _, title in present], "training s"], rows
 
 
-def evaluate_models(models: dict[str, nn.Module], config: DemoConfig, progress: bool = True) -> dict[str, Any]:
-    """Every number of the report, per model (see the module docstring for the protocol)."""
-    in_distribution = _data(config, "test", 0.0, config.test_images)
-    shifted = _data(config, "test", 1.0, config.test_images)
-    attack_loader = DataLoader(Subset(in_distribution, range(min(config.attack_images, len(in_distribution)))),
-                               batch_size=64, collate_fn=collate)
-    results = {}
-    for name, model in models.items():
-        methods = (("topgap_cam",) if name == "topgap" else ()) + CAM_METHODS
-        results[name] = {
-            "accuracy": {"in_distribution": accuracy(model, in_distribution), "shifted": accuracy(model, shifted)},
-            "heatmaps": heatmap_scores(model, methods, in_distribution, limit=config.explain_images,
-                                       method_kwargs=METHOD_OPTIONS, progress=progress),
-            "erf": erf_scores(model, in_distribution, limit=config.explain_images, progress=progress),
-            "robustness": {region: evaluate_robustness(model, attack_loader, ["pgd20"], region=region,
-                                                       seed=config.seed, progress=progress)
-                           for region in ("all", "background")},
-        }
-    return results
+def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Heat-map grids of both scenarios (first seed, four test images, mask outlined), the ERF maps of the
+    object scenario and the diagnostic curves of the spurious scenario's ReFF / RRR variants.
 
-
-def save_figures(models: dict[str, nn.Module], config: DemoConfig, out: Path) -> dict[str, Path]:
-    """Heat-map grid (rows = images, columns = model × method, mask outlined) and ERF maps side by side."""
-    batch = collate([_data(config, "test", 0.0, 4)[i] for i in range(4)])
-    x, y = batch.images, batch.labels
-    maps = {}
-    for name, model in models.items():
-        methods = ("topgap_cam",) if name == "topgap" else ()
-        for method in methods + CAM_METHODS:
-            explainer = get_method(method, model, **METHOD_OPTIONS.get(method, {}))
-            maps[f"{name}: {method}"] = explainer.attribute(x, target=y).detach()
-    erf = {MODELS[name]: get_method("erf", model).attribute(x, target=y).detach() for name, model in models.items()}
-    figures = {"heatmaps": out / "heatmaps.png", "erf": out / "erf.png"}
-    save_overlays(x, maps, figures["heatmaps"], batch.masks)
-    save_overlays(x, erf, figures["erf"], batch.masks)
+    ``kept[scenario]`` holds the rendered ``data``, the first seed's ``models``, the methods' ``options``
+    and, for the spurious scenario, the ``layer`` whose Grad-CAM is drawn."""
+    figures = {}
+    scene = kept["object"]
+    batch = collate(scene["data"]["test"][:4])
+    maps = {title: get_method(method, scene["models"][name], **scene["options"].get(method, {}))
+            .attribute(batch.images, target=batch.labels).detach() for name, method, title in OBJECT_COLUMNS}
+    figures["object_heatmaps"] = out / "object_heatmaps.png"
+    save_overlays(batch.images, maps, figures["object_heatmaps"], batch.masks)
+    erf = {f"{name}: ERF": get_method("erf", model).attribute(batch.images, target=batch.labels).detach()
+           for name, model in scene["models"].items()}
+    figures["object_erf"] = out / "object_erf.png"
+    save_overlays(batch.images, erf, figures["object_erf"], batch.masks)
+    scene = kept["spurious"]
+    batch = collate(scene["data"]["in_distribution"][:4])
+    layer = scene["layer"]
+    maps = {f"{name}: Grad-CAM {layer}": get_method("gradcam", model, layer).attribute(
+        batch.images, target=batch.labels).detach() for name, model in scene["models"].items()}
+    figures["spurious_heatmaps"] = out / "spurious_heatmaps.png"
+    save_overlays(batch.images, maps, figures["spurious_heatmaps"], batch.masks)
+    histories: dict[str, list[list[dict]]] = {}
+    for row in rows:
+        if row["scenario"] == "spurious" and "diagnostic" in row["history"][0]:
+            histories.setdefault(row["label"], []).append(row["history"])
+    if histories:
+        figures["spurious_diagnostic"] = save_diagnostic_curves(histories, out / "spurious_diagnostic.png")
     return figures
-
-
-def findings(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each seed claim checked against the numbers: ``{"claim", "held", "evidence"}``.
-
-    Example:
-        >>> row = {"accuracy": {"in_distribution": 0.9, "shifted": 0.1}, "erf": {"background_share": 0.5},
-        ...        "heatmaps": {"gradcam": {"iou": 0.1}, "augmented_gradcam": {"iou": 0.2}, "topgap_cam": {"iou": 0.3}},
-        ...        "robustness": {"all": {"pgd20": 0.2}, "background": {"pgd20": 0.4}}}
-        >>> [f["held"] for f in findings({"baseline": row, "topgap": row, "reff": row})]
-        [True, True, False, False, True, False, True]
-    """
-    base, topgap, reff = results["baseline"], results["topgap"], results["reff"]
-
-    def claim(text: str, held: bool, evidence: str) -> dict[str, Any]:
-        return {"claim": text, "held": bool(held), "evidence": evidence}
-
-    accuracy_gap = topgap["accuracy"]["in_distribution"] - base["accuracy"]["in_distribution"]
-    return [
-        claim("Top-GAP keeps the accuracy of the baseline (within 2 points)", accuracy_gap >= -0.02,
-              f"in-distribution accuracy {topgap['accuracy']['in_distribution']:.3f} vs "
-              f"{base['accuracy']['in_distribution']:.3f}"),
-        claim("Top-GAP's class maps cover the object better than the baseline's Grad-CAM",
-              topgap["heatmaps"]["topgap_cam"]["iou"] > base["heatmaps"]["gradcam"]["iou"],
-              f"mask IoU {topgap['heatmaps']['topgap_cam']['iou']:.3f} vs {base['heatmaps']['gradcam']['iou']:.3f}"),
-        claim("Top-GAP's effective receptive field puts less mass on the background",
-              topgap["erf"]["background_share"] < base["erf"]["background_share"],
-              f"ERF background share {topgap['erf']['background_share']:.3f} vs "
-              f"{base['erf']['background_share']:.3f}"),
-        claim("ReFF generalises better when the background stops predicting the class (by more than 2 points)",
-              reff["accuracy"]["shifted"] > base["accuracy"]["shifted"] + 0.02,
-              f"shifted accuracy {reff['accuracy']['shifted']:.3f} vs {base['accuracy']['shifted']:.3f} "
-              "(chance 0.100)"),
-        claim("Augmented Grad-CAM localises the object better than Grad-CAM (same baseline model)",
-              base["heatmaps"]["augmented_gradcam"]["iou"] > base["heatmaps"]["gradcam"]["iou"],
-              f"mask IoU {base['heatmaps']['augmented_gradcam']['iou']:.3f} vs "
-              f"{base['heatmaps']['gradcam']['iou']:.3f}"),
-        claim("Top-GAP is more robust to PGD-20 than the baseline",
-              topgap["robustness"]["all"]["pgd20"] > base["robustness"]["all"]["pgd20"],
-              f"robust accuracy {topgap['robustness']['all']['pgd20']:.3f} vs "
-              f"{base['robustness']['all']['pgd20']:.3f}"),
-        claim("For Top-GAP the background is less susceptible to attacks than the whole image",
-              topgap["robustness"]["background"]["pgd20"] > topgap["robustness"]["all"]["pgd20"],
-              f"PGD-20 on the background only {topgap['robustness']['background']['pgd20']:.3f} vs all pixels "
-              f"{topgap['robustness']['all']['pgd20']:.3f}"),
-    ]
-
-
-def observations(results: dict[str, Any]) -> list[str]:
-    """Remarks the numbers force, beyond the claims: heat-maps that are zero everywhere, models at chance.
-
-    Example:
-        >>> row = {"accuracy": {"shifted": 0.1}, "heatmaps": {"gradcam": {"iou": 0.0, "energy_pointing_game": 0.0}}}
-        >>> observations({"reff": row})[0][:41]
-        "ReFF ResNet-18's gradcam maps are zero on"
-    """
-    notes = []
-    for name, row in results.items():
-        for method, scores in row["heatmaps"].items():
-            if scores["iou"] == 0 and scores["energy_pointing_game"] == 0:
-                notes.append(f"{MODELS[name]}'s {method} maps are zero on every image: the layer's positive "
-                             "evidence was switched off rather than moved onto the object.")
-        if row["accuracy"]["shifted"] <= 0.12:
-            notes.append(f"{MODELS[name]} is at chance under the background shift "
-                         f"({row['accuracy']['shifted']:.3f}): it learnt the background, not the digit.")
-    return notes
-
-
-def summary_table(results: dict[str, Any]) -> str:
-    """The terminal summary: one row per model.
-
-    Example:
-        >>> row = {"accuracy": {"in_distribution": 0.9, "shifted": 0.1}, "erf": {"background_share": 0.5},
-        ...        "heatmaps": {"gradcam": {"iou": 0.1}}, "robustness": {"all": {"pgd20": 0.2},
-        ...        "background": {"pgd20": 0.4}}}
-        >>> print(summary_table({"baseline": row}).splitlines()[2])
-        ResNet-18             0.900    0.100      0.100      0.500   0.200     0.400
-    """
-    lines = [f"{'model':20s} {'acc':>6s} {'shifted':>8s} {'IoU(GC)':>10s} {'ERF bg':>10s} {'PGD-20':>7s} "
-             f"{'PGD-20 bg':>9s}", "-" * 76]
-    for name, row in results.items():
-        lines.append(f"{MODELS[name]:20s} {row['accuracy']['in_distribution']:6.3f} {row['accuracy']['shifted']:8.3f} "
-                     f"{row['heatmaps']['gradcam']['iou']:10.3f} {row['erf']['background_share']:10.3f} "
-                     f"{row['robustness']['all']['pgd20']:7.3f} {row['robustness']['background']['pgd20']:9.3f}")
-    return "\n".join(lines)
 
 
 def _image(path: Path, alt: str) -> str:
@@ -217,73 +110,83 @@ def _image(path: Path, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(f"<tr class=\"{(classes or [''] * len(rows))[i]}\">" + "".join(
+        f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for i, row in enumerate(rows))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_html(report: dict[str, Any], figures: dict[str, Path], path: Path) -> Path:
-    """A self-contained page (figures embedded as data URIs) with the tables, figures and findings."""
-    results, config = report["results"], report["config"]
-    accuracy_rows = [[MODELS[n], f"{r['accuracy']['in_distribution']:.3f}", f"{r['accuracy']['shifted']:.3f}",
-                      f"{report['train_seconds'][n]:.0f}"] for n, r in results.items()]
-    heatmap_rows = [[MODELS[n], method, f"{s['iou']:.3f}", f"{s['iou_mean_thresholds']:.3f}",
-                     f"{s['energy_pointing_game']:.3f}"]
-                    for n, r in results.items() for method, s in r["heatmaps"].items()]
-    erf_rows = [[MODELS[n], f"{r['erf']['background_share']:.3f}", f"{r['erf']['distance']:.3f}"]
-                for n, r in results.items()]
-    robust_rows = [[MODELS[n], f"{r['robustness']['all']['clean']:.3f}", f"{r['robustness']['all']['pgd20']:.3f}",
-                    f"{r['robustness']['background']['pgd20']:.3f}"] for n, r in results.items()]
-    items = "".join(f"<li class=\"{'held' if f['held'] else 'not'}\"><b>{'held' if f['held'] else 'did not hold'}"
-                    f"</b>: {html.escape(f['claim'])} — {html.escape(f['evidence'])}</li>" for f in report["findings"])
-    held = sum(f["held"] for f in report["findings"])
-    notes = "".join(f"<li>{html.escape(note)}</li>" for note in report["observations"])
+def claims_table(claims: list[dict[str, Any]], scenario: str, one_seed: bool) -> str:
+    """The claims of a scenario as an HTML table: claim, paper, ours, criterion, verdict."""
+    rows, classes = [], []
+    for claim in claims:
+        if claim["scenario"] != scenario:
+            continue
+        verdict = "held" if claim["held"] else "did not hold"
+        rows.append([claim["claim"], claim["paper"], cell(claim), claim["criterion"],
+                     verdict + (" (indicative: 1 seed)" if one_seed else "")])
+        classes.append("held" if claim["held"] else "not")
+    return _table(["claim", "paper", "ours (mean ± sd over seeds)", "criterion (fixed before the run)", "verdict"],
+                  rows, classes)
+
+
+def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> Path:
+    """``out/index.html``: one self-contained page (figures embedded as data URIs, no script)."""
+    config, claims = report["config"], report["claims"]
+    one_seed = len(config["seeds"]) == 1
+    held = sum(claim["held"] for claim in claims)
+    sections = []
+    for scenario in ("object", "spurious"):
+        header, rows = model_table(report["models"], scenario)
+        parts = [f"<h2>Scenario “{scenario}”</h2><p>{html.escape(DESCRIPTIONS[scenario])}</p>",
+                 claims_table(claims, scenario, one_seed), "<h3>Measures (mean ± sd over seeds)</h3>",
+                 _table(header, rows)]
+        for key, caption in ((f"{scenario}_heatmaps", "Heat-maps of the true class (first seed), digit mask "
+                              "outlined in white."), (f"{scenario}_erf", "ERF of the true-class logit, per model."),
+                             (f"{scenario}_diagnostic", "The collapse diagnostic during training (first 64 "
+                              "training images, mean over seeds): positive fraction and in-mask share of the "
+                              "true class's Grad-CAM per layer, and the shifted validation accuracy.")):
+            if key in figures:
+                parts.append(_image(figures[key], caption) + f"<p>{html.escape(caption)}</p>")
+        sections.append("".join(parts))
+    seeds = ", ".join(str(s) for s in config["seeds"])
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>captum-topgap demo</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}img{{max-width:100%}}li.held b{{color:#176317}}
-li.not b{{color:#a11}}</style></head><body>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:1em 0;font-size:14px}}td,th{{border:1px solid #bbb;padding:3px 8px}}
+tr.held td:last-child{{color:#176317;font-weight:bold}}tr.not td:last-child{{color:#a11;font-weight:bold}}
+img{{max-width:100%}}</style></head><body>
 <h1>captum-topgap demo</h1>
-<p>Textured MNIST at {config['size']} px: {config['train_images']} training images with a spurious background
-(p = 0, q = 0), {config['epochs']} epochs per model, seed {config['seed']}. Accuracy in distribution (p = 0) and
-under the background shift (p = 1) on {config['test_images']} test images each; explanations on
-{config['explain_images']} and PGD-20 (eps = 8/255) on {config['attack_images']} in-distribution test images.</p>
-<h2>What this shows</h2>
-<p>{held} of {len(report['findings'])} claims of the seeds held at this budget (one seed: a hint, not evidence).</p>
-<ul>{items}</ul>
-<p>Also visible in the numbers:</p><ul>{notes}</ul>
-<h2>Accuracy</h2>{_table(["model", "in distribution", "background shift", "training s"], accuracy_rows)}
-<h2>Heat-maps against the ground-truth masks</h2>
-{_table(["model", "method", "IoU@0.5", "IoU mean over thresholds", "energy pointing game"], heatmap_rows)}
-{_image(figures["heatmaps"], "heat-maps: rows are test images, columns model and method, mask outlined")}
-<p>Rows: test images; columns: model and method; white outline: the digit's mask.</p>
-<h2>Effective receptive fields</h2>{_table(["model", "ERF mass on background", "ERF distance"], erf_rows)}
-{_image(figures["erf"], "ERF of the true class per model, mask outlined")}
-<p>ERF of the true-class logit (Σ|∂y/∂x|) per model, side by side; white outline: the digit's mask.</p>
-<h2>Robust accuracy (PGD-20, eps = 8/255, Foolbox)</h2>
-{_table(["model", "clean", "PGD-20 all pixels", "PGD-20 background only"], robust_rows)}
-<p>All numbers are in <a href="results.json">results.json</a>.</p>
+<p>Textured MNIST at {config['size']} px, ResNet-18 from scratch (Adam, lr {config['lr']:g}, batch
+{config['batch_size']}), seeds {seeds}: {config['object_images']} training images × {config['object_epochs']} epochs
+in the object scenario, {config['spurious_images']} × {config['spurious_epochs']} in the spurious one;
+{config['test_images']} test images per split; heat-maps on {config['explain_images']} and PGD-20 (ε = 8/255,
+Foolbox) on {config['attack_images']} test images. Each claim is judged by the criterion printed beside it,
+fixed in code before the run; λ of every variant was chosen on a shifted validation split, never on the test.</p>
+<p><b>{held} of {len(claims)} claims held</b>{' — one seed: the verdicts are indicative' if one_seed else ''}.
+Total time {report['seconds'] / 60:.1f} min.</p>
+{''.join(sections)}
+<p>Every number is in <a href="results.json">results.json</a>; every checkpoint listed there loads with
+<code>captum_topgap.load_model</code> and <code>captum-topgap explain/evaluate/visualize --checkpoint</code>.</p>
 </body></html>
 """
+    path = out / "index.html"
     path.write_text(page, encoding="utf-8")
     return path
 
 
-def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0, progress: bool = True,
-             config: DemoConfig | None = None) -> dict[str, Any]:
-    """Train, evaluate, draw and write ``out/index.html`` and ``out/results.json``; returns the report dict."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = config or replace(DemoConfig.quick() if quick else DemoConfig(), seed=seed)
-    start = time.perf_counter()
-    models, seconds = train_models(config, out, progress)
-    results = evaluate_models(models, config, progress)
-    figures = save_figures(models, config, out)
-    report = {"config": asdict(config), "train_seconds": seconds, "results": results,
-              "findings": findings(results), "observations": observations(results),
-              "seconds": time.perf_counter() - start}
-    (out / "results.json").write_text(json.dumps(report, indent=1))
-    write_html(report, figures, out / "index.html")
-    return report
+def summary(report: dict[str, Any]) -> str:
+    """The terminal summary: per scenario the measures table, then every claim with its verdict."""
+    lines = []
+    for scenario in ("object", "spurious"):
+        header, rows = model_table(report["models"], scenario)
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        lines.append(f"\n[{scenario}]")
+        for row in [header, *rows]:
+            lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    one_seed = len(report["config"]["seeds"]) == 1
+    for claim in report["claims"]:
+        verdict = ("held" if claim["held"] else "did not hold") + (", indicative" if one_seed else "")
+        lines.append(f"[{verdict}] {claim['claim']}: {cell(claim)} ({claim['criterion']})")
+    return "\n".join(lines)

@@ -1,0 +1,371 @@
+"""``captum-topgap demo``: each paper's claims tested in the setting its paper makes them, with seeds.
+
+Two scenarios on Textured MNIST (p: background randomness, q: digit-texture randomness):
+
+- **object** — train and test (p, q) = (1, 0): the background is random, what decides the label lies on
+  the digit (Top-GAP's setting). A baseline ResNet-18 and a Top-GAP ResNet-18: accuracy; mask IoU of the
+  Top-GAP CAM vs the baseline's Grad-CAM, Recipro-CAM and Augmented Grad-CAM; ERF background share;
+  PGD-20 robust accuracy on all pixels and on the background only.
+- **spurious** — train (0, 1), test (1, 1): the background gives the class away in training and is
+  random at test time (ReFF's setting, its supplementary's Table 2). A baseline, ReFF as published,
+  ReFF with the contrastive share (our variant that closes the published term's loophole, docs/reff.md),
+  RRR as a control, and the background-swap control (the same digits re-rendered on random backgrounds
+  through their masks: the ceiling of what the masks can buy): shifted accuracy, the rate at which
+  predictions follow the background, and the collapse diagnostic (:mod:`captum_topgap.diagnostics`).
+
+Every model of a scenario sees the same images, epochs and optimiser (Adam, lr 1e-3, batch 32), is
+trained once per seed and evaluated by every measure; each dataset is rendered once per scenario. The
+claims (:data:`CLAIMS`) are judged by criteria fixed in :mod:`captum_topgap.claims`. λ of every variant
+was chosen on a shifted *validation* split (other MNIST digits than the test split), never on the test.
+
+Example:
+    >>> DemoConfig.quick().seeds, DemoConfig().seeds
+    ((0,), (0, 1, 2))
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from captum_topgap.claims import Claim
+from captum_topgap.data import TexturedMNIST, collate
+from captum_topgap.diagnostics import follows_background_rate, gradcam_diagnostic
+from captum_topgap.evaluation import erf_scores, heatmap_scores
+from captum_topgap.losses import make_objective
+from captum_topgap.report import save_figures, write_html
+from captum_topgap.robustness import evaluate_robustness
+from captum_topgap.training import TrainConfig, accuracy, build_model, train
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Budget of the demo. The default preset fits 45 minutes on 2 CPU cores, :meth:`quick` 10.
+
+    The spurious scenario trains longer than the object scenario: a network kept off the background must
+    learn the digit's shape from scratch, and its shifted validation accuracy still climbs at epoch 10
+    (docs/reff.md); the object scenario's models converge within 5 epochs.
+    """
+
+    size: int = 48
+    object_images: int = 1500
+    object_epochs: int = 5
+    spurious_images: int = 1500
+    spurious_epochs: int = 10
+    val_images: int = 500
+    test_images: int = 1000
+    explain_images: int = 200
+    attack_images: int = 200
+    seeds: tuple[int, ...] = (0, 1, 2)
+    k: float = 1 / 16
+    batch_size: int = 32
+    lr: float = 1e-3
+
+    @classmethod
+    def quick(cls, seed: int = 0) -> DemoConfig:
+        """One seed (verdicts are indicative), 1 000 images × 4 epochs for the object scenario, 6 epochs for
+        the spurious one, fewer test, explained and attacked images."""
+        return cls(object_images=1000, object_epochs=4, spurious_epochs=6, val_images=300, test_images=500,
+                   explain_images=64, attack_images=64, seeds=(seed,))
+
+    def budget(self, scenario: str) -> tuple[int, int]:
+        """(training images, epochs) of a scenario.
+
+        Example:
+            >>> DemoConfig().budget("spurious")
+            (1500, 10)
+        """
+        return (self.object_images, self.object_epochs) if scenario == "object" else (
+            self.spurious_images, self.spurious_epochs)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a scenario: its timm architecture and training objective (:func:`make_objective`:
+    ``method``, ReFF ``variant``, λ = ``weight``, regularised ``layers``); ``swap_background`` trains on the
+    background-swapped images instead."""
+
+    name: str
+    label: str
+    architecture: str
+    method: str = "baseline"
+    variant: str | None = None
+    weight: float | None = None
+    layers: tuple[str, ...] | None = None
+    swap_background: bool = False
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Training and test (p, q) of Textured MNIST and the models compared there."""
+
+    name: str
+    train: tuple[float, float]
+    test: tuple[float, float]
+    models: tuple[ModelSpec, ...]
+
+
+BASELINE = ModelSpec("baseline", "ResNet-18", "resnet18")
+SCENARIOS = (
+    Scenario("object", (1.0, 0.0), (1.0, 0.0),
+             (BASELINE, ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap"))),
+    Scenario("spurious", (0.0, 1.0), (1.0, 1.0),
+             (BASELINE, ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff"),
+              ModelSpec("reff_contrastive", "ReFF (contrastive share)", "resnet18", "reff", "contrastive"),
+              ModelSpec("rrr", "RRR", "resnet18", "rrr"),
+              ModelSpec("control", "background-swap control", "resnet18", swap_background=True))),
+)
+OBJECT_METHODS = {"baseline": ("gradcam", "recipro_cam", "augmented_gradcam"), "topgap": ("topgap_cam",)}
+METHOD_OPTIONS = {"augmented_gradcam": {"n_augmentations": 8, "solver": "primal_dual"}}
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+CLAIMS = (
+    Claim("Top-GAP keeps the baseline's accuracy (within 2 points)", "object", "accuracy", "topgap", "baseline",
+          "not_worse", 0.02, "COCO, ResNet: 0.853 → 0.868 (no loss in accuracy)"),
+    Claim("Top-GAP's CAM overlaps the object better than the baseline's Grad-CAM", "object", "iou/topgap_cam",
+          "topgap", "baseline", "greater", 0.01, "CUB, ResNet: IoU 0.435 vs 0.268", "iou/gradcam"),
+    Claim("Top-GAP's CAM overlaps the object better than the baseline's Recipro-CAM", "object", "iou/topgap_cam",
+          "topgap", "baseline", "greater", 0.01, "CUB, ResNet: IoU 0.435 vs 0.340", "iou/recipro_cam"),
+    Claim("Top-GAP's effective receptive field puts less mass on the background", "object",
+          "erf_background_share", "topgap", "baseline", "lower", 0.01,
+          "ERF figure: object pixels' gradient matters more (no number)"),
+    Claim("Top-GAP is more robust to PGD-20 than the baseline", "object", "pgd20_all", "topgap", "baseline",
+          "greater", 0.02, "CIFAR-10, PreAct ResNet-18: 0.517 vs 0.0"),
+    Claim("Top-GAP's background is less susceptible to attacks (PGD-20 on the background only)", "object",
+          "pgd20_background", "topgap", "baseline", "greater", 0.02, "'background is less susceptible' (no number)"),
+    Claim("Augmented Grad-CAM overlaps the object better than Grad-CAM (same baseline model)", "object",
+          "iou/augmented_gradcam", "baseline", "baseline", "greater", 0.01, "lecture: sharper maps (no number)",
+          "iou/gradcam"),
+    Claim("ReFF as published generalises better than the baseline under the background shift", "spurious",
+          "shifted_accuracy", "reff", "baseline", "greater", 0.02,
+          "Table 2, n = All: 46.4 ± 1.0 % (the baseline is not in the seed)"),
+    Claim("ReFF as published is gamed: a regularised layer's Grad-CAM collapses (positive at < 5 % of positions)",
+          "spurious", "min_positive_fraction", "reff", None, "below", 0.05, "— (this project's finding)"),
+    Claim("ReFF (contrastive share) generalises better than the baseline under the background shift", "spurious",
+          "shifted_accuracy", "reff_contrastive", "baseline", "greater", 0.02, "Table 2: 46.4 ± 1.0 % (ReFF)"),
+    Claim("ReFF (contrastive share) reaches the floor: at least 10 points above the baseline", "spurious",
+          "shifted_accuracy", "reff_contrastive", "baseline", "greater", 0.10, "— (this project's target)"),
+    Claim("ReFF (contrastive share) follows the background clearly less often than the baseline", "spurious",
+          "follows_background", "reff_contrastive", "baseline", "lower", 0.05, "— (this project's target)"),
+    Claim("ReFF (contrastive share) keeps its maps alive (positive at ≥ 5 % of positions at every layer)",
+          "spurious", "min_positive_fraction", "reff_contrastive", None, "at_least", 0.05,
+          "— (this project's target)"),
+    Claim("ReFF (contrastive share) puts more Grad-CAM mass on the digit than the baseline (≥ 6 × 6 layer)",
+          "spurious", "in_mask_share", "reff_contrastive", "baseline", "greater", 0.02,
+          "Fig. 3: ReFF's Grad-CAMs highlight the digits (no number)"),
+    Claim("RRR generalises better than the baseline under the background shift (control)", "spurious",
+          "shifted_accuracy", "rrr", "baseline", "greater", 0.02, "Ross et al. 2017: decoy MNIST (MLP), not here"),
+)
+
+
+def render(split: str, p: float, q: float, size: int, limit: int) -> TexturedMNIST:
+    """One Textured MNIST split (seed 0 fixes the images; the training seeds vary only the models)."""
+    return TexturedMNIST(split, p=p, q=q, size=size, limit=limit, seed=0)
+
+
+def materialise(data: TexturedMNIST) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
+    """Every sample of ``data`` rendered once, so every model and measure reuses the same tensors."""
+    return [data[i] for i in range(len(data))]
+
+
+def scenario_data(scenario: Scenario, config: DemoConfig) -> dict[str, Any]:
+    """The rendered splits of a scenario: ``train``, ``val`` (drawn like the test, other digits), ``test``,
+    each test and validation image's background, the ``swapped`` training set of the control, and for the
+    spurious scenario the in-distribution test split."""
+    (p, q), (tp, tq) = scenario.train, scenario.test
+    images, _ = config.budget(scenario.name)
+    test, val = render("test", tp, tq, config.size, config.test_images), render("val", tp, tq, config.size,
+                                                                                   config.val_images)
+    data = {"train": materialise(render("train", p, q, config.size, images)),
+            "val": materialise(val), "test": materialise(test), "n_backgrounds": test.n_backgrounds,
+            "backgrounds": test.background_textures(), "val_backgrounds": val.background_textures()}
+    if any(spec.swap_background for spec in scenario.models):
+        data["swapped"] = materialise(render("train", 1.0, q, config.size, images))
+    if scenario.train != scenario.test:
+        data["in_distribution"] = materialise(render("test", p, q, config.size, config.test_images))
+    return data
+
+
+@dataclass
+class Trained:
+    """A trained model, its per-epoch history, the layers its objective regularises and the training time."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    regularised: list[str]
+    seconds: float
+
+
+def train_model(spec: ModelSpec, scenario: Scenario, data: dict[str, Any], config: DemoConfig, seed: int,
+                out: Path, progress: bool = True) -> Trained:
+    """Train one model for one seed into ``out`` (``best.pt``, ``last.pt`` with the metadata that
+    :func:`captum_topgap.load_model` needs)."""
+    torch.manual_seed(seed)
+    kwargs: dict[str, Any] = {"num_classes": 10}
+    if spec.method == "topgap":
+        kwargs["k"] = config.k
+    model = build_model(spec.architecture, **kwargs)
+    if spec.method == "topgap":
+        kwargs["fpn_channels"] = model.num_features
+    objective = make_objective(spec.method, model, variant=spec.variant, weight=spec.weight, layers=spec.layers)
+    train_data = data["swapped"] if spec.swap_background else data["train"]
+    p, q = (1.0, scenario.train[1]) if spec.swap_background else scenario.train
+    metadata = {"model": spec.architecture, "model_kwargs": kwargs, "method": spec.method,
+                "variant": spec.variant or "", "weight": getattr(objective, "weight", 0.0), "data": "textured-mnist",
+                "p": p, "q": q, "size": config.size, "scenario": scenario.name, "demo_model": spec.name}
+    train_config = TrainConfig(epochs=config.budget(scenario.name)[1], batch_size=config.batch_size, lr=config.lr,
+                               optimizer="adam",
+                               seed=seed, progress=progress)
+    start = time.perf_counter()
+    history = train(model, objective, train_data, data["val"], train_config, out, metadata=metadata)
+    return Trained(model.eval(), history, list(getattr(objective, "regularised", [])), time.perf_counter() - start)
+
+
+def judge_layer(model: nn.Module, size: int, min_positions: int = 36) -> str:
+    """The deepest ResNet stage with at least ``min_positions`` (6 × 6) positions at this image size.
+
+    Example:
+        >>> import timm
+        >>> judge_layer(timm.create_model("resnet18", num_classes=2), 48)
+        'layer2'
+    """
+    shapes: dict[str, torch.Size] = {}
+    handles = [getattr(model, name).register_forward_hook(
+        lambda _m, _i, out, name=name: shapes.__setitem__(name, out.shape)) for name in STAGES]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [name for name in STAGES if shapes[name][-2] * shapes[name][-1] >= min_positions][-1]
+
+
+def measure_object(name: str, model: nn.Module, data: dict[str, Any], config: DemoConfig,
+                   progress: bool) -> dict[str, float]:
+    """Accuracy, mask IoU / energy pointing game per method, ERF background share, PGD-20 (all, background)."""
+    measures = {"accuracy": accuracy(model, data["test"])}
+    explained = data["test"][:config.explain_images]
+    scores = heatmap_scores(model, OBJECT_METHODS[name], explained, limit=None, method_kwargs=METHOD_OPTIONS,
+                            progress=progress)
+    for method, row in scores.items():
+        measures[f"iou/{method}"] = row["iou"]
+        measures[f"energy_pointing_game/{method}"] = row["energy_pointing_game"]
+    erf = erf_scores(model, explained, limit=None, progress=progress)
+    measures["erf_background_share"], measures["erf_distance"] = erf["background_share"], erf["distance"]
+    loader = DataLoader(data["test"][:config.attack_images], batch_size=64, collate_fn=collate)
+    for region in ("all", "background"):
+        robust = evaluate_robustness(model, loader, ["pgd20"], region=None if region == "all" else region,
+                                     progress=progress)
+        measures[f"pgd20_{region}"] = robust["pgd20"]
+    return measures
+
+
+def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
+                     regularised: Sequence[str]) -> dict[str, float]:
+    """In-distribution and shifted accuracy, follows-background rate and the collapse diagnostic at every
+    stage (on in-distribution test images); ``in_mask_share`` at the deepest stage with ≥ 6 × 6 positions;
+    ``min_positive_fraction`` over the ``regularised`` stages (all four for an unregularised model)."""
+    shifted = collate(data["test"])
+    with torch.no_grad():
+        predictions = torch.cat([model.eval()(chunk).argmax(1) for chunk in shifted.images.split(256)])
+    measures = {"in_distribution_accuracy": accuracy(model, data["in_distribution"]),
+                "shifted_accuracy": float((predictions == shifted.labels).float().mean()),
+                "follows_background": follows_background_rate(predictions, shifted.labels, data["backgrounds"],
+                                                              data["n_backgrounds"], 10) or 0.0}
+    probe = collate(data["in_distribution"][:config.explain_images])
+    stages = {name: getattr(model, name) for name in STAGES}
+    diagnostic = gradcam_diagnostic(model, stages, probe.images, probe.labels, probe.masks)
+    for layer, row in diagnostic.items():
+        measures[f"positive_fraction/{layer}"] = row["positive_fraction"]
+        measures[f"in_mask_share/{layer}"] = row["in_mask_share"] or 0.0
+    layer = judge_layer(model, config.size)
+    measures["in_mask_share"] = measures[f"in_mask_share/{layer}"]
+    measures["mask_area"] = diagnostic[layer]["mask_area"] or 0.0
+    measures["min_positive_fraction"] = min(measures[f"positive_fraction/{name}"] for name in regularised or STAGES)
+    return measures
+
+
+def run_scenarios(config: DemoConfig, out: Path, progress: bool = True,
+                  log: Callable[[str], None] = print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Train and measure every model of every scenario for every seed.
+
+    Returns the ``models`` list (name, scenario, seed, checkpoint relative to ``out``, seconds, measures,
+    history) and, per scenario, the seed-0 models kept for the figures.
+    """
+    rows, kept = [], {}
+    for scenario in SCENARIOS:
+        log(f"scenario {scenario.name}: rendering Textured MNIST (train p, q = {scenario.train}, "
+            f"test {scenario.test}, {config.size} px)")
+        data = scenario_data(scenario, config)
+        kept[scenario.name] = {"data": data, "models": {}, "options": METHOD_OPTIONS}
+        for seed in config.seeds:
+            for spec in scenario.models:
+                folder = out / "models" / scenario.name / spec.name / f"seed{seed}"
+                log(f"  {scenario.name} / {spec.label} / seed {seed}: training {config.budget(scenario.name)[1]} "
+                    "epochs")
+                trained = train_model(spec, scenario, data, config, seed, folder, progress)
+                measures = measure_object(spec.name, trained.model, data, config, progress) \
+                    if scenario.name == "object" else measure_spurious(trained.model, data, config, trained.regularised)
+                rows.append({"name": spec.name, "label": spec.label, "scenario": scenario.name, "seed": seed,
+                             "checkpoint": str((folder / "last.pt").relative_to(out)),
+                             "train_seconds": trained.seconds, "measures": measures, "history": trained.history})
+                if seed == config.seeds[0]:
+                    kept[scenario.name]["models"][spec.name] = trained.model
+        if scenario.name == "spurious":
+            kept[scenario.name]["layer"] = judge_layer(kept[scenario.name]["models"]["baseline"], config.size)
+    return rows, kept
+
+
+def per_seed_values(rows: list[dict[str, Any]], scenario: str) -> dict[str, list[float]]:
+    """``{"model:measure": [value per seed]}`` of one scenario, seeds in ascending order.
+
+    Example:
+        >>> rows = [{"name": "a", "scenario": "s", "seed": 1, "measures": {"m": 0.2}},
+        ...         {"name": "a", "scenario": "s", "seed": 0, "measures": {"m": 0.1}}]
+        >>> per_seed_values(rows, "s")
+        {'a:m': [0.1, 0.2]}
+    """
+    values: dict[str, list[float]] = {}
+    for row in sorted((r for r in rows if r["scenario"] == scenario), key=lambda r: r["seed"]):
+        for measure, value in row["measures"].items():
+            values.setdefault(f"{row['name']}:{measure}", []).append(value)
+    return values
+
+
+def evaluate_claims(rows: list[dict[str, Any]], claims: Sequence[Claim] = CLAIMS) -> list[dict[str, Any]]:
+    """Every claim's row (values per seed, gap, pooled sd, criterion, verdict)."""
+    values = {scenario.name: per_seed_values(rows, scenario.name) for scenario in SCENARIOS}
+    return [claim.evaluate(values[claim.scenario]) for claim in claims]
+
+
+def run_demo(out: str | Path = "demo", quick: bool = False, seed: int | None = None, progress: bool = True,
+             config: DemoConfig | None = None) -> dict[str, Any]:
+    """Train, measure, judge, draw; write ``out/results.json`` and ``out/index.html``; return the report.
+
+    ``seed`` replaces the seeds of the preset by that one seed.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = config or (DemoConfig.quick() if quick else DemoConfig())
+    if seed is not None:
+        config = replace(config, seeds=(seed,))
+    start = time.perf_counter()
+    rows, kept = run_scenarios(config, out, progress, print if progress else (lambda _text: None))
+    claims = evaluate_claims(rows)
+    figures = save_figures(rows, kept, out)
+    scenarios = {s.name: {"train": list(s.train), "test": list(s.test), "models": [m.name for m in s.models]}
+                 for s in SCENARIOS}
+    report: dict[str, Any] = {"config": {**asdict(config), "seeds": list(config.seeds)}, "scenarios": scenarios,
+                              "claims": claims, "models": rows, "seconds": time.perf_counter() - start}
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    write_html(report, figures, out)
+    return report

@@ -1,0 +1,133 @@
+"""The demo end to end at a tiny budget: results.json's schema, claims that follow from its numbers, the HTML
+(numbers, embedded PNGs, a real browser) and checkpoints that every command loads."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+
+import captum_topgap
+from captum_topgap.cli import main
+from captum_topgap.demo import CLAIMS, SCENARIOS, DemoConfig, evaluate_claims, run_demo
+from captum_topgap.report import cell
+
+TINY = DemoConfig(size=32, object_images=32, object_epochs=1, spurious_images=32, spurious_epochs=1, val_images=16,
+                  test_images=16, explain_images=4, attack_images=4, seeds=(3,))
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self.images: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_cell = tag in ("td", "th")
+        if tag == "img":
+            self.images.append(dict(attrs)["src"] or "")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self.cells.append(data)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("demo")
+    return out, run_demo(out, config=TINY, progress=False)
+
+
+@pytest.mark.slow
+def test_results_json_has_both_scenarios_every_model_and_claims_that_follow_from_its_numbers(demo) -> None:
+    out, report = demo
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["scenarios"]) == {"object", "spurious"}
+    assert {"size", "object_epochs", "spurious_epochs", "spurious_images", "test_images", "seeds"} <= set(
+        saved["config"])
+    expected = {(s.name, m.name, 3) for s in SCENARIOS for m in s.models}
+    assert {(m["scenario"], m["name"], m["seed"]) for m in saved["models"]} == expected
+    for row in saved["models"]:
+        assert (out / row["checkpoint"]).is_file() and not Path(row["checkpoint"]).is_absolute()
+    assert len(saved["claims"]) == len(CLAIMS)
+    for claim in saved["claims"]:
+        assert {"claim", "scenario", "held", "criterion", "seeds", "values"} <= set(claim)
+        assert isinstance(claim["held"], bool) and claim["seeds"] == 1
+    assert saved["claims"] == json.loads(json.dumps(evaluate_claims(saved["models"])))
+    spurious = [m for m in saved["models"] if m["scenario"] == "spurious"]
+    for row in spurious:
+        assert 0 <= row["measures"]["follows_background"] <= 1
+        assert row["measures"]["in_mask_share"] == row["measures"]["in_mask_share/layer1"]  # 8 × 8 at 32 px
+    reff = next(m for m in spurious if m["name"] == "reff")
+    assert set(reff["history"][0]["diagnostic"]) == {"layer1", "layer2", "layer3", "layer4"}
+
+
+@pytest.mark.slow
+def test_html_shows_every_claim_and_measure_and_embeds_real_pngs(demo) -> None:
+    out, report = demo
+    page = _Page()
+    text = (out / "index.html").read_text()
+    page.feed(text)
+    for claim in report["claims"]:
+        assert claim["claim"] in page.cells and cell(claim) in page.cells and claim["criterion"] in page.cells
+    for row in report["models"]:
+        assert row["label"] in page.cells
+        assert f"{row['measures'].get('shifted_accuracy', row['measures'].get('accuracy')):.3f} ± 0.000" in page.cells
+    assert "one seed: the verdicts are indicative" in text
+    held = sum(claim["held"] for claim in report["claims"])
+    assert f"{held} of {len(CLAIMS)} claims held" in text
+    assert len(page.images) == 4
+    for src in page.images:
+        assert base64.b64decode(src.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(demo, tmp_path: Path) -> None:
+    out, _ = demo
+    command = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(command + ["--dump-dom", (out / "index.html").as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0 and dom.stdout.count("<table>") == 4 and dom.stdout.count("<img") == 4
+    shot = tmp_path / "page.png"
+    subprocess.run(command + [f"--screenshot={shot}", "--window-size=1200,3000", (out / "index.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+@pytest.mark.slow
+def test_every_demo_checkpoint_loads_and_explain_evaluate_visualize_accept_them(demo, tmp_path: Path) -> None:
+    out, report = demo
+    for row in report["models"]:
+        model = captum_topgap.load_model(out / row["checkpoint"])
+        assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10) and not model.training
+        assert captum_topgap.load_model(out / Path(row["checkpoint"]).with_name("best.pt")) is not None
+    topgap = next(r for r in report["models"] if r["name"] == "topgap")["checkpoint"]
+    reff = next(r for r in report["models"] if r["name"] == "reff_contrastive")["checkpoint"]
+    assert main(["explain", "--checkpoint", str(out / topgap), "--method", "topgap_cam",
+                 "--out", str(tmp_path / "e.png")]) == 0
+    assert main(["evaluate", "--checkpoint", str(out / reff), "--size", "32", "--q", "1", "--limit", "8",
+                 "--methods", "gradcam", "--explain-limit", "4"]) == 0
+    assert main(["visualize", "classes", "--checkpoint", str(out / reff), "--classes", "0", "--steps", "2",
+                 "--out", str(tmp_path / "v")]) == 0
+    assert (tmp_path / "e.png").is_file() and (tmp_path / "v" / "class0.png").is_file()
+
+
+@pytest.mark.slow
+def test_cli_demo_prints_both_scenarios_and_every_claim(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(DemoConfig, "quick", classmethod(lambda cls, seed=0: TINY))
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "[object]" in printed and "[spurious]" in printed
+    assert re.search(r"^ReFF \(published\)\s+\d\.\d{3} ± ", printed, re.M)
+    assert printed.count("[held, indicative]") + printed.count("[did not hold, indicative]") == len(CLAIMS)
+    assert (tmp_path / "index.html").is_file()
