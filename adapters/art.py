@@ -1,6 +1,6 @@
 """Square attack through the Adversarial Robustness Toolbox (Foolbox has none): ``SquareAttack``, L∞.
 
-Called by :func:`captum_topgap.robustness.adversarial_examples` for ``attack="square…"``. ART's
+Called by :func:`captum_topgap.evaluate.robustness.adversarial_examples` for ``attack="square…"``. ART's
 ``PyTorchClassifier`` carries ``clip_values=bounds`` and the normalisation as its preprocessing; ART's
 own numpy randomness is seeded for the call and restored afterwards. The initial square share
 ``p_init`` is ART's 0.8, capped at 0.95·(s − ½)²/(H·W) (s = the shorter side) so that the first square
@@ -27,19 +27,19 @@ from art.attacks.evasion import SquareAttack
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from captum_topgap.robustness import normalize
-
 SQUARE_P_INIT = 0.8
 
 
 def attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
            bounds: tuple[float, float], preprocessing: Mapping[str, Any] | None = None, seed: int = 0) -> torch.Tensor:
     """ART ``SquareAttack(norm=inf, eps, max_iter=steps)`` on the true labels; returns the adversarial images."""
-    with torch.no_grad():
-        n_classes = model(normalize(inputs[:1], preprocessing)).shape[1]
     channels = inputs.shape[1]
     mean = np.broadcast_to(np.asarray((preprocessing or {}).get("mean", 0.0), np.float32), (channels,))
     std = np.broadcast_to(np.asarray((preprocessing or {}).get("std", 1.0), np.float32), (channels,))
+    with torch.no_grad():  # one query, normalised as ART will normalise, tells the number of classes
+        first = (inputs[:1] - torch.from_numpy(mean.copy()).to(inputs).view(-1, 1, 1)) / torch.from_numpy(
+            std.copy()).to(inputs).view(-1, 1, 1)
+        n_classes = model(first).shape[1]
     classifier = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(inputs.shape[1:]),
                                    nb_classes=n_classes, clip_values=tuple(map(float, bounds)),
                                    preprocessing=(mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)),

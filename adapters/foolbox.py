@@ -1,6 +1,6 @@
 """PGD through Foolbox: ``LinfPGD`` on a ``PyTorchModel`` that carries the normalisation as preprocessing.
 
-Called by :func:`captum_topgap.robustness.adversarial_examples` for ``attack="pgd…"``; inputs stay in
+Called by :func:`captum_topgap.evaluate.robustness.adversarial_examples` for ``attack="pgd…"``; inputs stay in
 ``bounds`` and the model sees ``(x − mean) / std``. Step size: α = ``PGD_REL_STEPSIZE`` · eps (2/255 at
 eps = 8/255, the usual CIFAR-10 setting), random start in the eps-ball.
 
@@ -32,7 +32,8 @@ def attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps: fl
     if preprocessing:
         options = {key: torch.as_tensor(value, dtype=inputs.dtype, device=inputs.device)
                    for key, value in preprocessing.items() if key in ("mean", "std")} | {"axis": -3}
-    fmodel = foolbox.PyTorchModel(model, bounds=tuple(bounds), device=inputs.device, preprocessing=options)
+    fmodel = foolbox.PyTorchModel(model, bounds=(float(bounds[0]), float(bounds[1])), device=inputs.device,
+                                  preprocessing=options)
     pgd = foolbox.attacks.LinfPGD(rel_stepsize=PGD_REL_STEPSIZE, steps=steps, random_start=True)
     devices = [inputs.device] if inputs.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):

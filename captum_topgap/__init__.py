@@ -9,13 +9,15 @@ Every method is reachable by name and behaves like a Captum attribution:
     torch.Size([1, 1, 8, 8])
 """
 
-from captum_topgap import models
+from captum_topgap import _compat, models
 from captum_topgap._state import preserved_state
 from captum_topgap.pooling import TopKPool, top_k_pool
 from captum_topgap.registry import get_method, list_methods, method_spec, register_method
-from captum_topgap.training import load_model
+from captum_topgap.train.checkpoints import load_model
 
 __version__ = "0.1.0"
+
+_compat.install()
 
 __all__ = ["TopKPool", "__version__", "get_method", "list_methods", "load_model", "method_spec", "models",
            "preserved_state", "register_method", "top_k_pool"]

@@ -1,4 +1,4 @@
-"""Input validation shared by every method: each error names the argument and the fix (DESIGN §4)."""
+"""Input validation shared by every method: each error names the argument and the fix."""
 
 from __future__ import annotations
 

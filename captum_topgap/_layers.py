@@ -1,13 +1,15 @@
-"""Layer lookup for layer methods: by name or module, and the default layer found by a traced forward."""
+"""Layer lookup: by name or module, the default layer found by a traced forward, the final linear classifier."""
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 
 import torch
 from torch import nn
 
 from captum_topgap._checks import input_channels
+from captum_topgap._hooks import forward_hooks
 from captum_topgap._state import preserved_state
 
 
@@ -26,8 +28,8 @@ def example_input(model: nn.Module, input_size: tuple[int, int, int] | None = No
     return torch.zeros(1, *input_size, device=device)
 
 
-def _spatial(output: object) -> bool:
-    return isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-2:].numel() > 1
+def _spatial(output: torch.Tensor) -> bool:
+    return output.dim() == 4 and output.shape[-2:].numel() > 1
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
@@ -41,8 +43,6 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str) -> nn.Module:
     names = dict(model.named_modules())
     if isinstance(layer, str):
         if layer not in names:
-            import difflib
-
             close = difflib.get_close_matches(layer, list(names), n=3)
             raise ValueError(f"`layer` {layer!r} is not a submodule of the model; closest names: {close}. "
                              "List them with [n for n, _ in model.named_modules()].")
@@ -65,15 +65,11 @@ def trace_spatial_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[
     seen: list[tuple[str, nn.Module, torch.Size]] = []
 
     def record(module: nn.Module, _inputs: object, output: object) -> None:
-        if _spatial(output):
+        if isinstance(output, torch.Tensor) and _spatial(output):
             seen.append((names[module], module, output.shape))
 
-    with preserved_state(model):
-        for module in names:
-            if module is not model:
-                module.register_forward_hook(record)
-        with torch.no_grad():
-            model(example)
+    with preserved_state(model), forward_hooks([m for m in names if m is not model], record), torch.no_grad():
+        model(example)
     return seen
 
 
@@ -110,3 +106,21 @@ def check_spatial_layer(model: nn.Module, layer: nn.Module, example: torch.Tenso
     if not any(module is layer for _, module, _ in trace_spatial_layers(model, example)):
         raise ValueError(f"`layer` {layer} has no spatial output (N, C, H, W) with more than one position; "
                          "pick a convolutional block, e.g. the default (layer=None).")
+
+
+def linear_classifier(model: nn.Module) -> nn.Linear:
+    """The final linear layer: ``model.get_classifier()`` when it is one, else the last ``nn.Linear``.
+
+    Example:
+        >>> linear_classifier(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 4))).out_features
+        4
+    """
+    get = getattr(model, "get_classifier", None)
+    head = get() if callable(get) else None
+    if isinstance(head, nn.Linear):
+        return head
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("CAM needs a network ending in global average pooling + a linear classifier; this model "
+                         "has no nn.Linear. Use 'gradcam' (any CNN) or 'topgap_cam' (Top-GAP models).")
+    return linears[-1]

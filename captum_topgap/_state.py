@@ -1,4 +1,4 @@
-"""The model-state contract (DESIGN §4), implemented once and used by every method.
+"""The model-state contract, implemented once and used by every method (docs/architecture.md).
 
 An attribution must leave the model exactly as it came: every submodule's ``training`` flag, every
 parameter's ``requires_grad`` flag and ``.grad``, and no hook left behind — also when the call raises.

@@ -72,7 +72,9 @@ class TopKPool(nn.Module):
         self.k = k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Top-k pooled maps (N, C) of ``x`` (N, C, H, W)."""
         return top_k_pool(x, self.k)
 
     def extra_repr(self) -> str:
+        """``k=…`` in the module's repr."""
         return f"k={self.k}"

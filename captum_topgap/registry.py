@@ -29,7 +29,8 @@ from typing import Any
 from torch import nn
 
 ENTRY_POINT_GROUP = "captum_topgap.methods"
-_BUILTIN_MODULES = ("captum_topgap.adapters.captum", "captum_topgap.adapters.grad_cam")
+_BUILTIN_MODULES = ("captum_topgap.methods", "captum_topgap.adapters.captum", "captum_topgap.adapters.grad_cam")
+"""Loaded by name on first use, like entry points: this project's methods and the two libraries' adapters."""
 
 Factory = Callable[..., Any]
 
@@ -61,6 +62,7 @@ class MethodSpec:
 
 _REGISTRY: dict[str, MethodSpec] = {}
 _KEYS: dict[str, str] = {}
+_COMPOSITIONS: dict[str, Factory] = {}
 _loaded = False
 
 
@@ -97,6 +99,25 @@ def register_method(name: str, *, origin: str = "third-party", description: str 
         doc = (factory.__doc__ or "").strip()
         text = description if description is not None else (doc.splitlines()[0] if doc else "")
         _add(MethodSpec(name, factory, origin, text, kind, tuple(aliases)))
+        return factory
+
+    return decorate
+
+
+def register_composition(prefix: str) -> Callable[[Factory], Factory]:
+    """Decorator: ``get_method("PREFIX:NAME", model, layer, **options)`` calls
+    ``factory(NAME, model, layer, **options)`` (``"smooth:gradcam++"`` is Captum's NoiseTunnel over gradcam++).
+
+    Example:
+        >>> @register_composition("twice")
+        ... def twice(inner, model, layer=None, **options):
+        ...     return [get_method(inner, model, layer, **options)] * 2
+        >>> import torch
+        >>> len(get_method("twice:saliency", torch.nn.Linear(2, 2)))
+        2
+    """
+    def decorate(factory: Factory) -> Factory:
+        _COMPOSITIONS[_key(prefix)] = factory
         return factory
 
     return decorate
@@ -153,7 +174,8 @@ def get_method(name: str, model: nn.Module, layer: nn.Module | str | None = None
     ``nt_samples_batch_size`` go to the tunnel, every other option to NAME.
 
     Layer methods with ``layer=None`` pick the last module with a spatial output (see
-    :func:`captum_topgap._layers.default_layer`) and expose it as ``.layer`` / ``.layer_name``.
+    :func:`captum_topgap._layers.default_layer`, traced on the first input) and expose it as ``.layer`` /
+    ``.layer_name``.
 
     Example:
         >>> import torch
@@ -166,11 +188,9 @@ def get_method(name: str, model: nn.Module, layer: nn.Module | str | None = None
         raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
     prefix, composed, inner = name.partition(":") if isinstance(name, str) else (name, "", "")
     if composed:
-        if _key(prefix) != "smooth":
-            raise ValueError(f"unknown composition {prefix!r} in {name!r}; the only one is 'smooth:NAME' "
-                             "(Captum's NoiseTunnel over NAME)")
-        from captum_topgap.adapters.captum import Smoothed
-
-        noise = {k: kwargs.pop(k) for k in ("nt_samples", "stdevs", "nt_samples_batch_size") if k in kwargs}
-        return Smoothed(get_method(inner, model, layer, **kwargs), **noise)
+        _load()
+        if _key(prefix) not in _COMPOSITIONS:
+            raise ValueError(f"unknown composition {prefix!r} in {name!r}; known: "
+                             f"{sorted(p + ':NAME' for p in _COMPOSITIONS)}")
+        return _COMPOSITIONS[_key(prefix)](inner, model, layer, **kwargs)
     return method_spec(name).load()(model, layer=layer, **kwargs)

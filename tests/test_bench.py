@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from captum_topgap.bench import BENCHMARKS, interleaved, run
-from captum_topgap.cli import main
+from captum_topgap.app.bench import BENCHMARKS, interleaved, run
+from captum_topgap.app.cli import main
 
 
 def test_interleaving_alternates_a_and_b_after_one_warm_up() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from captum_topgap.claims import Claim, criterion_text, judge, mean_sd
+from captum_topgap.evaluate.claims import Claim, criterion_text, judge, mean_sd
 
 
 def test_greater_holds_when_every_seed_agrees_and_the_gap_exceeds_the_pooled_sd() -> None:

@@ -9,16 +9,18 @@ import torch
 from torch import nn
 
 from captum_topgap.data import collate
-from captum_topgap.diagnostics import follows_background_rate, gradcam_diagnostic, warn_if_collapsed
-from captum_topgap.losses import RRR, ReFF, ReFFObjective, make_objective
+from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_diagnostic, warn_if_collapsed
 from captum_topgap.methods.gradcam import grad_cam_maps
-from captum_topgap.training import TrainConfig, train
+from captum_topgap.train.loop import TrainConfig, train
+from captum_topgap.train.losses import RRR, ReFF
+from captum_topgap.train.objectives import ReFFObjective, make_objective
 
 
 class Gamed(nn.Module):
     """A = x (one channel), logits = W · mean(A) with W = (−1, −3): class 0 wins whenever mean(A) > 0, but only
     because class 1 falls faster — the evidence for class 0 is "against class 1". The map of z_0 is −A/HW:
-    negative wherever A > 0, so the published (ReLU'd) ReFF term is exactly zero."""
+    negative wherever A > 0, so the published (ReLU'd) ReFF term is exactly zero.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -84,7 +86,7 @@ def test_the_diagnostic_sees_the_collapse_exactly(gamed) -> None:
 
 
 def test_training_warns_when_a_regularised_layer_collapses_and_logs_the_diagnostic(gamed) -> None:
-    model, x, y, mask = gamed
+    model, x, _y, mask = gamed
     samples = [(image + 0.5, 0, m.bool()) for image, m in zip(x, mask, strict=True)]
     objective = ReFFObjective(ReFF(model, [model.features], (1.0,), "reff"), weight=1.0)
     with pytest.warns(UserWarning, match=r"features: the Grad-CAM of the true class is positive at only 0\.0 %"):
@@ -99,7 +101,8 @@ def test_training_warns_when_a_regularised_layer_collapses_and_logs_the_diagnost
 
 def test_rrr_term_against_a_hand_computed_example() -> None:
     """Linear model z = W x + b on two pixels, b = (ln 3, 0) at x = 0: p = (3/4, 1/4), and
-    ∂Σ_c log p_c/∂x = Σ_c w_c − 2 Σ_c p_c w_c = (−½, 1) for w_0 = (1, 0), w_1 = (0, 2)."""
+    ∂Σ_c log p_c/∂x = Σ_c w_c − 2 Σ_c p_c w_c = (−½, 1) for w_0 = (1, 0), w_1 = (0, 2).
+    """
     net = nn.Sequential(nn.Flatten(), nn.Linear(2, 2))
     with torch.no_grad():
         net[1].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))

@@ -1,4 +1,4 @@
-"""The model-state contract (DESIGN §4) over every registered method — the test iterates the registry."""
+"""The model-state contract over every registered method — the test iterates the registry."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def assert_same_state(model: torch.nn.Module, before: dict) -> None:
 
 def model_for(name: str, tiny_net: TinyNet) -> torch.nn.Module:
     """The tiny classifier, a tiny Top-GAP network or an expansion network over the tiny classifier for
-    methods that read a model's own maps."""
+    methods that read a model's own maps.
+    """
     if captum_topgap.method_spec(name).name == "expansion_cam":
         return ExpansionNet(tiny_net, stages=["features.2", "features"]).train()
     return tiny_topgap() if captum_topgap.method_spec(name).kind == "model" else tiny_net

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from captum_topgap.cli import main
+from captum_topgap.app.cli import main
 from captum_topgap.data import (
     MaskFolder,
     OxfordPetMasks,
@@ -219,7 +219,7 @@ def test_oxford_pet_trimaps_become_foreground_masks(tmp_path: Path) -> None:
     assert OxfordPetMasks(tmp_path, binary=True)[1][1] == 1
     image, _, mask = OxfordPetMasks(tmp_path, size=12)[0]
     assert image.shape == (3, 12, 12) and mask.shape == (1, 12, 12) and mask.sum() > 0
-    with pytest.raises(FileNotFoundError, match="no Oxford-IIIT Pet under .* download=True"):
+    with pytest.raises(FileNotFoundError, match=r"no Oxford-IIIT Pet under .* download=True"):
         OxfordPetMasks(tmp_path / "elsewhere")
 
 

@@ -1,5 +1,6 @@
 """The demo end to end at a tiny budget: results.json's schema, claims that follow from its numbers, the HTML
-(numbers, embedded PNGs, a real browser) and checkpoints that every command loads."""
+(numbers, embedded PNGs, a real browser) and checkpoints that every command loads.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import pytest
 import torch
 
 import captum_topgap
-from captum_topgap.cli import main
-from captum_topgap.demo import CLAIMS, SCENARIOS, DemoConfig, evaluate_claims, run_demo
-from captum_topgap.report import cell
+from captum_topgap.app.cli import main
+from captum_topgap.app.demo import CLAIMS, SCENARIOS, DemoConfig, evaluate_claims, run_demo
+from captum_topgap.app.report import cell
 
 TINY = DemoConfig(size=32, object_images=32, object_epochs=1, spurious_images=32, spurious_epochs=1, val_images=16,
                   test_images=16, explain_images=4, attack_images=4, seeds=(3,))
@@ -48,7 +49,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 @pytest.mark.slow
 def test_results_json_has_both_scenarios_every_model_and_claims_that_follow_from_its_numbers(demo) -> None:
-    out, report = demo
+    out, _report = demo
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["scenarios"]) == {"object", "spurious"}
     assert {"size", "object_epochs", "spurious_epochs", "spurious_images", "test_images", "seeds"} <= set(
@@ -95,11 +96,11 @@ def test_report_renders_in_headless_chromium(demo, tmp_path: Path) -> None:
     out, _ = demo
     command = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run(command + ["--dump-dom", (out / "index.html").as_uri()], capture_output=True, text=True,
+    dom = subprocess.run([*command, "--dump-dom", (out / "index.html").as_uri()], capture_output=True, text=True,
                          timeout=120)
     assert dom.returncode == 0 and dom.stdout.count("<table>") == 4 and dom.stdout.count("<img") == 4
     shot = tmp_path / "page.png"
-    subprocess.run(command + [f"--screenshot={shot}", "--window-size=1200,3000", (out / "index.html").as_uri()],
+    subprocess.run([*command, f"--screenshot={shot}", "--window-size=1200,3000", (out / "index.html").as_uri()],
                    capture_output=True, timeout=120, check=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
@@ -131,3 +132,35 @@ def test_cli_demo_prints_both_scenarios_and_every_claim(tmp_path: Path, monkeypa
     assert re.search(r"^ReFF \(published\)\s+\d\.\d{3} ± ", printed, re.M)
     assert printed.count("[held, indicative]") + printed.count("[did not hold, indicative]") == len(CLAIMS)
     assert (tmp_path / "index.html").is_file()
+
+
+def test_sweep_candidates_parse_and_the_choice_skips_collapsed_ones() -> None:
+    from captum_topgap.app.selection import choose, parse_candidate
+
+    spec = parse_candidate("reff:contrastive:100:layer1,layer2")
+    assert (spec.method, spec.variant, spec.weight, spec.layers) == ("reff", "contrastive", 100.0, ("layer1", "layer2"))
+    assert parse_candidate("rrr::10").weight == 10.0 and parse_candidate("baseline").method == "baseline"
+    for bad, message in [("abn", "METHOD must be baseline, reff or rrr"), ("rrr:share", "VARIANT is a ReFF variant"),
+                         ("reff:share:x", "λ must be a number, got 'x'")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_candidate(bad)
+    rows = [{"candidate": "a", "val_accuracy": 0.5, "collapsed": ["layer4"]},
+            {"candidate": "b", "val_accuracy": 0.2, "collapsed": []}, {"candidate": "b", "val_accuracy": 0.3,
+                                                                        "collapsed": []},
+            {"candidate": "c", "val_accuracy": 0.26, "collapsed": []}]
+    assert choose(rows) == {"candidate": "c", "val_accuracy": 0.26}
+    assert choose(rows[:3]) == {"candidate": "b", "val_accuracy": 0.25}  # the mean over seeds
+    with pytest.raises(ValueError, match="every candidate collapsed"):
+        choose(rows[:1])
+
+
+@pytest.mark.slow
+def test_cli_sweep_scores_candidates_on_the_validation_split(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(DemoConfig, "quick", classmethod(lambda cls, seed=0: TINY))
+    assert main(["sweep", "--quick", "--candidate", "baseline", "--candidate", "reff:contrastive:100",
+                 "--seeds", "0", "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert [row["candidate"] for row in saved["rows"]] == ["baseline", "reff:contrastive:100"]
+    assert all(0 <= row["val_accuracy"] <= 1 for row in saved["rows"])
+    assert saved["best"]["candidate"] in ("baseline", "reff:contrastive:100")
+    assert "best on the shifted validation split" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Two CPU processes on gloo over loopback: DDP training equals single-process training with the same global
 batch, resume works under DDP, ReFF's double back-propagation and Top-GAP's loss run, sharded evaluation
-equals the single-process numbers."""
+equals the single-process numbers.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from captum_topgap.distributed import setup
-from captum_topgap.evaluation import erf_scores, heatmap_scores
-from captum_topgap.losses import CrossEntropy, ReFF, ReFFObjective, TopGAPObjective
-from captum_topgap.training import TrainConfig, accuracy, train
+from captum_topgap._distributed import setup
+from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
+from captum_topgap.evaluate.metrics import accuracy
+from captum_topgap.train.loop import TrainConfig, train
+from captum_topgap.train.losses import ReFF
+from captum_topgap.train.objectives import CrossEntropy, ReFFObjective, TopGAPObjective
 
 TOLERANCE = 1e-5  # float sums in another order: DDP averages two half-batch gradients
 

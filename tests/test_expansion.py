@@ -13,7 +13,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from captum_topgap.adapters import captum as captum_adapters
 from captum_topgap.adapters import grad_cam as grad_cam_adapters
-from captum_topgap.cli import main
+from captum_topgap.app.cli import main
 from captum_topgap.data import TexturedMNIST
 from captum_topgap.methods.expansion_cam import (
     blend,
@@ -25,8 +25,10 @@ from captum_topgap.methods.expansion_cam import (
     region_growing,
     region_of_interest,
 )
-from captum_topgap.models import ExpansionNet, ExpansionObjective
-from captum_topgap.training import TrainConfig, load_model, train
+from captum_topgap.models import ExpansionNet
+from captum_topgap.train.checkpoints import load_model
+from captum_topgap.train.loop import TrainConfig, train
+from captum_topgap.train.objectives import ExpansionObjective
 
 from .conftest import TinyNet
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from captum_topgap.cli import main
+from captum_topgap.app.cli import main
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_explain_the_bundled_cat_with_the_pretrained_model(tmp_path: Path, capsy
 
 
 def test_explain_errors_name_the_argument(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="IMAGE .*missing.png does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"IMAGE .*missing\.png does not exist"):
         main(["explain", str(tmp_path / "missing.png"), "--model", "resnet18", "--size", "32"])
     with pytest.raises(ValueError, match=r"--target must be a class index in \[0, 1000\), got 1000"):
         main(["explain", "--model", "resnet18", "--size", "32", "--target", "1000", "--out", str(tmp_path / "x.png")])

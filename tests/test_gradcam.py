@@ -10,7 +10,7 @@ import captum_topgap
 
 
 def hand_model() -> nn.Module:
-    """x (1×2×2) -> 1×1 conv with weights (1, −1) -> A = (x, −x) -> GAP -> FC [[2, 1], [0, 3]]."""
+    """X (1×2×2) -> 1×1 conv with weights (1, −1) -> A = (x, −x) -> GAP -> FC [[2, 1], [0, 3]]."""
     model = nn.Sequential(nn.Conv2d(1, 2, 1, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(2, 2, bias=False))
     with torch.no_grad():

@@ -13,15 +13,16 @@ from torch import nn
 
 import captum_topgap
 from captum_topgap.adapters import grad_cam as gc_adapters
+from captum_topgap.evaluate.metrics import mask_iou, mean_mask_iou
 from captum_topgap.methods.augmented import objective, sample_augmentations, super_resolve, warp
 from captum_topgap.methods.erf import erf_at
-from captum_topgap.metrics import mask_iou, mean_mask_iou
 
 
 class LowResShape(nn.Module):
     """A 'network' whose layer output is the first channel seen at 1/8 resolution; GAP + FC on top.
 
-    Grad-CAM of class 0 at ``low`` is therefore the low-resolution image of the shape itself."""
+    Grad-CAM of class 0 at ``low`` is therefore the low-resolution image of the shape itself.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -213,6 +214,6 @@ def test_grad_cam_classes_share_the_core(tiny_net, images) -> None:
 
 
 def test_grad_cam_targets_must_name_a_class(tiny_net, images) -> None:
-    with gc_adapters.CAM(tiny_net, [tiny_net.features]) as cam:
-        with pytest.raises(TypeError, match=r"targets must be ClassifierOutputTarget"):
-            cam(input_tensor=images, targets=[lambda out: out.sum()] * 2)
+    with gc_adapters.CAM(tiny_net, [tiny_net.features]) as cam, pytest.raises(
+            TypeError, match=r"targets must be ClassifierOutputTarget"):
+        cam(input_tensor=images, targets=[lambda out: out.sum()] * 2)

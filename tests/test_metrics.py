@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from captum_topgap.metrics import (
+from captum_topgap.evaluate.metrics import (
     box_from_heatmap,
     box_iou,
     confusion_matrix,
@@ -106,7 +106,7 @@ def test_erf_distance_known_answers() -> None:
 
 def test_erf_scores_average_erf_distance_over_the_dataset() -> None:
     from captum_topgap.data import TexturedMNIST, collate
-    from captum_topgap.evaluation import erf_scores
+    from captum_topgap.evaluate.heatmaps import erf_scores
 
     from .conftest import TinyNet
 

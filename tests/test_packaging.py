@@ -33,7 +33,7 @@ def test_built_wheel_contains_and_imports_the_adapters(tmp_path: Path) -> None:
                for p in (ROOT / "captum_topgap").rglob("*.py")}
     assert sources <= set(names), f"missing from the wheel (add the package to setup.cfg): {sources - set(names)}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "captum-topgap = captum_topgap.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "captum-topgap = captum_topgap.app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
+from captum_topgap.app.plots import save_erf_comparison, save_overlays
 from captum_topgap.methods.erf import erf_at
-from captum_topgap.plots import save_erf_comparison, save_overlays
 
 
 def test_overlays_use_grad_cams_show_cam_on_image(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from torch import nn
 
 import captum_topgap
 from captum_topgap._state import count_hooks
-from captum_topgap.losses import ReFF
 from captum_topgap.methods.gradcam import grad_cam_maps
+from captum_topgap.train.losses import ReFF
 
 
 class Smooth(nn.Module):
@@ -36,12 +36,12 @@ def setup():
 
 
 def test_zero_inside_an_all_ones_mask(setup) -> None:
-    model, x, y, reff = setup
+    _model, x, y, reff = setup
     assert float(reff(x, y, torch.ones(2, 1, 8, 8, dtype=torch.float64)).detach()) == 0.0
 
 
 def test_soft_masks_scale_the_reff_term_linearly(setup) -> None:
-    model, x, y, reff = setup
+    _model, x, y, reff = setup
     outside = reff(x, y, torch.zeros(2, 1, 8, 8, dtype=torch.float64))
     half = reff(x, y, torch.full((2, 1, 8, 8), 0.5, dtype=torch.float64))
     assert float(outside) > 0 and torch.allclose(half, 0.5 * outside)
@@ -117,7 +117,8 @@ def test_default_layers_are_the_resnet_stages() -> None:
 
 def test_the_core_is_grad_cam(tiny_net, images) -> None:
     """Up to normalisation the differentiable core (registry 'differentiable_gradcam') equals
-    pytorch-grad-cam's Grad-CAM (registry 'gradcam')."""
+    pytorch-grad-cam's Grad-CAM (registry 'gradcam').
+    """
     ours = captum_topgap.get_method("differentiable_gradcam", tiny_net, tiny_net.features, upsample=False).attribute(
         images, target=[2, 1])
     theirs = captum_topgap.get_method("gradcam", tiny_net, tiny_net.features, upsample=False).attribute(
@@ -130,7 +131,7 @@ def test_the_core_is_grad_cam(tiny_net, images) -> None:
 
 def test_algorithm_1_uses_real_masks_where_annotated_and_pseudo_masks_elsewhere(setup) -> None:
     from captum_topgap.data import Batch
-    from captum_topgap.losses import ReFFObjective
+    from captum_topgap.train.objectives import ReFFObjective
 
     model, x, y, reff = setup
 
@@ -176,14 +177,14 @@ def test_pseudo_annotator_learns_the_masks_of_its_training_set() -> None:
     after = float((annotator.annotate(batch.images) - batch.masks).abs().mean())
     assert history[-1] < history[0] and after < before
     masks = annotator.annotate(batch.images)
-    assert masks.shape == (8, 1, 32, 32) and 0.0 <= float(masks.min()) and float(masks.max()) <= 1.0
+    assert masks.shape == (8, 1, 32, 32) and float(masks.min()) >= 0.0 and float(masks.max()) <= 1.0
     with pytest.raises(ValueError, match=r"`size` 36 must be a multiple of 2\^depth"):
         PseudoAnnotator(size=36)
 
 
 def test_cli_trains_reff_with_a_pseudo_annotator(tmp_path) -> None:
-    from captum_topgap.cli import main
-    from captum_topgap.training import load_checkpoint
+    from captum_topgap.app.cli import main
+    from captum_topgap.train.checkpoints import load_checkpoint
 
     out = tmp_path / "reff"
     assert main(["train", "--model", "resnet18", "--method", "reff", "--annotated", "8", "--annotator-epochs", "1",

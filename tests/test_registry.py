@@ -10,7 +10,7 @@ from captum.attr import Attribution, Saliency
 
 import captum_topgap
 from captum_topgap import registry
-from captum_topgap.cli import main
+from captum_topgap.app.cli import main
 
 
 @pytest.fixture

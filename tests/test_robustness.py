@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from captum_topgap._state import count_hooks
-from captum_topgap.robustness import (
+from captum_topgap.evaluate.robustness import (
     AttackSpec,
     RegionModel,
     adversarial_examples,
@@ -17,7 +17,7 @@ from captum_topgap.robustness import (
     robust_accuracy,
     robust_counts,
 )
-from captum_topgap.shift import SEVERITIES, corrupt, corruption_accuracy, group_shift
+from captum_topgap.evaluate.shift import SEVERITIES, corrupt, corruption_accuracy, group_shift
 
 EPS = 0.05
 PRE = {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.5]}
@@ -201,5 +201,5 @@ def test_group_shift_reports_worst_group_of_a_background_reader() -> None:
     labels = torch.tensor([data[i][1] for i in range(len(data))])
     assert scores["average"] == pytest.approx((predictions == labels).float().mean().item())
     assert scores["worst_group"] == min(v for k, v in scores.items() if k.startswith("group_"))
-    with pytest.raises(ValueError, match="data must have .groups"):
+    with pytest.raises(ValueError, match=r"data must have \.groups"):
         group_shift(net, [(torch.rand(3, 16, 16), 0, None)])

@@ -68,7 +68,7 @@ def test_grad_cam_class_matches_the_captum_class(model, x) -> None:
 
     expected = np.stack([cv2.resize(m.numpy(), (32, 32)) for m in low])
     assert np.allclose(ours, expected, atol=1e-5)
-    assert 0.0 <= ours.min() and ours.max() <= 1.0
+    assert ours.min() >= 0.0 and ours.max() <= 1.0
 
 
 def test_grad_cam_class_defaults_to_the_predicted_class_and_supports_aug_smooth(model, x) -> None:

@@ -9,10 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from captum_topgap.cli import main
+from captum_topgap.app.cli import main
 from captum_topgap.data import TexturedMNIST
-from captum_topgap.losses import CrossEntropy, TopGAPObjective, topgap_loss
-from captum_topgap.training import TrainConfig, load_checkpoint, load_model, train
+from captum_topgap.train.checkpoints import load_checkpoint, load_model
+from captum_topgap.train.loop import TrainConfig, train
+from captum_topgap.train.losses import topgap_loss
+from captum_topgap.train.objectives import CrossEntropy, TopGAPObjective
 
 from .conftest import tiny_topgap
 
@@ -57,7 +59,7 @@ def test_resume_continues_to_the_same_result(tiny_data, tmp_path: Path) -> None:
 
 
 def test_checkpoints_load_with_weights_only(tiny_data, tmp_path: Path) -> None:
-    model, history = run(tiny_data, 2, tmp_path)
+    _model, history = run(tiny_data, 2, tmp_path)
     last = torch.load(tmp_path / "last.pt", weights_only=True)
     assert last["epoch"] == 1 and last["metadata"] == {"model": "tiny"} and last["history"] == history
     best = load_checkpoint(tmp_path / "best.pt")

@@ -1,4 +1,4 @@
-"""Every promised error names the argument and the fix (DESIGN §4)."""
+"""Every promised error names the argument and the fix."""
 
 from __future__ import annotations
 
@@ -39,11 +39,12 @@ def test_bad_targets(name: str, target, message: str, tiny_net, images) -> None:
         captum_topgap.get_method(name, tiny_net).attribute(images, target=target)
 
 
-def test_layer_without_spatial_output(tiny_net) -> None:
+def test_layer_without_spatial_output(tiny_net, images) -> None:
+    """The layer is checked on the first input (at its size), before any map is computed."""
     with pytest.raises(ValueError, match=r"`layer` .* has no spatial output .* pick a convolutional block"):
-        captum_topgap.get_method("gradcam", tiny_net, layer=tiny_net.fc)
+        captum_topgap.get_method("gradcam", tiny_net, layer=tiny_net.fc).attribute(images, target=0)
     with pytest.raises(ValueError, match=r"has no spatial output"):
-        captum_topgap.get_method("layer_gradcam", tiny_net, layer=tiny_net.pool)
+        captum_topgap.get_method("layer_gradcam", tiny_net, layer=tiny_net.pool).attribute(images, target=0)
 
 
 def test_layer_not_in_the_model(tiny_net) -> None:
@@ -56,7 +57,9 @@ def test_layer_not_in_the_model(tiny_net) -> None:
 def test_model_without_spatial_layer() -> None:
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
     with pytest.raises(ValueError, match=r"no submodule .* spatial .* pass `layer=` explicitly"):
-        captum_topgap.get_method("gradcam", mlp, input_size=(3, 2, 2))
+        captum_topgap.get_method("gradcam", mlp).attribute(torch.rand(1, 3, 2, 2), target=0)
+    with pytest.raises(ValueError, match=r"no submodule .* spatial"):
+        _ = captum_topgap.get_method("gradcam", mlp, input_size=(3, 2, 2)).layer
 
 
 def test_layer_given_to_a_pixel_method(tiny_net) -> None:

@@ -11,17 +11,24 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
-
-from torch.utils.data import Dataset
 
 from captum_topgap.data.folders import MaskFolder, OxfordPetMasks
 from captum_topgap.data.sources import load_digits, load_fashion_mnist, load_textures, read_gimp_pattern
 from captum_topgap.data.spurious import SpuriousBackgrounds, group_accuracy
 from captum_topgap.data.textured_mnist import TexturedMNIST
-from captum_topgap.data.transforms import Batch, PairedTransform, PartiallyAnnotated, collate, resize_pair
+from captum_topgap.data.transforms import (
+    Batch,
+    PairedTransform,
+    PartiallyAnnotated,
+    Samples,
+    batches,
+    collate,
+    resize_pair,
+)
 
-DATASETS = {
+DATASETS: dict[str, Callable[..., Samples]] = {
     "textured-mnist": lambda split, **kw: TexturedMNIST(split, **kw),
     "spurious-mnist": lambda split, **kw: SpuriousBackgrounds(split, objects="mnist", **kw),
     "spurious-fashion-mnist": lambda split, **kw: SpuriousBackgrounds(split, objects="fashion-mnist", **kw),
@@ -30,7 +37,7 @@ DATASETS = {
 }
 
 
-def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:
+def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Samples:
     """Dataset ``name`` (one of :data:`DATASETS`) for ``split`` with its keyword arguments."""
     if name not in DATASETS:
         raise ValueError(f"`dataset` must be one of {sorted(DATASETS)}, got {name!r}.")
@@ -38,8 +45,7 @@ def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Dataset:
 
 
 __all__ = [
-    "DATASETS", "Batch", "MaskFolder", "OxfordPetMasks", "PairedTransform", "PartiallyAnnotated", "SpuriousBackgrounds",
-    "TexturedMNIST",
-    "collate", "group_accuracy", "load_digits", "load_fashion_mnist", "load_textures", "make_dataset",
-    "read_gimp_pattern", "resize_pair",
+    "DATASETS", "Batch", "MaskFolder", "OxfordPetMasks", "PairedTransform", "PartiallyAnnotated", "Samples",
+    "SpuriousBackgrounds", "TexturedMNIST", "batches", "collate", "group_accuracy", "load_digits",
+    "load_fashion_mnist", "load_textures", "make_dataset", "read_gimp_pattern", "resize_pair",
 ]

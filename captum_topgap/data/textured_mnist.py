@@ -46,7 +46,7 @@ def check_split(split: str) -> str:
 
 
 def train_val_indices(n: int, split: str, seed: int) -> np.ndarray:
-    """The 90/10 train/val split of a training set of ``n`` images, as in the seed; a fixed permutation.
+    """The 90/10 train/val split of a training set of ``n`` images, as in the ReFF supplementary; a fixed permutation.
 
     Example:
         >>> len(train_val_indices(100, "train", 0)), len(train_val_indices(100, "val", 0))
@@ -111,7 +111,7 @@ class TexturedMNIST(Dataset):
     """Textured MNIST: ``(image float [0, 1] (3, size, size), label, mask bool (1, size, size))``.
 
     Args:
-        split: ``"train"`` / ``"val"`` (90/10 of MNIST's 60 000 training digits, as in the seed) or ``"test"``.
+        split: ``"train"`` / ``"val"`` (90/10 of MNIST's 60 000 training digits, as in the ReFF supplementary) or ``"test"``.
         p: background randomness in [0, 1] (0: background tied to the class, 1: random).
         q: digit-texture randomness in [0, 1] (0: digit texture tied to the class, 1: random).
         size: image side in pixels.
@@ -171,7 +171,7 @@ class TexturedMNIST(Dataset):
 
     def background_textures(self) -> torch.Tensor:
         """(N,) background index of every sample; background b is tied to the classes c with c mod
-        ``n_backgrounds`` = b (see :func:`captum_topgap.diagnostics.follows_background_rate`).
+        ``n_backgrounds`` = b (see :func:`captum_topgap.evaluate.diagnostics.follows_background_rate`).
 
         Example:
             >>> data = TexturedMNIST("test", p=0.0, size=16, limit=3)

@@ -15,11 +15,12 @@ image (nearest-neighbour for the mask):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, cast
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 
 class PairedTransform:
@@ -33,6 +34,7 @@ class PairedTransform:
         self.transform = transform
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The transformed image and mask (same random parameters); a missing mask stays ``None``."""
         if mask is None:
             return self.transform(tv_tensors.Image(image)).as_subclass(torch.Tensor), None
         out_image, out_mask = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask.to(torch.uint8)))
@@ -47,14 +49,40 @@ def resize_pair(size: int) -> PairedTransform:
         >>> tuple(image.shape), tuple(mask.shape), bool(mask.all())
         ((3, 4, 4), (1, 4, 4), True)
     """
-    from torchvision.transforms import v2
-
     return PairedTransform(v2.Resize((size, size), antialias=True))
+
+
+class Samples(Protocol):
+    """What every dataset here is: indexable ``(image, label, mask_or_None, …)`` samples with a length — a
+    torch ``Dataset`` with ``__len__`` or a plain list.
+    """
+
+    def __len__(self) -> int:
+        """The number of samples."""
+
+    def __getitem__(self, index: int) -> tuple:
+        """Sample ``index``."""
+
+
+def batches(samples: Samples, batch_size: int, indices: Sequence[int] | None = None,
+            **options: Any) -> DataLoader:
+    """A DataLoader of :class:`Batch` over ``samples`` (or the given ``indices`` of them), collated by
+    :func:`collate`; ``options`` go to the DataLoader (``shuffle``, ``sampler``, ``num_workers``, …).
+
+    Example:
+        >>> [len(b.labels) for b in batches([(torch.zeros(3, 2, 2), 0, None)] * 5, 2)]
+        [2, 2, 1]
+    """
+    dataset = cast(Dataset, samples)
+    if indices is not None:
+        dataset = Subset(dataset, list(indices))
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=collate, **options)
 
 
 class Batch(NamedTuple):
     """A collated batch: images (N, C, H, W), labels (N,), masks float (N, 1, H, W) — zeros where a sample
-    has no annotation — and ``annotated`` (N,) bool."""
+    has no annotation — and ``annotated`` (N,) bool.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor

@@ -23,9 +23,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from captum_topgap.attribution import LayerMethod
+from captum_topgap.methods.gradcam import grad_cam_maps
+from captum_topgap.registry import method_spec, register_method
 
 BaseCAM = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -90,7 +96,7 @@ def _grad_adjoint(p: torch.Tensor) -> torch.Tensor:
 
 def objective(h: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, lambda_tv: float, mu: float) -> torch.Tensor:
     """Per-image value of the super-resolution objective (N,)."""
-    fit = 0.5 * (_forward_model(h, theta, g.shape[-2:]) - g).pow(2).flatten(1).sum(1)
+    fit = 0.5 * (_forward_model(h, theta, (g.shape[-2], g.shape[-1])) - g).pow(2).flatten(1).sum(1)
     return fit + lambda_tv * _grad(h).abs().flatten(1).sum(1) + 0.5 * mu * h.pow(2).flatten(1).sum(1)
 
 
@@ -99,14 +105,15 @@ def _smooth_gradient(h: torch.Tensor, g: torch.Tensor, theta: torch.Tensor,
     """Gradient of the smooth part ½Σ‖DA_l h − g_l‖² + (μ/2)‖h‖², and that part's value per image."""
     with torch.enable_grad():
         h = h.detach().requires_grad_(True)
-        value = 0.5 * (_forward_model(h, theta, g.shape[-2:]) - g).pow(2).flatten(1).sum(1)
+        value = 0.5 * (_forward_model(h, theta, (g.shape[-2], g.shape[-1])) - g).pow(2).flatten(1).sum(1)
         value = value + 0.5 * mu * h.pow(2).flatten(1).sum(1)
         return torch.autograd.grad(value.sum(), h)[0], value.detach()
 
 
 def _lipschitz(g: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], mu: float, steps: int = 6) -> float:
     """Largest eigenvalue of (Σ_l A_lᵀDᵀDA_l + μ I) by power iteration (the smooth part's Lipschitz
-    constant), with a 20 % margin for the few steps."""
+    constant), with a 20 % margin for the few steps.
+    """
     v = torch.rand(1, 1, *size, generator=torch.Generator().manual_seed(0)).to(g.device)
     zero = torch.zeros(1, *g.shape[1:], device=g.device)
     value = 1.0
@@ -121,7 +128,7 @@ def _primal_dual(h: torch.Tensor, g: torch.Tensor, theta: torch.Tensor, lambda_t
                  iterations: int, tol: float, history: list[float]) -> torch.Tensor:
     """Condat–Vũ iterations from ``h``: a gradient step on the smooth part, a projected ascent on TV's dual."""
     sigma = 1.0
-    tau = 1.0 / (_lipschitz(g, theta, h.shape[-2:], mu) / 2 + sigma * 8.0)
+    tau = 1.0 / (_lipschitz(g, theta, (h.shape[-2], h.shape[-1]), mu) / 2 + sigma * 8.0)
     dual = torch.zeros(h.shape[0], 2, *h.shape[-2:], device=h.device)
     for _ in range(iterations):
         gradient, smooth = _smooth_gradient(h, g, theta, mu)
@@ -165,7 +172,7 @@ def super_resolve(g: torch.Tensor, theta: torch.Tensor, size: tuple[int, int], l
         h = h.detach()
     elif solver == "primal_dual":
         coarse = (size[0] // 4, size[1] // 4)
-        if min(coarse) >= 2 * min(g.shape[-2:]):
+        if min(coarse) >= 2 * min((g.shape[-2], g.shape[-1])):
             # warm start: the same problem at 1/4 resolution (TV and μ rescaled to the coarse grid)
             h_coarse, _ = super_resolve(g, theta, coarse, 4 * lambda_tv, 16 * mu, solver, iterations, tol=tol)
             h = F.interpolate(h_coarse, size=size, mode="bilinear", align_corners=False)
@@ -214,3 +221,53 @@ def augmented_cam(base: BaseCAM, inputs: torch.Tensor, target: torch.Tensor, n_a
     if registration != "sr":
         return register_maps(g, theta, (height, width), registration)
     return super_resolve(g, theta, (height, width), lambda_tv, mu, solver, iterations, lr, tol)[0]
+
+
+@register_method("augmented_gradcam", origin="captum-topgap", kind="layer", aliases=("augmented_grad_cam",),
+                 description="Augmented Grad-CAM: super-resolution from augmented copies (Morbidelli et al.)")
+class AugmentedGradCAM(LayerMethod):
+    """Augmented Grad-CAM as a Captum attribution: super-resolved maps from ``n_augmentations``
+    roto-translated copies over any registered layer method ``base`` (``"gradcam"`` — this project's own
+    Grad-CAM core —, ``"gradcam++"``, ``"layer_gradcam"``, …), whose core sees the copies in batches.
+
+    Keyword arguments of :func:`augmented_cam` (``n_augmentations``, ``max_rotation``, ``max_shift``,
+    ``lambda_tv``, ``mu``, ``solver``, ``iterations``, ``lr``, ``tol``, ``registration``, ``batch_size``,
+    ``seed``) are set here or per call. Output: (N, 1, H, W) at input resolution (the super-resolved map is
+    born there, so ``upsample`` changes nothing).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> cam = AugmentedGradCAM(net, n_augmentations=4, solver="primal_dual")
+        >>> cam.layer_name, cam.attribute(torch.rand(1, 3, 8, 8), target=1).shape
+        ('2', torch.Size([1, 1, 8, 8]))
+    """
+
+    method_name = "augmented_gradcam"
+
+    def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, base: str = "gradcam",
+                 upsample: bool = True, input_size: tuple[int, int, int] | None = None, **options: Any) -> None:
+        super().__init__(model, layer, upsample, input_size)
+        spec = method_spec(base)
+        if spec.kind != "layer" or spec.name in ("guided_gradcam", "augmented_gradcam"):
+            raise ValueError(f"`base` must be a registered layer CAM such as 'gradcam' or 'gradcam++', got {base!r}.")
+        self.base, self.options = spec.name, options
+        self._base_core: BaseCAM | None = None
+
+    def base_core(self) -> BaseCAM:
+        """``(images, labels) -> (B, 1, h, w)`` of the base method at this layer, built once."""
+        if self._base_core is None:
+            if self.base == "gradcam":
+                layer = self.layer
+
+                def own(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+                    return grad_cam_maps(self.model, images, labels, [layer], upsample=False)[1][0]
+
+                self._base_core = own
+            else:
+                self._base_core = method_spec(self.base).load()(self.model, self.layer, upsample=False).core
+        return self._base_core
+
+    def core(self, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> torch.Tensor:
+        """The super-resolved map of ``labels`` at the input's resolution."""
+        return augmented_cam(self.base_core(), inputs, labels, **{**self.options, **options})

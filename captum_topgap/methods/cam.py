@@ -18,39 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def linear_classifier(model: nn.Module) -> nn.Linear:
-    """The final linear layer: ``model.get_classifier()`` when it is one, else the last ``nn.Linear``."""
-    get = getattr(model, "get_classifier", None)
-    head = get() if callable(get) else None
-    if isinstance(head, nn.Linear):
-        return head
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("CAM needs a network ending in global average pooling + a linear classifier; this model "
-                         "has no nn.Linear. Use 'gradcam' (any CNN) or 'topgap_cam' (Top-GAP models).")
-    return linears[-1]
-
-
-def class_activation_map(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
-                         target: torch.Tensor) -> torch.Tensor:
-    """CAM of ``target`` (N,) at ``layer``'s resolution: (N, 1, h, w)."""
-    fc = linear_classifier(model)
-    captured: dict[str, torch.Tensor] = {}
-    handle = layer.register_forward_hook(lambda _m, _i, out: captured.__setitem__("f", out))
-    try:
-        with torch.no_grad():
-            logits = model(inputs)
-    finally:
-        handle.remove()
-    features = captured["f"]
-    if features.shape[1] != fc.in_features or not torch.allclose(
-            fc(features.mean(dim=(2, 3))), logits, rtol=1e-4, atol=1e-4):
-        raise ValueError("CAM needs a GAP+FC network: the logits are not FC(global-average-pool(layer output)) "
-                         f"for layer {type(layer).__name__}. Pass the last feature block as `layer`, or use "
-                         "'gradcam', which works for any CNN.")
-    with torch.no_grad():
-        return weighted_maps(fc, target, features)
+from captum_topgap._layers import linear_classifier
+from captum_topgap.attribution import LayerMethod, capture
+from captum_topgap.registry import register_method
 
 
 def weighted_maps(fc: nn.Linear, target: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -63,3 +33,37 @@ def weighted_maps(fc: nn.Linear, target: torch.Tensor, features: torch.Tensor) -
         2.0
     """
     return torch.einsum("nk,nkhw->nhw", fc.weight[target], features).unsqueeze(1)
+
+
+def class_activation_map(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
+                         target: torch.Tensor) -> torch.Tensor:
+    """CAM of ``target`` (N,) at ``layer``'s resolution: (N, 1, h, w)."""
+    fc = linear_classifier(model)
+    with torch.no_grad(), capture([layer]) as seen:
+        logits = model(inputs)
+    features = seen.ready()[0]
+    if features.dim() != 4 or features.shape[1] != fc.in_features or not torch.allclose(
+            fc(features.mean(dim=(2, 3))), logits, rtol=1e-4, atol=1e-4):
+        raise ValueError("CAM needs a GAP+FC network: the logits are not FC(global-average-pool(layer output)) "
+                         f"for layer {type(layer).__name__}. Pass the last feature block as `layer`, or use "
+                         "'gradcam', which works for any CNN.")
+    with torch.no_grad():
+        return weighted_maps(fc, target, features)
+
+
+@register_method("cam", origin="captum-topgap", kind="layer",
+                 description="CAM: classifier weights × last feature maps of a GAP+FC network (Zhou et al.)")
+class CAM(LayerMethod):
+    """Class Activation Mapping as a Captum attribution: (N, 1, H, W), M_c = Σ_k w_k^c f_k upsampled.
+
+    Example:
+        >>> import timm
+        >>> CAM(timm.create_model("resnet18", num_classes=3)).attribute(torch.rand(1, 3, 64, 64), target=2).shape
+        torch.Size([1, 1, 64, 64])
+    """
+
+    method_name = "cam"
+
+    def core(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """CAM of ``labels`` at the layer's resolution."""
+        return class_activation_map(self.model, self.layer, inputs, labels)

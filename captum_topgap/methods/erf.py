@@ -21,6 +21,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from captum_topgap.attribution import MethodAttribution, capture
+from captum_topgap.registry import register_method
+
 
 def erf(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """ERF of the ``target`` logits: Σ_c |∂y_target/∂x_c| as (N, 1, H, W)."""
@@ -40,20 +43,33 @@ def erf_at(model: nn.Module, inputs: torch.Tensor, layer: nn.Module,
     n, p = inputs.shape[0], len(positions)
     rows = torch.tensor([i for i, _ in positions], device=inputs.device).repeat(n)
     cols = torch.tensor([j for _, j in positions], device=inputs.device).repeat(n)
-    captured: dict[str, torch.Tensor] = {}
-    handle = layer.register_forward_hook(lambda _m, _i, out: captured.__setitem__("out", out))
-    try:
-        with torch.enable_grad():
-            x = inputs.detach().repeat_interleave(p, 0).requires_grad_(True)
+    with torch.enable_grad():
+        x = inputs.detach().repeat_interleave(p, 0).requires_grad_(True)
+        with capture([layer]) as seen:
             model(x)
-            out = captured["out"]
-            if out.dim() != 4:
-                raise ValueError(f"`layer` output has shape {tuple(out.shape)}; erf_at needs a spatial map.")
-            h, w = out.shape[-2:]
-            if int(rows.max()) >= h or int(cols.max()) >= w or int(rows.min()) < 0 or int(cols.min()) < 0:
-                raise ValueError(f"`positions` must lie inside the layer's {h} × {w} output, got {list(positions)}.")
-            selected = out[torch.arange(n * p, device=out.device), :, rows, cols].sum()
-            grad = torch.autograd.grad(selected, x)[0]
-    finally:
-        handle.remove()
+        out = seen.ready()[0]
+        if out.dim() != 4:
+            raise ValueError(f"`layer` output has shape {tuple(out.shape)}; erf_at needs a spatial map.")
+        h, w = out.shape[-2:]
+        if int(rows.max()) >= h or int(cols.max()) >= w or int(rows.min()) < 0 or int(cols.min()) < 0:
+            raise ValueError(f"`positions` must lie inside the layer's {h} × {w} output, got {list(positions)}.")
+        selected = out[torch.arange(n * p, device=out.device), :, rows, cols].sum()
+        grad = torch.autograd.grad(selected, x)[0]
     return grad.abs().sum(dim=1).view(n, p, *inputs.shape[-2:])
+
+
+@register_method("erf", origin="captum-topgap", kind="pixel",
+                 description="effective receptive field Σ_c |∂y/∂x_c| of the target logit")
+class ERF(MethodAttribution):
+    """Effective receptive field of the target logit as a Captum attribution: Σ_c |∂y/∂x_c|, (N, 1, H, W).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> ERF(net).attribute(torch.rand(1, 1, 2, 2), target=0).shape
+        torch.Size([1, 1, 2, 2])
+    """
+
+    method_name = "erf"
+
+    def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return erf(self.model, inputs, labels)

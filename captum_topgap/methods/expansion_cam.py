@@ -1,4 +1,4 @@
-"""Expansion CAM (the High-Resolution CAM framework, seed 001): low-res CAM, high-res CAM, refinement.
+"""Expansion CAM (High-Resolution CAM, Tagaris et al., ICIP 2019): low-res CAM, high-res CAM, refinement.
 
     low-res CAM_c  = Σ_k W_k^c A_k          (the localisation network's last feature maps)
     high-res CAM_c = Σ_k W_k^c A_k^high     (the expansion network's maps at input size)
@@ -23,12 +23,20 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
+from torch import nn
 
-from captum_topgap.methods.cam import linear_classifier, weighted_maps
+from captum_topgap._checks import TargetType, check_images
+from captum_topgap._layers import linear_classifier
+from captum_topgap._state import preserved_state
+from captum_topgap.attribution import MethodAttribution, upsample_to
+from captum_topgap.methods.cam import weighted_maps
+from captum_topgap.models.expansion import ExpansionNet
+from captum_topgap.registry import register_method
 
 
 def minmax(a: np.ndarray) -> np.ndarray:
@@ -137,7 +145,7 @@ def fill_small_holes(mask: np.ndarray, area: int = 256) -> np.ndarray:
 
 
 def blend(filled: np.ndarray, low: np.ndarray, weight: float = 0.5) -> np.ndarray:
-    """weight · minmax(filled) + (1 − weight) · minmax(low).
+    """Weight · minmax(filled) + (1 − weight) · minmax(low).
 
     Example:
         >>> blend(np.array([0.0, 1.0]), np.array([2.0, 0.0]), weight=0.25).tolist()
@@ -163,8 +171,8 @@ def refine(low: np.ndarray, high: np.ndarray, blur_size: int = 5, roi_percentile
             "refined": blend(filled, low, weight)}
 
 
-def expansion_cams(model: torch.nn.Module, inputs: torch.Tensor, target: torch.Tensor,
-                   **refine_options: float) -> dict[str, torch.Tensor]:
+def expansion_cams(model: ExpansionNet, inputs: torch.Tensor, target: torch.Tensor,
+                   **refine_options: Any) -> dict[str, torch.Tensor]:
     """Low-res (upsampled), high-res and refined CAMs of ``target``, each (N, 1, H, W), from an ExpansionNet.
 
     Example:
@@ -179,8 +187,58 @@ def expansion_cams(model: torch.nn.Module, inputs: torch.Tensor, target: torch.T
     with torch.no_grad():
         low = weighted_maps(fc, target, model.encode(inputs)[1][-1])
         high = weighted_maps(fc, target, model.expand(inputs)[0])
-    low_up = F.interpolate(low, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
+    low_up = upsample_to(low, inputs.shape[-2:])
     refined = [refine(a[0].cpu().double().numpy(), b[0].cpu().double().numpy(), **refine_options)["refined"]
                for a, b in zip(low_up, high, strict=True)]
     return {"low": low_up, "high": high,
             "refined": torch.from_numpy(np.stack(refined)).unsqueeze(1).to(inputs)}
+
+
+@register_method("expansion_cam", origin="captum-topgap", kind="model", aliases=("high_resolution_cam",),
+                 description="Expansion (High-Resolution) CAM: expansion network + refinement (Tagaris et al.)")
+class ExpansionCAM(MethodAttribution):
+    """Expansion CAM as a Captum attribution (named so to avoid confusion with grad-cam's ``HiResCAM``).
+
+    Args:
+        model: the localisation network (GAP + FC), or an :class:`~captum_topgap.models.ExpansionNet`.
+        expansion: the trained ``ExpansionNet`` over ``model`` (not needed when ``model`` is one).
+        output: ``"refined"`` (default), ``"high"`` or ``"low"`` (the upsampled low-res CAM).
+        refine_options: ``blur_size``, ``roi_percentile``, ``bound_percentiles``, ``n_seeds``, ``hole_area``,
+            ``weight`` of :func:`refine`.
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.models import ExpansionNet
+        >>> localizer = timm.create_model("resnet18", num_classes=3)
+        >>> cam = ExpansionCAM(localizer, ExpansionNet(localizer), hole_area=16)
+        >>> cam.attribute(torch.rand(2, 3, 32, 32), target=[0, 2]).shape
+        torch.Size([2, 1, 32, 32])
+        >>> sorted(cam.attribute_all(torch.rand(1, 3, 32, 32), target=1))
+        ['high', 'low', 'refined']
+    """
+
+    method_name = "expansion_cam"
+    outputs = ("refined", "high", "low")
+
+    def __init__(self, model: nn.Module, expansion: ExpansionNet | None = None, layer: None = None,
+                 output: str = "refined", upsample: bool = True, **refine_options: Any) -> None:
+        if layer is not None:
+            raise ValueError("`layer` is not used by 'expansion_cam': it reads the expansion network; leave it None.")
+        expansion = model if isinstance(model, ExpansionNet) else expansion
+        if not isinstance(expansion, ExpansionNet) or (expansion is not model and expansion.localizer is not model):
+            raise ValueError("'expansion_cam' needs `expansion=`: an ExpansionNet built over this model (train one "
+                             "with `captum-topgap train --method expansion --localizer CKPT`), or pass the "
+                             "ExpansionNet itself as the model.")
+        if output not in self.outputs:
+            raise ValueError(f"`output` must be one of {self.outputs}, got {output!r}")
+        super().__init__(expansion)
+        self.expansion, self.output, self.refine_options = expansion, output, refine_options
+
+    def attribute_all(self, inputs: torch.Tensor, target: TargetType = None) -> dict[str, torch.Tensor]:
+        """``{"low", "high", "refined"}`` maps (N, 1, H, W) of ``target`` from one pass."""
+        inputs = check_images(inputs, self.model)
+        with preserved_state(self.model):
+            return expansion_cams(self.expansion, inputs, self.labels(inputs, target), **self.refine_options)
+
+    def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor, output: str | None = None) -> torch.Tensor:
+        return expansion_cams(self.expansion, inputs, labels, **self.refine_options)[output or self.output]

@@ -8,8 +8,8 @@ number to every logit, so a network can carry evidence for c by lowering the oth
 evidence is invisible in the map of z_c but not in the map of the centred logit (docs/reff.md).
 ``relu=False`` returns the signed map M_l (before the ReLU).
 
-``weighting="positive"`` is the "sharpened" Grad-CAM: α_k^l = mean_{i,j} ReLU(∂S / ∂A_k^l(i, j)), so only
-evidence that raises the class score weights a channel.
+``weighting="positive"`` is the "sharpened" Grad-CAM ("sharpen focus" in the Grad-CAM family):
+α_k^l = mean_{i,j} ReLU(∂S / ∂A_k^l(i, j)), so only evidence that raises the class score weights a channel.
 
 ``create_graph=True`` keeps the graph of the gradients, so a loss on I'_l back-propagates to the weights
 (double back-propagation, as ReFF needs). The model's train/eval mode is left as it is: the caller
@@ -30,6 +30,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from captum_topgap.attribution import LayerMethod, capture, upsample_to
+from captum_topgap.registry import register_method
 
 SCORES = ("logit", "centred")
 
@@ -52,34 +55,67 @@ def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, 
                   score: str = "logit") -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Logits (N, C) and one Grad-CAM (N, 1, H, W) per layer (layer resolution with ``upsample=False``);
     ``weighting`` is ``"mean"`` (Grad-CAM) or ``"positive"`` (mean of the positive gradients); ``relu=False``
-    keeps the signed map; ``score`` is ``"logit"`` or ``"centred"`` (see the module docstring)."""
+    keeps the signed map; ``score`` is ``"logit"`` or ``"centred"`` (see the module docstring).
+
+    The layer's gradient exists even when nothing before the layer has parameters (a pooling layer on the
+    input): the forward runs on a copy of the inputs that requires gradients; the caller's tensor is untouched.
+    """
     if weighting not in ("mean", "positive"):
         raise ValueError(f"`weighting` must be 'mean' or 'positive', got {weighting!r}")
-    captured: list[torch.Tensor | None] = [None] * len(layers)
-
-    def keep(index: int):
-        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-            captured[index] = output
-        return hook
-
-    handles = [layer.register_forward_hook(keep(i)) for i, layer in enumerate(layers)]
-    try:
-        with torch.enable_grad():
-            logits = model(inputs)
-            missing = [i for i, a in enumerate(captured) if a is None or a.dim() != 4]
-            if missing:
-                raise ValueError(f"`layers` {missing} produced no spatial (N, C, h, w) output in the forward pass.")
-            explained = class_score(logits, target, score).sum()
-            grads = torch.autograd.grad(explained, captured, create_graph=create_graph)
-    finally:
-        for handle in handles:
-            handle.remove()
+    x = inputs if inputs.requires_grad else inputs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        with capture(layers) as seen:
+            logits = model(x)
+        activations = seen.ready()
+        flat = [i for i, a in enumerate(activations) if a.dim() != 4]
+        if flat:
+            raise ValueError(f"`layers` {flat} produced no spatial (N, C, h, w) output in the forward pass.")
+        grads = seen.gradients(class_score(logits, target, score).sum(), create_graph=create_graph)
     maps = []
-    for activation, grad in zip(captured, grads, strict=True):
+    for activation, grad in zip(activations, grads, strict=True):
         weights = (F.relu(grad) if weighting == "positive" else grad).mean(dim=(2, 3), keepdim=True)
         cam = (weights * activation).sum(dim=1, keepdim=True)
         cam = F.relu(cam) if relu else cam
         if upsample:
-            cam = F.interpolate(cam, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
+            cam = upsample_to(cam, inputs.shape[-2:])
         maps.append(cam if create_graph else cam.detach())
     return logits, maps
+
+
+@register_method("differentiable_gradcam", origin="captum-topgap", kind="layer",
+                 description="torch-native Grad-CAM that can keep its graph (the core ReFF trains through)")
+class DifferentiableGradCAM(LayerMethod):
+    """Grad-CAM from the torch-native core above: the core ReFF trains through. ``attribute(...,
+    create_graph=True)`` keeps the graph for a loss on the maps.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> DifferentiableGradCAM(net).attribute(torch.rand(1, 3, 8, 8), target=1).shape
+        torch.Size([1, 1, 8, 8])
+    """
+
+    method_name = "differentiable_gradcam"
+    weighting = "mean"
+
+    def core(self, inputs: torch.Tensor, labels: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+        """Grad-CAM of ``labels`` at the layer's resolution."""
+        return grad_cam_maps(self.model, inputs, labels, [self.layer], create_graph, upsample=False,
+                             weighting=self.weighting)[1][0]
+
+
+@register_method("positive_gradcam", origin="captum-topgap", kind="layer", aliases=("sharpened_gradcam",),
+                 description="Grad-CAM weighted by the mean positive gradient (sharpened focus)")
+class PositiveGradCAM(DifferentiableGradCAM):
+    """Grad-CAM with positive-gradient channel weights, α_k = mean_{i,j} ReLU(∂y_c/∂A_k(i, j)) ("sharpen
+    focus"): the Grad-CAM core with ``weighting="positive"``, not a copy.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> PositiveGradCAM(net).attribute(torch.rand(1, 3, 8, 8), target=1).shape
+        torch.Size([1, 1, 8, 8])
+    """
+
+    method_name = "positive_gradcam"
+    weighting = "positive"

@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from captum_topgap.attribution import LayerMethod, capture
+from captum_topgap.registry import register_method
+
 GAUSSIAN = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
 
 
@@ -33,7 +36,7 @@ def masked_copies(features: torch.Tensor, positions: torch.Tensor, gaussian: boo
         >>> out[:, 0].tolist()
         [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]]
     """
-    n, c, h, w = features.shape
+    c, h, w = features.shape[1:]
     onehot = F.one_hot(positions, h * w).to(features.dtype).view(1, -1, 1, h, w)
     copies = (features.unsqueeze(1) * onehot).flatten(0, 1)
     if gaussian:
@@ -48,36 +51,52 @@ def recipro_cam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target
 
     ``layer`` must be a cut point of the network: everything after it depends on its output only.
     """
-    state: dict[str, torch.Tensor] = {}
+    positions: list[torch.Tensor] = []
 
-    def capture(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
-        state["features"] = output
+    def masked(_index: int, output: torch.Tensor) -> torch.Tensor:
+        return masked_copies(output, positions[0], gaussian) if positions else output
 
-    def replace(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
-        return masked_copies(output, state["positions"], gaussian)
-
-    with torch.no_grad():
-        handle = layer.register_forward_hook(capture)
-        try:
-            model(inputs[:1])
-        finally:
-            handle.remove()
-        h, w = state["features"].shape[-2:]
+    with torch.no_grad(), capture([layer], replace=masked) as seen:
+        model(inputs[:1])
+        h, w = seen.ready()[0].shape[-2:]
         images_per_chunk = max(1, chunk_size // (h * w))
         positions_per_chunk = min(h * w, max(1, chunk_size))
         maps = torch.empty(len(inputs), h * w, device=inputs.device)
-        handle = layer.register_forward_hook(replace)
-        try:
-            for first in range(0, len(inputs), images_per_chunk):
-                images = slice(first, first + images_per_chunk)
-                for start in range(0, h * w, positions_per_chunk):
-                    state["positions"] = torch.arange(start, min(start + positions_per_chunk, h * w),
-                                                      device=inputs.device)
-                    count = len(state["positions"])
-                    logits = model(inputs[images])
-                    probs = logits.softmax(dim=1).view(-1, count, logits.shape[1])
-                    labels = target[images].view(-1, 1, 1).expand(-1, count, 1)
-                    maps[images, state["positions"]] = probs.gather(2, labels)[..., 0]
-        finally:
-            handle.remove()
+        for first in range(0, len(inputs), images_per_chunk):
+            images = slice(first, first + images_per_chunk)
+            for start in range(0, h * w, positions_per_chunk):
+                positions[:] = [torch.arange(start, min(start + positions_per_chunk, h * w), device=inputs.device)]
+                count = len(positions[0])
+                logits = model(inputs[images])
+                probs = logits.softmax(dim=1).view(-1, count, logits.shape[1])
+                labels = target[images].view(-1, 1, 1).expand(-1, count, 1)
+                maps[images, positions[0]] = probs.gather(2, labels)[..., 0]
     return maps.view(len(inputs), 1, h, w)
+
+
+@register_method("recipro_cam", origin="captum-topgap", kind="layer",
+                 description="Recipro-CAM: gradient-free, target score with the layer masked to each position")
+class ReciproCAM(LayerMethod):
+    """Recipro-CAM as a Captum attribution: softmax score of the target with the layer output masked to one
+    position at a time.
+
+    Args: ``gaussian`` (3 × 3 Gaussian neighbourhood), ``chunk_size`` (largest batch the network tail sees).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> ReciproCAM(net, gaussian=True).attribute(torch.rand(2, 3, 6, 6), target=[0, 1]).shape
+        torch.Size([2, 1, 6, 6])
+    """
+
+    method_name = "recipro_cam"
+
+    def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, gaussian: bool = False,
+                 chunk_size: int = 256, upsample: bool = True,
+                 input_size: tuple[int, int, int] | None = None) -> None:
+        super().__init__(model, layer, upsample, input_size)
+        self.gaussian, self.chunk_size = gaussian, chunk_size
+
+    def core(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Recipro-CAM of ``labels`` at the layer's resolution."""
+        return recipro_cam(self.model, self.layer, inputs, labels, self.gaussian, self.chunk_size)

@@ -16,10 +16,14 @@ Example:
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from captum_topgap.attribution import MethodAttribution
+from captum_topgap.registry import register_method
 
 
 @lru_cache(maxsize=8)
@@ -54,3 +58,27 @@ def rise(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, n_masks: 
                 probability = model(image * chunk).softmax(dim=1)[:, label]
                 saliency[index] += (probability.view(-1, 1, 1, 1) * chunk).sum(dim=0)
     return saliency / (n_masks * p)
+
+
+@register_method("rise", origin="captum-topgap", kind="pixel",
+                 description="RISE: class probability under random upsampled binary masks (Petsiuk et al.)")
+class RISE(MethodAttribution):
+    """RISE as a Captum attribution, (N, 1, H, W). Options (set here or per call): ``n_masks``, ``p`` (keep
+    probability), ``cell_size`` (pixels per low-resolution cell), ``batch_size`` (masked copies per forward),
+    ``seed`` (the masks are generated once per input size and seed and reused).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+        >>> RISE(net, n_masks=8, cell_size=4).attribute(torch.rand(1, 3, 8, 8), target=1).shape
+        torch.Size([1, 1, 8, 8])
+    """
+
+    method_name = "rise"
+
+    def __init__(self, model: nn.Module, layer: None = None, n_masks: int = 1000, p: float = 0.5,
+                 cell_size: int = 8, batch_size: int = 100, seed: int = 0) -> None:
+        super().__init__(model, layer)
+        self.options = {"n_masks": n_masks, "p": p, "cell_size": cell_size, "batch_size": batch_size, "seed": seed}
+
+    def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> torch.Tensor:
+        return rise(self.model, inputs, labels, **{**self.options, **options})

@@ -14,13 +14,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from captum_topgap._checks import TargetType, check_target
+from captum_topgap._checks import TargetType
+from captum_topgap.attribution import MethodAttribution, resolve_labels, upsample_to
+from captum_topgap.registry import register_method
 
 
 def class_maps(model: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,15 +39,39 @@ def topgap_cam(model: nn.Module, inputs: torch.Tensor, target: TargetType = None
     ``upsample=False`` keeps the CAM's own resolution (H/4 × W/4 for ImageNet-style backbones).
     """
     logits, cam = class_maps(model, inputs)
-    labels = logits.argmax(1) if target is None else check_target(target, len(inputs), cam.shape[1]).to(cam.device)
+    labels = resolve_labels(target, len(inputs), lambda: logits, cam.shape[1]).to(cam.device)
     maps = cam[torch.arange(len(inputs), device=cam.device), labels].unsqueeze(1)
-    if upsample:
-        maps = F.interpolate(maps, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
-    return logits, maps
+    return logits, upsample_to(maps, inputs.shape[-2:]) if upsample else maps
 
 
-def select_maps(cam: torch.Tensor, targets: Sequence[Callable[[torch.Tensor], torch.Tensor]]) -> torch.Tensor:
-    """Apply one pytorch-grad-cam style target per image to its (C, h, w) class maps -> (N, h, w)."""
-    if len(targets) != len(cam):
-        raise ValueError(f"`targets` has {len(targets)} entries for {len(cam)} images; pass one per image.")
-    return torch.stack([target(maps) for target, maps in zip(targets, cam, strict=True)])
+@register_method("topgap_cam", origin="captum-topgap", kind="model",
+                 description="Top-GAP class map of a Top-GAP model: one forward, no backward (Nieradzik et al.)")
+class TopGAPCAM(MethodAttribution):
+    """Top-GAP class maps as a Captum attribution: (N, 1, H, W), raw CAM values, one forward, no backward.
+
+    Args:
+        model: a Top-GAP network (``timm.create_model("topgap_resnet18", ...)``).
+        upsample: bilinear resize to the input (``False``: the CAM's resolution).
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("topgap_resnet18", num_classes=4, k=16)
+        >>> TopGAPCAM(model).attribute(torch.rand(2, 3, 64, 64), target=[1, 3]).shape
+        torch.Size([2, 1, 64, 64])
+    """
+
+    method_name = "topgap_cam"
+    target_from_own_forward = True
+
+    def __init__(self, model: nn.Module, layer: None = None, upsample: bool = True) -> None:
+        if layer is not None:
+            raise ValueError("`layer` is not used by 'topgap_cam': it reads the model's own class maps; leave it None.")
+        super().__init__(model)
+        self.upsample = upsample
+
+    def class_maps(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and every class's map (N, C, h, w) from one forward (for per-class targets)."""
+        return class_maps(self.model, inputs)
+
+    def _attribute(self, inputs: torch.Tensor, labels: TargetType) -> torch.Tensor:
+        return topgap_cam(self.model, inputs, labels, self.upsample)[1]

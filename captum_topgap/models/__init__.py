@@ -1,10 +1,11 @@
 """Models: Top-GAP networks (registered in timm on import), the CIFAR PreAct ResNet-18, the expansion
-network of Expansion CAM and ReFF's pix2pix pseudo-annotator."""
+network of Expansion CAM and ReFF's pix2pix pseudo-annotator.
+"""
 
-from captum_topgap.models.expansion import ExpansionNet, ExpansionObjective
+from captum_topgap.models.expansion import ExpansionNet
 from captum_topgap.models.preact import PreActResNet18, PreActResNetFeatures
 from captum_topgap.models.pseudo_annotator import PseudoAnnotator
-from captum_topgap.models.topgap import TopGAPNet, topgap
+from captum_topgap.models.topgap_net import TopGAPNet, topgap
 
-__all__ = ["ExpansionNet", "ExpansionObjective", "PreActResNet18", "PreActResNetFeatures", "PseudoAnnotator",
+__all__ = ["ExpansionNet", "PreActResNet18", "PreActResNetFeatures", "PseudoAnnotator",
            "TopGAPNet", "topgap"]

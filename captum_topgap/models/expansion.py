@@ -1,4 +1,4 @@
-"""The expansion network of the High-Resolution CAM framework (seed 001), named Expansion CAM here.
+"""The expansion network of the High-Resolution CAM framework (Tagaris et al., ICIP 2019), named Expansion CAM here.
 
 A frozen localisation network (any GAP + FC CNN) gives low-resolution feature maps A (K channels) and
 its encoder stages s_1 … s_L. The expansion network mirrors that encoder: starting from A it upsamples
@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from captum_topgap.data.transforms import Batch
-from captum_topgap.methods.cam import linear_classifier
+from captum_topgap._hooks import capture
+from captum_topgap._layers import linear_classifier
 
 
 def _stages(localizer: nn.Module, stages: Sequence[str] | None) -> list[str]:
@@ -84,21 +84,16 @@ class ExpansionNet(nn.Module):
         self.reconstruction = nn.Conv2d(self.channels, 3, 1)
 
     def train(self, mode: bool = True) -> ExpansionNet:
+        """Train the expansion path; the localisation network stays in eval mode."""
         super().train(mode)
         self.localizer.eval()
         return self
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         modules = dict(self.localizer.named_modules())
-        captured: dict[str, torch.Tensor] = {}
-        handles = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: captured.__setitem__(name, out))
-                   for name in self.stages]
-        try:
+        with capture([modules[name] for name in self.stages]) as seen:
             logits = self.localizer(x)
-        finally:
-            for handle in handles:
-                handle.remove()
-        return logits, [captured[name] for name in self.stages]
+        return logits, seen.ready()
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The localisation network's logits and stage feature maps (the last = A), without gradients."""
@@ -117,24 +112,3 @@ class ExpansionNet(nn.Module):
     def forward(self, x: torch.Tensor, expand: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The classifier's logits, or with ``expand=True`` :meth:`expand`'s (A^high, x̂)."""
         return self.expand(x) if expand else self.localizer(x)
-
-
-class ExpansionObjective:
-    """Training objective of the expansion network: MSE reconstruction ‖x̂ − x‖²; logits = the frozen classifier's.
-
-    Example:
-        >>> import timm
-        >>> from captum_topgap.data.transforms import Batch
-        >>> net = ExpansionNet(timm.create_model("resnet18", num_classes=3))
-        >>> loss, logits = ExpansionObjective()(net, Batch(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]), None, None))
-        >>> loss.requires_grad, tuple(logits.shape)
-        (True, (2, 3))
-    """
-
-    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(getattr(model, "module", model), ExpansionNet):
-            raise TypeError(f"the expansion objective trains an ExpansionNet, got {type(model).__name__}")
-        _, reconstruction = model(batch.images, expand=True)  # through the forward: DDP sees it
-        with torch.no_grad():
-            logits = model(batch.images)
-        return F.mse_loss(reconstruction, batch.images), logits

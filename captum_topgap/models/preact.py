@@ -14,6 +14,8 @@ from timm.models import register_model
 from timm.models._features import FeatureInfo
 from torch import nn
 
+from captum_topgap.models._timm import no_pretrained
+
 CIFAR_CFG = {"input_size": (3, 32, 32), "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616),
              "interpolation": "bilinear", "crop_pct": 1.0}
 
@@ -29,6 +31,7 @@ class PreActBlock(nn.Module):
                          if stride != 1 or in_chs != out_chs else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's output: residual branch + shortcut."""
         out = F.relu(self.bn1(x))
         shortcut = self.shortcut(out) if self.shortcut is not None else x
         out = self.conv1(out)
@@ -52,6 +55,7 @@ class PreActResNetFeatures(nn.Module):
         self.pretrained_cfg = {**CIFAR_CFG, "first_conv": "conv1"}
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four stage outputs (timm's ``features_only`` contract)."""
         x = self.conv1(x)
         features = []
         for stage in self.layers:
@@ -80,19 +84,24 @@ class PreActResNet18(nn.Module):
         self.default_cfg = self.pretrained_cfg
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's features after BN-ReLU: (N, 512, H/8, W/8)."""
         return F.relu(self.bn(self.features(x)[-1]))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling and the classifier (``pre_logits``: the pooled features)."""
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
         return x if pre_logits else self.fc(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, num_classes)."""
         return self.forward_head(self.forward_features(x))
 
     def get_classifier(self) -> nn.Module:
+        """The linear classifier (timm's contract)."""
         return self.fc
 
     def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier (``num_classes=0``: none)."""
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
@@ -100,6 +109,4 @@ class PreActResNet18(nn.Module):
 @register_model
 def preact_resnet18_cifar(pretrained: bool = False, **kwargs) -> PreActResNet18:
     """CIFAR-style PreAct ResNet-18 (GAP + FC), the baseline of the Top-GAP robustness table."""
-    from captum_topgap.models.topgap import no_pretrained
-
     return PreActResNet18(**no_pretrained(pretrained, "preact_resnet18_cifar", kwargs))

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from captum_topgap.data.transforms import batches
 
 
 def _down(in_chs: int, out_chs: int, norm: bool = True) -> nn.Sequential:
@@ -48,6 +49,7 @@ class UNetGenerator(nn.Module):
         self.out = nn.ConvTranspose2d(channels[0] * 2, 1, 4, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A mask in [0, 1] for each image."""
         skips = []
         for down in self.downs:
             x = down(x)
@@ -69,6 +71,7 @@ class PatchDiscriminator(nn.Module):
             nn.Conv2d(512, 1, 4, 1, 1))
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One real/fake logit per patch of each (image, mask) pair."""
         return self.net(torch.cat([image, mask], dim=1))
 
 
@@ -102,11 +105,10 @@ class PseudoAnnotator(nn.Module):
     def fit(self, samples: Sequence, epochs: int = 20, batch_size: int = 4, lr: float = 2e-4, seed: int = 0,
             progress: bool = True) -> list[float]:
         """Train on ``(image, label, mask)`` samples with the conditional GAN loss + λ_L1·L1; returns the mean
-        generator loss per epoch."""
-        from captum_topgap.data.transforms import collate
-
+        generator loss per epoch.
+        """
         generator = torch.Generator().manual_seed(seed)
-        loader = DataLoader(samples, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collate)
+        loader = batches(samples, batch_size, shuffle=True, generator=generator)
         betas = (0.5, 0.999)
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
         opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=betas)

@@ -2,7 +2,7 @@
 
 Each candidate — ``METHOD[:VARIANT[:λ[:LAYERS]]]``, e.g. ``reff:contrastive:100:layer1,layer2`` or
 ``rrr::10`` — is trained for each seed in the demo's spurious scenario (the same images, budget and
-optimiser as :mod:`captum_topgap.demo`) and scored on its validation split: other MNIST digits, rendered
+optimiser as :mod:`captum_topgap.app.demo`) and scored on its validation split: other MNIST digits, rendered
 like the test split ((p, q) = (1, 1): random background and digit texture). Per candidate and seed:
 validation accuracy, the rate at which predictions follow the background, and the collapse diagnostic of
 the last epoch (on the first training images). :func:`choose` picks the candidate with the best mean
@@ -22,17 +22,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from captum_topgap.app.demo import SCENARIOS, DemoConfig, ModelSpec, scenario_data, train_model
 from captum_topgap.data import collate
-from captum_topgap.demo import SCENARIOS, DemoConfig, ModelSpec, scenario_data, train_model
-from captum_topgap.diagnostics import COLLAPSE_THRESHOLD, follows_background_rate
-from captum_topgap.losses import METHODS, VARIANTS
+from captum_topgap.evaluate.diagnostics import COLLAPSE_THRESHOLD, follows_background_rate
+from captum_topgap.evaluate.metrics import predict
+from captum_topgap.train.losses import VARIANTS
+from captum_topgap.train.objectives import METHODS
 
 
 def parse_candidate(text: str) -> ModelSpec:
-    """``METHOD[:VARIANT[:λ[:LAYERS]]]`` -> the :class:`~captum_topgap.demo.ModelSpec` of a resnet18."""
-    method, variant, weight, layers = (text.split(":") + ["", "", ""])[:4]
+    """``METHOD[:VARIANT[:λ[:LAYERS]]]`` -> the :class:`~captum_topgap.app.demo.ModelSpec` of a resnet18."""
+    method, variant, weight, layers = [*text.split(":"), "", "", ""][:4]
     if method not in METHODS or method == "topgap":
         raise ValueError(f"candidate {text!r}: METHOD must be baseline, reff or rrr (METHOD[:VARIANT[:λ[:LAYERS]]]).")
     if variant and (method != "reff" or variant not in VARIANTS):
@@ -60,8 +60,7 @@ def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
                 print(f"{spec.label} / seed {seed}")
             folder = Path(out) / spec.name.replace(":", "_").replace(",", "+") / f"seed{seed}"
             trained = train_model(spec, scenario, data, config, seed, folder, progress)
-            with torch.no_grad():
-                predictions = torch.cat([trained.model(chunk).argmax(1) for chunk in val.images.split(256)])
+            predictions = predict(trained.model, val.images)
             last = trained.history[-1]
             diagnostic = last.get("diagnostic", {})
             rows.append({

@@ -1,4 +1,4 @@
-"""What a unit or a class responds to (the lecture seed): maximally activating patches, class models.
+"""What a unit or a class responds to: maximally activating patches, class-model visualisation.
 
 **Maximally activating patches.** Run a dataset through the model, keep the N largest activations
 A_k(i, y, x) of channel k of a layer over all images i and positions (y, x) in a bounded min-heap
@@ -30,23 +30,28 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from captum_topgap._hooks import capture, forward_hooks
 from captum_topgap._state import preserved_state
-from captum_topgap.data.transforms import collate
+from captum_topgap.app.plots import new_figure, save_figure
+from captum_topgap.data.transforms import Samples, batches
 
 
 def _pair(value: int | tuple[int, ...]) -> int:
     return value if isinstance(value, int) else value[0]
 
 
-def receptive_field(chain: Sequence[nn.Module]) -> tuple[int, int, float]:
+Chained = nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d
+"""The modules that set a receptive field: convolutions and poolings."""
+
+
+def receptive_field(chain: Sequence[Chained]) -> tuple[int, int, float]:
     """(size r, jump j, centre c of position 0) of a chain of Conv2d / MaxPool2d / AvgPool2d (square kernels)."""
     size, jump, centre = 1, 1, 0.0
     for module in chain:
         kernel, stride = _pair(module.kernel_size), _pair(module.stride)
-        padding, dilation = _pair(module.padding), _pair(getattr(module, "dilation", 1))
+        padding, dilation = _pair(module.padding), _pair(getattr(module, "dilation", 1))  # type: ignore[arg-type]
         kernel = dilation * (kernel - 1) + 1
         centre += ((kernel - 1) / 2 - padding) * jump
         size += (kernel - 1) * jump
@@ -54,7 +59,7 @@ def receptive_field(chain: Sequence[nn.Module]) -> tuple[int, int, float]:
     return size, jump, centre
 
 
-def layer_chain(model: nn.Module, layer: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+def layer_chain(model: nn.Module, layer: nn.Module, example: torch.Tensor) -> list[Chained]:
     """Convolutions and poolings that run before ``layer`` returns, in forward order, without 1 × 1
     convolutions (residual shortcuts: they never grow the field and sit beside a strided main-path conv).
 
@@ -64,21 +69,21 @@ def layer_chain(model: nn.Module, layer: nn.Module, example: torch.Tensor) -> li
         >>> receptive_field(layer_chain(model, model.layer1, torch.zeros(1, 3, 64, 64)))[:2]
         (43, 4)
     """
-    order: list[nn.Module] = []
+    order: list[Chained] = []
     done = {"flag": False}
 
     def record(module: nn.Module, _inputs: object, _output: object) -> None:
-        pooling = isinstance(module, (nn.MaxPool2d, nn.AvgPool2d))
-        if not done["flag"] and (pooling or isinstance(module, nn.Conv2d) and _pair(module.kernel_size) > 1):
+        if done["flag"]:
+            return
+        if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) or (
+                isinstance(module, nn.Conv2d) and _pair(module.kernel_size) > 1):
             order.append(module)
 
     def finish(_module: nn.Module, _inputs: object, _output: object) -> None:
         done["flag"] = True
 
-    with preserved_state(model), torch.no_grad():
-        for module in model.modules():
-            module.register_forward_hook(record)
-        layer.register_forward_hook(finish)
+    with preserved_state(model), torch.no_grad(), forward_hooks(model.modules(), record), \
+            forward_hooks([layer], finish):
         model(example)
     return list(dict.fromkeys(order))
 
@@ -86,7 +91,8 @@ def layer_chain(model: nn.Module, layer: nn.Module, example: torch.Tensor) -> li
 @dataclass(frozen=True, order=True)
 class Patch:
     """One activation: value, index of its image in the dataset, position (y, x) and the crop box
-    (top, left, bottom, right) of its receptive field."""
+    (top, left, bottom, right) of its receptive field.
+    """
 
     value: float
     image: int
@@ -94,22 +100,20 @@ class Patch:
     box: tuple[int, int, int, int]
 
 
-def top_activations(model: nn.Module, layer: nn.Module, channel: int, data: Dataset, n: int = 9,
+def top_activations(model: nn.Module, layer: nn.Module, channel: int, data: Samples, n: int = 9,
                     batch_size: int = 64, progress: bool = True) -> list[tuple[float, int, int, int]]:
     """The ``n`` largest (activation, image index, y, x) of ``channel`` over the dataset, largest first.
 
     Streaming: each batch contributes its own top n to a bounded min-heap, so memory is O(n).
     """
     heap: list[tuple[float, int, int, int]] = []
-    captured: dict[str, torch.Tensor] = {}
     device = next(model.parameters()).device
     offset = 0
-    with preserved_state(model), torch.no_grad():
-        layer.register_forward_hook(lambda _m, _i, out: captured.__setitem__("a", out))
-        for batch in tqdm(DataLoader(data, batch_size=batch_size, collate_fn=collate), desc=f"channel {channel}",
+    with preserved_state(model), torch.no_grad(), capture([layer]) as seen:
+        for batch in tqdm(batches(data, batch_size), desc=f"channel {channel}",
                           disable=not progress, leave=False):
             model(batch.images.to(device))
-            activation = captured["a"][:, channel]
+            activation = seen.ready()[0][:, channel]
             width = activation.shape[-1]
             values, flat = activation.flatten().topk(min(n, activation.numel()))
             for value, index in zip(values.tolist(), flat.tolist(), strict=True):
@@ -123,7 +127,7 @@ def top_activations(model: nn.Module, layer: nn.Module, channel: int, data: Data
     return sorted(heap, reverse=True)
 
 
-def max_activating_patches(model: nn.Module, layer: nn.Module, channel: int, data: Dataset, n: int = 9,
+def max_activating_patches(model: nn.Module, layer: nn.Module, channel: int, data: Samples, n: int = 9,
                            batch_size: int = 64, progress: bool = True) -> list[Patch]:
     """Top-``n`` activations of ``channel`` with their receptive-field boxes (clipped to the image).
 
@@ -154,10 +158,14 @@ def class_model(model: nn.Module, target: int, input_size: tuple[int, int, int] 
     Args:
         model: the classifier (run in eval mode; its state is restored).
         target: class c; its pre-softmax score S_c is maximised.
-        steps, lr: iterations and step size of the ascent I ← I + lr·∇_I (S_c − λ‖I‖²).
-        l2: λ of the L2 regulariser (the lecture's).
+        input_size: (C, H, W) of the image.
+        steps: iterations of the ascent I ← I + lr·∇_I (S_c − λ‖I‖²).
+        lr: its step size.
+        l2: λ of the L2 regulariser.
         jitter: roll the image by up to ``jitter`` pixels before each step (0: off).
-        blur_every, blur_sigma: Gaussian blur of the image every ``blur_every`` steps (0: off).
+        blur_every: blur the image every ``blur_every`` steps (0: off).
+        blur_sigma: the blur's Gaussian standard deviation.
+        seed: the grey starting image's noise and the jitter.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
@@ -183,13 +191,11 @@ def class_model(model: nn.Module, target: int, input_size: tuple[int, int, int] 
     return image[0], scores
 
 
-def save_patch_grid(patches: Sequence[Patch], data: Dataset, path: str | Path, size: int = 48) -> Path:
+def save_patch_grid(patches: Sequence[Patch], data: Samples, path: str | Path, size: int = 48) -> Path:
     """One PNG of the patches (each resized to ``size``), titled with the activation value."""
-    from captum_topgap.plots import _save, plt
-
     columns = min(len(patches), 9)
     rows = -(-len(patches) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(1.2 * columns, 1.35 * rows), squeeze=False)
+    figure, axes = new_figure(rows, columns, figsize=(1.2 * columns, 1.35 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, patch in zip(axes.flat, patches, strict=False):
@@ -199,5 +205,5 @@ def save_patch_grid(patches: Sequence[Patch], data: Dataset, path: str | Path, s
         ax.imshow(crop.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
         ax.set_title(f"{patch.value:.2f}", fontsize=6)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return Path(path)

@@ -25,9 +25,9 @@ from PIL import Image
 from torch import nn
 
 from captum_topgap._state import preserved_state
-from captum_topgap.evaluation import as_heatmap
+from captum_topgap.app.plots import save_overlays
+from captum_topgap.evaluate.heatmaps import as_heatmap
 from captum_topgap.models.pretrained import top_classes
-from captum_topgap.plots import save_overlays
 from captum_topgap.registry import get_method
 
 

@@ -13,12 +13,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from captum_topgap.data.transforms import collate
-from captum_topgap.distributed import all_sum, is_main, shard
-from captum_topgap.metrics import energy_pointing_game, mask_iou, mean_mask_iou
+from captum_topgap._distributed import all_sum, is_main, shard
+from captum_topgap.data.transforms import Samples, batches
+from captum_topgap.evaluate.metrics import energy_pointing_game, erf_distance, mask_iou, mean_mask_iou
 from captum_topgap.registry import get_method
 
 
@@ -32,7 +31,7 @@ def as_heatmap(attributions: torch.Tensor) -> torch.Tensor:
     return attributions if attributions.shape[1] == 1 else attributions.abs().sum(1, keepdim=True)
 
 
-def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Dataset, limit: int | None = 200,
+def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Samples, limit: int | None = 200,
                    batch_size: int = 32, method_kwargs: dict[str, dict[str, Any]] | None = None,
                    progress: bool = True) -> dict[str, dict[str, float]]:
     """Mean mask IoU (threshold 0.5), mean IoU over thresholds and energy pointing game of each method.
@@ -45,11 +44,11 @@ def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Dataset, limi
         >>> sorted(scores["topgap_cam"])
         ['energy_pointing_game', 'iou', 'iou_mean_thresholds']
     """
-    subset = Subset(data, shard(range(min(limit or len(data), len(data)))))
-    loader = DataLoader(subset, batch_size=batch_size, collate_fn=collate)
+    indices = shard(range(min(limit or len(data), len(data))))
+    loader = batches(data, batch_size, indices)
     sums = {name: {"iou": 0.0, "iou_mean_thresholds": 0.0, "energy_pointing_game": 0.0} for name in methods}
     explainers = {name: get_method(name, model, **(method_kwargs or {}).get(name, {})) for name in methods}
-    count = 0
+    count: float = 0
     for batch in tqdm(loader, desc="heat-maps", disable=not progress or not is_main(), leave=False):
         device = next(model.parameters()).device
         images, labels, masks = batch.images.to(device), batch.labels.to(device), batch.masks.to(device)
@@ -66,16 +65,16 @@ def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Dataset, limi
     return {name: {k: v / max(count, 1) for k, v in values.items()} for name, values in sums.items()}
 
 
-def erf_scores(model: nn.Module, data: Dataset, limit: int | None = 200, batch_size: int = 32,
+def erf_scores(model: nn.Module, data: Samples, limit: int | None = 200, batch_size: int = 32,
                progress: bool = True) -> dict[str, float]:
     """Mean ERF distance (background share of ERF mass, mass-weighted distance to the mask) of the true
-    class over ``limit`` samples; see :func:`captum_topgap.metrics.erf_distance`."""
-    from captum_topgap.metrics import erf_distance
-
-    subset = Subset(data, shard(range(min(limit or len(data), len(data)))))
-    sums, count = {"background_share": 0.0, "distance": 0.0}, 0
+    class over ``limit`` samples; see :func:`captum_topgap.evaluate.metrics.erf_distance`.
+    """
+    indices = shard(range(min(limit or len(data), len(data))))
+    sums = {"background_share": 0.0, "distance": 0.0}
+    count: float = 0
     device = next(model.parameters()).device
-    for batch in tqdm(DataLoader(subset, batch_size=batch_size, collate_fn=collate), desc="ERF distance",
+    for batch in tqdm(batches(data, batch_size, indices), desc="ERF distance",
                       disable=not progress or not is_main(), leave=False):
         scores = erf_distance(model, batch.images.to(device), batch.masks.to(device).bool(), batch.labels.to(device))
         for key in sums:

@@ -29,13 +29,12 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from captum_topgap._state import preserved_state
+from captum_topgap._distributed import all_sum, is_main
 from captum_topgap.data.spurious import group_accuracy
-from captum_topgap.data.transforms import collate
-from captum_topgap.distributed import all_sum, is_main
+from captum_topgap.data.transforms import Samples, batches
+from captum_topgap.evaluate.metrics import predict
 
 SEVERITIES = {
     "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
@@ -113,29 +112,28 @@ def corruption_accuracy(model: nn.Module, loader: Iterable, corruptions: Sequenc
     """
     names = list(corruptions or CORRUPTIONS)
     correct = {(name, s): 0 for name in names for s in severities}
-    clean = count = 0
+    clean: float = 0
+    count: float = 0
     device = next(model.parameters()).device
-    with preserved_state(model), torch.no_grad():
-        bar = tqdm(loader, desc="corruptions", disable=not progress or not is_main(), leave=False)
-        for index, batch in enumerate(bar):
-            images, labels = (batch.images, batch.labels) if hasattr(batch, "images") else batch[:2]
-            images, labels = images.to(device), labels.to(device)
-            clean += int((model(images).argmax(1) == labels).sum())
-            for name, severity in correct:
-                shifted = corrupt(images, name, severity, seed=seed + index)
-                correct[name, severity] += int((model(shifted).argmax(1) == labels).sum())
-            count += len(labels)
-    keys = list(correct)
+    bar = tqdm(loader, desc="corruptions", disable=not progress or not is_main(), leave=False)
+    for index, batch in enumerate(bar):
+        images, labels = (batch.images, batch.labels) if hasattr(batch, "images") else batch[:2]
+        images, labels = images.to(device), labels.to(device)
+        clean += int((predict(model, images) == labels).sum())
+        for name, severity in correct:
+            shifted = corrupt(images, name, severity, seed=seed + index)
+            correct[name, severity] += int((predict(model, shifted) == labels).sum())
+        count += len(labels)
     clean, *totals, count = all_sum([clean, *correct.values(), count])
-    correct = dict(zip(keys, totals, strict=True))
+    summed = dict(zip(correct, totals, strict=True))
     table: dict[str, object] = {"clean": clean / max(count, 1)}
     for name in names:
-        row = {str(s): correct[name, s] / max(count, 1) for s in severities}
+        row = {str(s): summed[name, s] / max(count, 1) for s in severities}
         table[name] = {**row, "mean": sum(row.values()) / len(row)}
     return table
 
 
-def group_shift(model: nn.Module, data: Dataset, batch_size: int = 64, progress: bool = True) -> dict[str, float]:
+def group_shift(model: nn.Module, data: Samples, batch_size: int = 64, progress: bool = True) -> dict[str, float]:
     """Average and worst-group accuracy on a split with ``.groups`` (e.g. ``SpuriousBackgrounds``).
 
     Example:
@@ -149,9 +147,8 @@ def group_shift(model: nn.Module, data: Dataset, batch_size: int = 64, progress:
         raise ValueError("data must have .groups (one group id per sample), e.g. SpuriousBackgrounds")
     device = next(model.parameters()).device
     predictions, labels = [], []
-    with preserved_state(model), torch.no_grad():
-        for batch in tqdm(DataLoader(data, batch_size=batch_size, collate_fn=collate), desc="groups",
-                          disable=not progress or not is_main(), leave=False):
-            predictions.append(model(batch.images.to(device)).argmax(1).cpu())
-            labels.append(batch.labels.cpu())
+    for batch in tqdm(batches(data, batch_size), desc="groups",
+                      disable=not progress or not is_main(), leave=False):
+        predictions.append(predict(model, batch.images.to(device)).cpu())
+        labels.append(batch.labels.cpu())
     return group_accuracy(torch.cat(predictions), torch.cat(labels), torch.as_tensor(data.groups))

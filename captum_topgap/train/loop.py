@@ -1,7 +1,7 @@
 """One training loop for every method: the objective (plain, Top-GAP, ReFF, expansion) is a plug-in.
 
 Per epoch: a tqdm bar over the shuffled training batches, validation accuracy, the collapse diagnostic
-of explanation objectives (ReFF, RRR: :meth:`~captum_topgap.losses.ExplanationObjective.diagnose` on the
+of explanation objectives (ReFF, RRR: :meth:`~captum_topgap.train.objectives.ExplanationObjective.diagnose` on the
 first ``diagnostic_images`` training images, with a warning when a regularised layer collapses), ``last.pt`` (everything
 needed to resume) and ``best.pt`` (weights of the best validation accuracy, ties going to the lower
 training loss — which is what selects an expansion network, whose frozen classifier's accuracy never
@@ -10,7 +10,7 @@ moves). Checkpoints hold only tensors and plain Python values, so they load with
 epoch); resuming from ``last.pt`` restores the weights, the optimiser and the global RNG, and so
 continues to the same result as an uninterrupted run.
 
-Under ``torchrun`` (see :mod:`captum_topgap.distributed`) the same loop runs data-parallel: the model is
+Under ``torchrun`` (see :mod:`captum_topgap._distributed`) the same loop runs data-parallel: the model is
 wrapped in ``DistributedDataParallel``, each rank takes ``batch_size / world size`` samples of every
 global batch, only rank 0 writes checkpoints and shows progress, and losses and accuracies are summed
 over the ranks. With the same global batch the updates equal single-process training (BatchNorm
@@ -18,7 +18,7 @@ statistics excepted: they are per rank unless the model uses ``SyncBatchNorm``).
 
 Example:
     >>> import torch
-    >>> from captum_topgap.losses import CrossEntropy
+    >>> from captum_topgap.train.objectives import CrossEntropy
     >>> data = [(torch.rand(3, 4, 4), i % 2, None) for i in range(8)]
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2))
     >>> history = train(net, CrossEntropy(), data, data, TrainConfig(epochs=2, batch_size=4, progress=False))
@@ -29,27 +29,29 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from captum_topgap.data.transforms import Batch, collate
-from captum_topgap.diagnostics import warn_if_collapsed
-from captum_topgap.distributed import all_sum, is_main, rank, shard, world_size
-from captum_topgap.losses import Objective
+from captum_topgap._distributed import all_sum, is_main, rank, world_size
+from captum_topgap.data.transforms import Batch, Samples, batches, collate
+from captum_topgap.evaluate.diagnostics import warn_if_collapsed
+from captum_topgap.evaluate.metrics import accuracy
+from captum_topgap.train.checkpoints import load_checkpoint, save_checkpoint
+from captum_topgap.train.objectives import Objective
 
 
 @dataclass
 class TrainConfig:
     """Optimisation settings. Defaults follow the ReFF supplementary's Table 4 (SGD, lr 0.01, momentum 0.8,
-    batch 32, weight decay 1e-5); the learning rate is constant."""
+    batch 32, weight decay 1e-5); the learning rate is constant.
+    """
 
     epochs: int = 10
     batch_size: int = 32
@@ -79,58 +81,16 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
     return Batch(*(t.to(device) for t in batch))
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, data: Dataset | DataLoader, batch_size: int = 64,
-             device: torch.device | str = "cpu") -> float:
-    """Top-1 accuracy of ``model`` (in eval mode, restored afterwards) over ``(image, label, …)`` samples.
-
-    Under torch.distributed a dataset is sharded over the ranks and the counts are summed (every rank
-    gets the same, exact result); a DataLoader is taken as this rank's share.
-
-    Example:
-        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
-        >>> _ = torch.nn.init.zeros_(net[1].weight); _ = net[1].bias.data.copy_(torch.tensor([0.0, 1.0]))
-        >>> accuracy(net, [(torch.zeros(3, 1, 1), 1, None), (torch.zeros(3, 1, 1), 0, None)])
-        0.5
-    """
-    if not isinstance(data, DataLoader):
-        data = DataLoader(Subset(data, shard(range(len(data)))), batch_size=batch_size, collate_fn=collate)
-    loader = data
-    was_training = model.training
-    model.eval()
-    correct = total = 0
-    try:
-        for batch in loader:
-            batch = to_device(batch, device)
-            correct += int((model(batch.images).argmax(1) == batch.labels).sum())
-            total += len(batch.labels)
-    finally:
-        model.train(was_training)
-    correct, total = all_sum([correct, total])
-    return correct / max(total, 1)
-
-
-def save_checkpoint(path: Path, **content: Any) -> None:
-    """Write a checkpoint atomically (a crash never leaves half a file)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(content, tmp)
-    tmp.replace(path)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: nothing in it can execute code."""
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence, val_data: Dataset | None = None,
+def train(model: nn.Module, objective: Objective, train_data: Samples, val_data: Samples | None = None,
           config: TrainConfig | None = None, out_dir: str | Path | None = None, resume: str | Path | None = None,
           metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Train ``model`` on ``objective`` and return the per-epoch history.
 
     Args:
         model: the network (moved to ``config.device``).
-        objective: ``objective(model, batch) -> (loss, logits)`` (see :mod:`captum_topgap.losses`).
-        train_data, val_data: datasets of ``(image, label, mask_or_None)`` samples.
+        objective: ``objective(model, batch) -> (loss, logits)`` (see :mod:`captum_topgap.train.objectives`).
+        train_data: a dataset of ``(image, label, mask_or_None)`` samples.
+        val_data: the same for the validation accuracy of each epoch (``None``: none).
         config: :class:`TrainConfig`.
         out_dir: where ``last.pt``, ``best.pt`` and ``history.json`` go (``None``: nothing is written).
         resume: a ``last.pt`` to continue from.
@@ -143,9 +103,9 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} (the global batch) must be divisible by the "
                          f"{world} processes")
-    sampler = DistributedSampler(train_data, num_replicas=world, rank=rank(), shuffle=True, seed=config.seed)
-    loader = DataLoader(train_data, batch_size=config.batch_size // world, sampler=sampler, collate_fn=collate,
-                        num_workers=config.num_workers, drop_last=False)
+    sampler: DistributedSampler = DistributedSampler(cast(Dataset, train_data), num_replicas=world, rank=rank(),
+                                                     shuffle=True, seed=config.seed)
+    loader = batches(train_data, config.batch_size // world, sampler=sampler, num_workers=config.num_workers)
     network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
     optimizer = make_optimizer(model, config)
@@ -167,7 +127,8 @@ def train(model: nn.Module, objective: Objective, train_data: Dataset | Sequence
     for epoch in range(start, config.epochs):
         model.train()
         sampler.set_epoch(epoch)
-        total, count = 0.0, 0
+        total: float = 0
+        count: float = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         for batch in bar:
             batch = to_device(batch, device)
@@ -217,49 +178,3 @@ def progress_line(record: dict[str, Any]) -> str:
     if record.get("collapsed"):
         parts.append("— COLLAPSED: " + ", ".join(record["collapsed"]))
     return " ".join(parts)
-
-
-def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """A timm model by name (Top-GAP names are registered on ``import captum_topgap``), no weights.
-
-    Example:
-        >>> type(build_model("topgap_resnet18", num_classes=3, k=8)).__name__
-        'TopGAPNet'
-    """
-    import timm
-
-    import captum_topgap.models  # noqa: F401  (registers the topgap_* names)
-
-    return timm.create_model(name, pretrained=False, **kwargs)
-
-
-def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model of a checkpoint written by :func:`train` — by ``captum-topgap train`` or the demo —
-    from its ``metadata`` (timm name and keyword arguments), in eval mode; an expansion checkpoint gives the
-    ``ExpansionNet`` with its localisation network inside. Both ``best.pt`` and ``last.pt`` load.
-
-    Example:
-        >>> import tempfile
-        >>> from pathlib import Path
-        >>> path = Path(tempfile.mkdtemp()) / "m.pt"
-        >>> net = build_model("resnet18", num_classes=3)
-        >>> save_checkpoint(path, model=net.state_dict(), metadata={"model": "resnet18",
-        ...                                                          "model_kwargs": {"num_classes": 3}})
-        >>> type(load_model(path)).__name__
-        'ResNet'
-    """
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; pass a best.pt or last.pt written by "
-                                "captum-topgap train or captum-topgap demo.")
-    state = load_checkpoint(checkpoint, device)
-    meta = state.get("metadata", {})
-    if "model" not in meta or "model" not in state:
-        raise ValueError(f"{checkpoint} has no model name in its metadata; it was not written by captum-topgap "
-                         "train or demo. Build the model yourself and load_state_dict(torch.load(...)).")
-    model = build_model(meta["model"], **meta.get("model_kwargs", {}))
-    if meta.get("method") == "expansion":
-        from captum_topgap.models.expansion import ExpansionNet
-
-        model = ExpansionNet(model)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -37,12 +38,22 @@ from captum_topgap._checks import check_mask
 from captum_topgap._state import preserved_state
 from captum_topgap.methods.gradcam import grad_cam_maps
 
+
+class LayerDiagnostic(TypedDict):
+    """The diagnostic of one layer (see the module docstring)."""
+
+    positive_fraction: float
+    in_mask_share: float | None
+    positions: int
+    mask_area: float
+
+
 COLLAPSE_THRESHOLD = 0.05
 """A regularised layer whose positive fraction falls under this value has collapsed (training warns)."""
 
 
 def gradcam_diagnostic(model: nn.Module, layers: Mapping[str, nn.Module], images: torch.Tensor,
-                       labels: torch.Tensor, masks: torch.Tensor) -> dict[str, dict[str, float | None]]:
+                       labels: torch.Tensor, masks: torch.Tensor) -> dict[str, LayerDiagnostic]:
     """Per layer: positive fraction of the signed Grad-CAM of ``labels``, in-mask share of its positive mass,
     the number of positions h·w and the masks' mean area (the share of an evenly spread map).
 
@@ -61,7 +72,7 @@ def gradcam_diagnostic(model: nn.Module, layers: Mapping[str, nn.Module], images
     with preserved_state(model):
         _, maps = grad_cam_maps(model, images, labels.to(images.device), list(layers.values()), upsample=False,
                                 relu=False)
-    result: dict[str, dict[str, float | None]] = {}
+    result: dict[str, LayerDiagnostic] = {}
     for name, signed in zip(layers, maps, strict=True):
         positive = F.relu(F.interpolate(signed, size=images.shape[-2:], mode="bilinear", align_corners=False))
         mass = float(positive.sum())
@@ -74,7 +85,7 @@ def gradcam_diagnostic(model: nn.Module, layers: Mapping[str, nn.Module], images
     return result
 
 
-def warn_if_collapsed(diagnostic: Mapping[str, Mapping[str, float | None]], regularised: list[str],
+def warn_if_collapsed(diagnostic: Mapping[str, Mapping[str, Any]], regularised: list[str],
                       threshold: float = COLLAPSE_THRESHOLD) -> list[str]:
     """Warn (``UserWarning``) for each regularised layer whose positive fraction is under ``threshold``;
     returns the names of those layers.

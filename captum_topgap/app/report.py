@@ -1,6 +1,6 @@
 """The demo's report: figures, one self-contained HTML page and the terminal summary.
 
-Input is the report dict of :func:`captum_topgap.demo.run_demo` (the same data as ``results.json``):
+Input is the report dict of :func:`captum_topgap.app.demo.run_demo` (the same data as ``results.json``):
 ``claims`` (each with values per seed and a verdict) and ``models`` (per model and seed: measures,
 training history, checkpoint). Per scenario the page has the claims table (the paper's figure, ours as
 mean ± sd, the criterion, the verdict), the measures of every model, a heat-map grid and, for the spurious
@@ -19,9 +19,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from captum_topgap.claims import mean_sd
+from captum_topgap.app.plots import save_diagnostic_curves, save_overlays
 from captum_topgap.data import collate
-from captum_topgap.plots import save_diagnostic_curves, save_overlays
+from captum_topgap.evaluate.claims import mean_sd
 from captum_topgap.registry import get_method
 
 OBJECT_COLUMNS = (("baseline", "gradcam", "ResNet-18: Grad-CAM"), ("baseline", "recipro_cam", "ResNet-18: Recipro-CAM"),
@@ -77,7 +77,8 @@ def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path) ->
     object scenario and the diagnostic curves of the spurious scenario's ReFF / RRR variants.
 
     ``kept[scenario]`` holds the rendered ``data``, the first seed's ``models``, the methods' ``options``
-    and, for the spurious scenario, the ``layer`` whose Grad-CAM is drawn."""
+    and, for the spurious scenario, the ``layer`` whose Grad-CAM is drawn.
+    """
     figures = {}
     scene = kept["object"]
     batch = collate(scene["data"]["test"][:4])

@@ -12,9 +12,10 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from captum_topgap.losses import VARIANTS
 from captum_topgap.registry import list_methods, method_spec
+from captum_topgap.train.losses import VARIANTS
 
 
 def methods_table() -> list[tuple[str, str, str, str]]:
@@ -58,8 +59,8 @@ def _print_methods(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
+    from captum_topgap.app.plots import save_sample_grid
     from captum_topgap.data import make_dataset
-    from captum_topgap.plots import save_sample_grid
 
     options = {"size": args.size, "seed": args.seed, "limit": args.n}
     if args.dataset == "textured-mnist":
@@ -89,54 +90,34 @@ def _dataset(args: argparse.Namespace, split: str, p: float | None = None):
     return make_dataset(args.data, split, **options)
 
 
-def _explanation_objective(args: argparse.Namespace, model, train_data, method: str):
-    """Algorithm 1 for ReFF and RRR: hide all but ``--annotated`` masks, fit the pseudo-annotator on them,
-    build the objective."""
-    from captum_topgap.data import PartiallyAnnotated
-    from captum_topgap.losses import make_objective
-    from captum_topgap.models import PseudoAnnotator
-
-    partial = PartiallyAnnotated(train_data, args.annotated, seed=args.seed)
-    annotator = None
-    if len(partial.annotated_indices) < len(partial):
-        annotator = PseudoAnnotator(size=args.size)
-        annotator.fit([train_data[i] for i in partial.annotated_indices], epochs=args.annotator_epochs, seed=args.seed)
-    return partial, make_objective(method, model, variant=args.variant, weight=args.reff_weight, annotator=annotator)
-
-
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from captum_topgap.distributed import is_main
-    from captum_topgap.losses import TOPGAP_SPARSITY, make_objective
-    from captum_topgap.models import TopGAPNet
-    from captum_topgap.training import accuracy, build_model, train
+    from captum_topgap._distributed import is_main
+    from captum_topgap.evaluate.metrics import accuracy
+    from captum_topgap.train.loop import train
+    from captum_topgap.train.objectives import make_objective
+    from captum_topgap.train.workflows import explanation_setup, trainable_model, training_method
 
     torch.manual_seed(args.seed)
     train_data, val_data = _dataset(args, "train"), _dataset(args, "val")
     if args.method == "expansion":
         return _train_expansion(args, train_data, val_data)
-    model_kwargs = {"num_classes": train_data.n_classes}
-    if args.model.startswith("topgap_"):
-        model_kwargs["k"] = float(args.k) if "." in args.k else int(args.k)
-    model = build_model(args.model, **model_kwargs)
-    if isinstance(model, TopGAPNet):
-        model_kwargs["fpn_channels"] = model.num_features  # rebuild exactly, whatever the default becomes
-    method = args.method if args.method != "auto" else ("topgap" if isinstance(model, TopGAPNet) else "baseline")
-    if method == "topgap" and not isinstance(model, TopGAPNet):
-        raise SystemExit(f"--method topgap needs a topgap_* model, got {args.model}")
-    sparsity = TOPGAP_SPARSITY if args.sparsity is None else args.sparsity
+    k = (float(args.k) if "." in args.k else int(args.k)) if args.model.startswith("topgap_") else None
+    model, model_kwargs = trainable_model(args.model, train_data.n_classes, k)
+    method = training_method(args.method, model)
+    annotator = None
     if method in ("reff", "rrr"):
-        train_data, objective = _explanation_objective(args, model, train_data, method)
-    else:
-        objective = make_objective(method, model, sparsity=sparsity)
-    config = _train_config(args)
+        train_data, annotator = explanation_setup(train_data, args.annotated, args.size, args.annotator_epochs,
+                                                  args.seed)
+    objective = make_objective(method, model, variant=args.variant, weight=args.reff_weight, sparsity=args.sparsity,
+                               annotator=annotator)
     metadata = {"model": args.model, "model_kwargs": model_kwargs, "method": method, "data": args.data,
-                "sparsity": sparsity if method == "topgap" else 0.0,
+                "sparsity": getattr(objective, "sparsity", 0.0),
                 "annotated": -1 if args.annotated is None else args.annotated,
-                "variant": args.variant if method == "reff" else "",
+                "variant": args.variant if method == "reff" else "", "weight": getattr(objective, "weight", 0.0),
                 "p": args.p, "q": args.q, "size": args.size}
-    history = train(model, objective, train_data, val_data, config, args.out, args.resume, metadata)
+    history = train(model, objective, train_data, val_data, _train_config(args), args.out, args.resume, metadata)
     test_accuracy = accuracy(model, _dataset(args, "test", p=args.test_p), args.batch_size, args.device)
     if not is_main():
         return 0
@@ -146,7 +127,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from captum_topgap.training import TrainConfig
+    from captum_topgap.train.loop import TrainConfig
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                        weight_decay=args.weight_decay, optimizer=args.optimizer, seed=args.seed,
@@ -155,16 +136,14 @@ def _train_config(args: argparse.Namespace):
 
 def _train_expansion(args: argparse.Namespace, train_data, val_data) -> int:
     """Expansion CAM: train an ExpansionNet (MSE reconstruction) over the frozen ``--localizer`` checkpoint."""
-    from captum_topgap.models import ExpansionNet, ExpansionObjective
-    from captum_topgap.training import load_checkpoint, load_model, train
+    from captum_topgap.train.loop import train
+    from captum_topgap.train.objectives import ExpansionObjective
+    from captum_topgap.train.workflows import expansion_setup
 
     if not args.localizer:
         raise SystemExit("--method expansion needs --localizer CKPT: the classifier trained by captum-topgap train")
-    localizer_meta = load_checkpoint(args.localizer)["metadata"]
-    model = ExpansionNet(load_model(args.localizer, args.device))
-    metadata = {"model": localizer_meta["model"], "model_kwargs": localizer_meta.get("model_kwargs", {}),
-                "method": "expansion", "localizer": str(args.localizer), "data": args.data, "p": args.p, "q": args.q,
-                "size": args.size}
+    model, metadata = expansion_setup(args.localizer, args.device)
+    metadata.update(data=args.data, p=args.p, q=args.q, size=args.size)
     history = train(model, ExpansionObjective(), train_data, val_data, _train_config(args), args.out, args.resume,
                     metadata)
     print(f"expansion network over {args.localizer}: final reconstruction MSE {history[-1]['train_loss']:.5f}, "
@@ -201,12 +180,13 @@ def parse_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
 def _evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from captum_topgap.evaluation import erf_scores, heatmap_scores
-    from captum_topgap.training import accuracy, load_model
+    from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
+    from captum_topgap.evaluate.metrics import accuracy
+    from captum_topgap.train.checkpoints import load_model
 
     model = load_model(args.checkpoint, args.device)
     data = _dataset(args, "test")
-    results = {"accuracy": accuracy(model, data, 64, args.device)}
+    results: dict[str, Any] = {"accuracy": accuracy(model, data, 64, args.device)}
     methods = [m for m in args.methods.split(",") if m]
     if methods:
         results["heatmaps"] = heatmap_scores(model, methods, data, limit=args.explain_limit,
@@ -214,7 +194,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.erf_distance:
         results["erf_distance"] = erf_scores(model, data, limit=args.explain_limit)
     results.update(_shift_and_robustness(args, model, data))
-    from captum_topgap.distributed import is_main
+    from captum_topgap._distributed import is_main
 
     if not is_main():
         return 0
@@ -238,23 +218,21 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _shift_and_robustness(args: argparse.Namespace, model, data) -> dict[str, object]:
     """``--robustness`` (per ``--region``), ``--corruptions`` and worst-group accuracy when the split has groups."""
-    from torch.utils.data import DataLoader, Subset
-
-    from captum_topgap.data.transforms import collate
-    from captum_topgap.distributed import shard
-    from captum_topgap.robustness import evaluate_robustness
-    from captum_topgap.shift import corruption_accuracy, group_shift
+    from captum_topgap._distributed import shard
+    from captum_topgap.data import batches
+    from captum_topgap.evaluate.robustness import evaluate_robustness
+    from captum_topgap.evaluate.shift import corruption_accuracy, group_shift
 
     results: dict[str, object] = {}
-    subset = Subset(data, shard(range(min(args.robust_limit, len(data)))))
+    indices = shard(range(min(args.robust_limit, len(data))))
     attacks = [a for a in args.robustness.split(",") if a]
     if attacks:
         results["robustness"] = {
-            region: evaluate_robustness(model, DataLoader(subset, batch_size=64, collate_fn=collate), attacks,
+            region: evaluate_robustness(model, batches(data, 64, indices), attacks,
                                         eps=args.eps, region=None if region == "all" else region, seed=args.seed)
             for region in args.region.split(",")}
     if args.corruptions:
-        results["corruptions"] = corruption_accuracy(model, DataLoader(subset, batch_size=64, collate_fn=collate),
+        results["corruptions"] = corruption_accuracy(model, batches(data, 64, indices),
                                                      seed=args.seed)
     if hasattr(data, "groups"):
         results["groups"] = group_shift(model, data)
@@ -262,10 +240,10 @@ def _shift_and_robustness(args: argparse.Namespace, model, data) -> dict[str, ob
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from captum_topgap.explain import explain, load_image
+    from captum_topgap.app.explain import explain, load_image
 
     if args.checkpoint:
-        from captum_topgap.training import load_checkpoint, load_model
+        from captum_topgap.train.checkpoints import load_checkpoint, load_model
 
         model = load_model(args.checkpoint, args.device)
         size = args.size or load_checkpoint(args.checkpoint)["metadata"].get("size", 224)
@@ -299,8 +277,8 @@ def _black_image(size: int, device: str):
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from captum_topgap.demo import run_demo
-    from captum_topgap.report import summary
+    from captum_topgap.app.demo import run_demo
+    from captum_topgap.app.report import summary
 
     report = run_demo(args.out, quick=args.quick, seed=args.seed)
     print(summary(report))
@@ -311,8 +289,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     import json
 
-    from captum_topgap.demo import DemoConfig
-    from captum_topgap.selection import choose, parse_candidate, sweep
+    from captum_topgap.app.demo import DemoConfig
+    from captum_topgap.app.selection import choose, parse_candidate, sweep
 
     candidates = [parse_candidate(text) for text in args.candidate]
     config = DemoConfig.quick() if args.quick else DemoConfig()
@@ -335,9 +313,9 @@ def _visualize(args: argparse.Namespace) -> int:
     import torchvision.utils
 
     from captum_topgap._layers import resolve_layer
-    from captum_topgap.metrics import normalize_per_image
-    from captum_topgap.training import load_checkpoint, load_model
-    from captum_topgap.visualize import class_model, max_activating_patches, save_patch_grid
+    from captum_topgap.app.visualize import class_model, max_activating_patches, save_patch_grid
+    from captum_topgap.evaluate.metrics import normalize_per_image
+    from captum_topgap.train.checkpoints import load_checkpoint, load_model
 
     model = load_model(args.checkpoint, args.device)
     out = Path(args.out)
@@ -379,7 +357,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from captum_topgap.bench import run
+    from captum_topgap.app.bench import run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -419,13 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="topgap_resnet18", help="timm name (topgap_* for Top-GAP)")
     train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap", "reff", "rrr", "expansion"])
     train.add_argument("--k", default="64", help="Top-GAP k: positions (int) or a fraction (float)")
-    train.add_argument("--sparsity", type=float, default=None, help="Top-GAP λ (default: losses.TOPGAP_SPARSITY)")
+    train.add_argument("--sparsity", type=float, default=None, help="Top-GAP λ (default: train.losses.TOPGAP_SPARSITY)")
     train.add_argument("--annotated", type=int, default=None,
                        help="ReFF/RRR: images that keep their masks (default all)")
     train.add_argument("--variant", default="reff", choices=sorted(VARIANTS),
                        help="ReFF variant: reff, l1, l2 (published) or one that closes its loophole (docs/reff.md)")
     train.add_argument("--reff-weight", type=float, default=None,
-                       help="λ of the ReFF/RRR term (default: losses.REFF_WEIGHT of the variant)")
+                       help="λ of the ReFF/RRR term (default: train.objectives.REFF_WEIGHT of the variant)")
     train.add_argument("--annotator-epochs", type=int, default=20,
                        help="ReFF/RRR: pix2pix epochs on the annotated set")
     _data_options(train)
@@ -521,7 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``captum-topgap`` console script."""
     args = build_parser().parse_args(argv)
     if args.run in (_train, _evaluate):
-        from captum_topgap.distributed import setup
+        from captum_topgap._distributed import setup
 
         setup()  # joins torchrun's process group; nothing in a single process
     return args.run(args)

@@ -1,16 +1,22 @@
-"""Figures saved as PNG: sample grids with mask outlines, heat-map overlays, ERF maps side by side."""
+"""Figures saved as PNG: sample grids with mask outlines, heat-map overlays, ERF maps side by side, the
+expansion pipeline and the collapse diagnostic. Figures are built with matplotlib's object API, so drawing
+never changes the caller's pyplot backend.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from pytorch_grad_cam.utils.image import show_cam_on_image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from captum_topgap._state import preserved_state
+from captum_topgap.evaluate.metrics import normalize_per_image
+from captum_topgap.methods.erf import erf_at
 
 
 def save_sample_grid(samples: Sequence[tuple], path: str | Path, columns: int = 8,
@@ -24,7 +30,7 @@ def save_sample_grid(samples: Sequence[tuple], path: str | Path, columns: int = 
         '.png'
     """
     rows = -(-len(samples) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.75 * rows), squeeze=False)
+    figure, axes = new_figure(rows, columns, figsize=(1.6 * columns, 1.75 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (image, label, mask, *_) in zip(axes.flat, samples, strict=False):
@@ -33,17 +39,14 @@ def save_sample_grid(samples: Sequence[tuple], path: str | Path, columns: int = 
             ax.contour(torch.as_tensor(mask)[0].float().numpy(), levels=[0.5], colors="yellow", linewidths=0.8)
         ax.set_title(class_names[label] if class_names else str(label), fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return Path(path)
 
 
 def overlay(image: torch.Tensor, heatmap: torch.Tensor) -> np.ndarray:
     """pytorch-grad-cam's ``show_cam_on_image`` of a (3, H, W) image in [0, 1] and any (1, H, W) map
-    (min-max scaled here): an RGB uint8 array (H, W, 3)."""
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-
-    from captum_topgap.metrics import normalize_per_image
-
+    (min-max scaled here): an RGB uint8 array (H, W, 3).
+    """
     rgb = torch.as_tensor(image).detach().float().permute(1, 2, 0).clamp(0, 1).cpu().numpy()
     heat = normalize_per_image(torch.as_tensor(heatmap).detach().float().reshape(1, 1, *rgb.shape[:2]))
     return show_cam_on_image(rgb, heat[0, 0].cpu().numpy(), use_rgb=True)
@@ -62,9 +65,9 @@ def save_overlays(images: torch.Tensor, heatmaps: dict[str, torch.Tensor], path:
         (2, 1, (8, 8, 3))
     """
     names = list(heatmaps)
-    figure, axes = plt.subplots(len(images), len(names), figsize=(2.0 * len(names), 2.0 * len(images)),
+    figure, axes = new_figure(len(images), len(names), figsize=(2.0 * len(names), 2.0 * len(images)),
                                 squeeze=False)
-    cells = []
+    cells: list[list[np.ndarray]] = []
     for row, image in enumerate(images):
         cells.append([])
         for col, name in enumerate(names):
@@ -79,7 +82,7 @@ def save_overlays(images: torch.Tensor, heatmaps: dict[str, torch.Tensor], path:
             if row == 0:
                 ax.set_title(name, fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return cells
 
 
@@ -90,11 +93,8 @@ def save_erf_comparison(models: dict[str, tuple[torch.nn.Module, torch.nn.Module
     ``models`` maps a row title to ``(model, layer)``; positions are in the layer's output coordinates
     (e.g. the 56 × 56 CAM of a Top-GAP network). Returns the ERF maps (P, H, W) per model.
     """
-    from captum_topgap._state import preserved_state
-    from captum_topgap.methods.erf import erf_at
-
     fields = {}
-    figure, axes = plt.subplots(len(models), len(positions), figsize=(2.0 * len(positions), 2.1 * len(models)),
+    figure, axes = new_figure(len(models), len(positions), figsize=(2.0 * len(positions), 2.1 * len(models)),
                                 squeeze=False)
     for row, (name, (model, layer)) in enumerate(models.items()):
         with preserved_state(model):
@@ -105,7 +105,7 @@ def save_erf_comparison(models: dict[str, tuple[torch.nn.Module, torch.nn.Module
             ax.set_title(f"{name} ERF{position}", fontsize=7)
             ax.axis("off")
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return fields
 
 
@@ -126,7 +126,7 @@ def save_expansion_pipeline(image: torch.Tensor, steps: dict[str, np.ndarray], p
     panels = [("image", rgb, None), ("low-res CAM", steps["low"], "jet"), ("high-res CAM + focal points",
               steps["high"], "jet"), ("region growing on the gradient", steps["gradient"], "gray"),
               ("refined CAM", steps["refined"], "jet"), ("masked image", rgb * steps["refined"][..., None], None)]
-    figure, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.5))
+    figure, axes = new_figure(1, len(panels), figsize=(2.2 * len(panels), 2.5))
     for ax, (title, picture, cmap) in zip(axes, panels, strict=True):
         ax.imshow(picture, cmap=cmap)
         ax.set_title(title, fontsize=7)
@@ -134,14 +134,14 @@ def save_expansion_pipeline(image: torch.Tensor, steps: dict[str, np.ndarray], p
     axes[2].scatter(steps["seeds"][:, 1], steps["seeds"][:, 0], s=12, c="white", marker="x")
     axes[3].contour(steps["filled"].astype(float), levels=[0.5], colors="red", linewidths=0.8)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return Path(path)
 
 
 def save_diagnostic_curves(histories: dict[str, list[list[dict]]], path: str | Path) -> Path:
     """The collapse diagnostic during training: one column per model, rows = positive fraction and in-mask
     share of the true class's Grad-CAM at each monitored layer, and validation accuracy, per epoch (mean over
-    the seeds' histories of :func:`captum_topgap.training.train`).
+    the seeds' histories of :func:`captum_topgap.train.loop.train`).
 
     Example:
         >>> import tempfile
@@ -152,7 +152,7 @@ def save_diagnostic_curves(histories: dict[str, list[list[dict]]], path: str | P
     """
     rows = (("positive_fraction", "positive fraction"), ("in_mask_share", "in-mask share"),
             ("val_accuracy", "validation accuracy"))
-    figure, axes = plt.subplots(len(rows), len(histories), figsize=(3.2 * len(histories), 7.0), squeeze=False,
+    figure, axes = new_figure(len(rows), len(histories), figsize=(3.2 * len(histories), 7.0), squeeze=False,
                                 sharey="row")
     for col, (name, runs) in enumerate(histories.items()):
         epochs = [record["epoch"] for record in runs[0]]
@@ -174,12 +174,25 @@ def save_diagnostic_curves(histories: dict[str, list[list[dict]]], path: str | P
             if row == 0 and layers:
                 ax.legend(fontsize=6)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return Path(path)
 
 
-def _save(figure: plt.Figure, path: str | Path) -> None:
+def new_figure(rows: int, columns: int, figsize: tuple[float, float],
+               **options: Any) -> tuple[Figure, np.ndarray]:
+    """A figure and its axes (``Figure.subplots``), without pyplot's global state: no backend is switched.
+
+    Example:
+        >>> figure, axes = new_figure(1, 2, (4.0, 2.0), squeeze=False)
+        >>> axes.shape
+        (1, 2)
+    """
+    figure = Figure(figsize=figsize)
+    return figure, figure.subplots(rows, columns, **options)
+
+
+def save_figure(figure: Figure, path: str | Path) -> None:
+    """Write ``figure`` as a PNG at 100 dpi, creating the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)

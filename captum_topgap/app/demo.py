@@ -11,11 +11,11 @@ Two scenarios on Textured MNIST (p: background randomness, q: digit-texture rand
   ReFF with the contrastive share (our variant that closes the published term's loophole, docs/reff.md),
   RRR as a control, and the background-swap control (the same digits re-rendered on random backgrounds
   through their masks: the ceiling of what the masks can buy): shifted accuracy, the rate at which
-  predictions follow the background, and the collapse diagnostic (:mod:`captum_topgap.diagnostics`).
+  predictions follow the background, and the collapse diagnostic (:mod:`captum_topgap.evaluate.diagnostics`).
 
 Every model of a scenario sees the same images, epochs and optimiser (Adam, lr 1e-3, batch 32), is
 trained once per seed and evaluated by every measure; each dataset is rendered once per scenario. The
-claims (:data:`CLAIMS`) are judged by criteria fixed in :mod:`captum_topgap.claims`. λ of every variant
+claims (:data:`CLAIMS`) are judged by criteria fixed in :mod:`captum_topgap.evaluate.claims`. λ of every variant
 was chosen on a shifted *validation* split (other MNIST digits than the test split), never on the test.
 
 Example:
@@ -34,16 +34,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from captum_topgap.claims import Claim
-from captum_topgap.data import TexturedMNIST, collate
-from captum_topgap.diagnostics import follows_background_rate, gradcam_diagnostic
-from captum_topgap.evaluation import erf_scores, heatmap_scores
-from captum_topgap.losses import make_objective
-from captum_topgap.report import save_figures, write_html
-from captum_topgap.robustness import evaluate_robustness
-from captum_topgap.training import TrainConfig, accuracy, build_model, train
+from captum_topgap._hooks import capture
+from captum_topgap._state import preserved_state
+from captum_topgap.app.report import save_figures, write_html
+from captum_topgap.data import TexturedMNIST, batches, collate
+from captum_topgap.evaluate.claims import Claim
+from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_diagnostic
+from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
+from captum_topgap.evaluate.metrics import accuracy, predict
+from captum_topgap.evaluate.robustness import evaluate_robustness
+from captum_topgap.train.loop import TrainConfig, train
+from captum_topgap.train.objectives import make_objective
+from captum_topgap.train.workflows import trainable_model
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,8 @@ class DemoConfig:
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
         """One seed (verdicts are indicative), 1 000 images × 4 epochs for the object scenario, 6 epochs for
-        the spurious one, fewer test, explained and attacked images."""
+        the spurious one, fewer test, explained and attacked images.
+        """
         return cls(object_images=1000, object_epochs=4, spurious_epochs=6, val_images=300, test_images=500,
                    explain_images=64, attack_images=64, seeds=(seed,))
 
@@ -91,7 +95,8 @@ class DemoConfig:
 class ModelSpec:
     """One model of a scenario: its timm architecture and training objective (:func:`make_objective`:
     ``method``, ReFF ``variant``, λ = ``weight``, regularised ``layers``); ``swap_background`` trains on the
-    background-swapped images instead."""
+    background-swapped images instead.
+    """
 
     name: str
     label: str
@@ -142,11 +147,11 @@ CLAIMS = (
     Claim("Top-GAP's background is less susceptible to attacks (PGD-20 on the background only)", "object",
           "pgd20_background", "topgap", "baseline", "greater", 0.02, "'background is less susceptible' (no number)"),
     Claim("Augmented Grad-CAM overlaps the object better than Grad-CAM (same baseline model)", "object",
-          "iou/augmented_gradcam", "baseline", "baseline", "greater", 0.01, "lecture: sharper maps (no number)",
+          "iou/augmented_gradcam", "baseline", "baseline", "greater", 0.01, "Morbidelli et al.: sharper maps (no number)",
           "iou/gradcam"),
     Claim("ReFF as published generalises better than the baseline under the background shift", "spurious",
           "shifted_accuracy", "reff", "baseline", "greater", 0.02,
-          "Table 2, n = All: 46.4 ± 1.0 % (the baseline is not in the seed)"),
+          "Table 2, n = All: 46.4 ± 1.0 % (the supplementary gives no baseline)"),
     Claim("ReFF as published is gamed: a regularised layer's Grad-CAM collapses (positive at < 5 % of positions)",
           "spurious", "min_positive_fraction", "reff", None, "below", 0.05, "— (this project's finding)"),
     Claim("ReFF (contrastive share) generalises better than the baseline under the background shift", "spurious",
@@ -179,7 +184,8 @@ def materialise(data: TexturedMNIST) -> list[tuple[torch.Tensor, int, torch.Tens
 def scenario_data(scenario: Scenario, config: DemoConfig) -> dict[str, Any]:
     """The rendered splits of a scenario: ``train``, ``val`` (drawn like the test, other digits), ``test``,
     each test and validation image's background, the ``swapped`` training set of the control, and for the
-    spurious scenario the in-distribution test split."""
+    spurious scenario the in-distribution test split.
+    """
     (p, q), (tp, tq) = scenario.train, scenario.test
     images, _ = config.budget(scenario.name)
     test, val = render("test", tp, tq, config.size, config.test_images), render("val", tp, tq, config.size,
@@ -207,14 +213,10 @@ class Trained:
 def train_model(spec: ModelSpec, scenario: Scenario, data: dict[str, Any], config: DemoConfig, seed: int,
                 out: Path, progress: bool = True) -> Trained:
     """Train one model for one seed into ``out`` (``best.pt``, ``last.pt`` with the metadata that
-    :func:`captum_topgap.load_model` needs)."""
+    :func:`captum_topgap.load_model` needs).
+    """
     torch.manual_seed(seed)
-    kwargs: dict[str, Any] = {"num_classes": 10}
-    if spec.method == "topgap":
-        kwargs["k"] = config.k
-    model = build_model(spec.architecture, **kwargs)
-    if spec.method == "topgap":
-        kwargs["fpn_channels"] = model.num_features
+    model, kwargs = trainable_model(spec.architecture, 10, config.k if spec.method == "topgap" else None)
     objective = make_objective(spec.method, model, variant=spec.variant, weight=spec.weight, layers=spec.layers)
     train_data = data["swapped"] if spec.swap_background else data["train"]
     p, q = (1.0, scenario.train[1]) if spec.swap_background else scenario.train
@@ -237,16 +239,10 @@ def judge_layer(model: nn.Module, size: int, min_positions: int = 36) -> str:
         >>> judge_layer(timm.create_model("resnet18", num_classes=2), 48)
         'layer2'
     """
-    shapes: dict[str, torch.Size] = {}
-    handles = [getattr(model, name).register_forward_hook(
-        lambda _m, _i, out, name=name: shapes.__setitem__(name, out.shape)) for name in STAGES]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, 3, size, size))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [name for name in STAGES if shapes[name][-2] * shapes[name][-1] >= min_positions][-1]
+    with preserved_state(model), torch.no_grad(), capture([getattr(model, name) for name in STAGES]) as seen:
+        model(torch.zeros(1, 3, size, size))
+    positions = [out.shape[-2] * out.shape[-1] for out in seen.ready()]
+    return [name for name, count in zip(STAGES, positions, strict=True) if count >= min_positions][-1]
 
 
 def measure_object(name: str, model: nn.Module, data: dict[str, Any], config: DemoConfig,
@@ -261,7 +257,7 @@ def measure_object(name: str, model: nn.Module, data: dict[str, Any], config: De
         measures[f"energy_pointing_game/{method}"] = row["energy_pointing_game"]
     erf = erf_scores(model, explained, limit=None, progress=progress)
     measures["erf_background_share"], measures["erf_distance"] = erf["background_share"], erf["distance"]
-    loader = DataLoader(data["test"][:config.attack_images], batch_size=64, collate_fn=collate)
+    loader = batches(data["test"][:config.attack_images], 64)
     for region in ("all", "background"):
         robust = evaluate_robustness(model, loader, ["pgd20"], region=None if region == "all" else region,
                                      progress=progress)
@@ -273,10 +269,10 @@ def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
                      regularised: Sequence[str]) -> dict[str, float]:
     """In-distribution and shifted accuracy, follows-background rate and the collapse diagnostic at every
     stage (on in-distribution test images); ``in_mask_share`` at the deepest stage with ≥ 6 × 6 positions;
-    ``min_positive_fraction`` over the ``regularised`` stages (all four for an unregularised model)."""
+    ``min_positive_fraction`` over the ``regularised`` stages (all four for an unregularised model).
+    """
     shifted = collate(data["test"])
-    with torch.no_grad():
-        predictions = torch.cat([model.eval()(chunk).argmax(1) for chunk in shifted.images.split(256)])
+    predictions = predict(model, shifted.images)
     measures = {"in_distribution_accuracy": accuracy(model, data["in_distribution"]),
                 "shifted_accuracy": float((predictions == shifted.labels).float().mean()),
                 "follows_background": follows_background_rate(predictions, shifted.labels, data["backgrounds"],
@@ -286,7 +282,7 @@ def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
     diagnostic = gradcam_diagnostic(model, stages, probe.images, probe.labels, probe.masks)
     for layer, row in diagnostic.items():
         measures[f"positive_fraction/{layer}"] = row["positive_fraction"]
-        measures[f"in_mask_share/{layer}"] = row["in_mask_share"] or 0.0
+        measures[f"in_mask_share/{layer}"] = row["in_mask_share"] or 0.0  # no positive mass: none inside
     layer = judge_layer(model, config.size)
     measures["in_mask_share"] = measures[f"in_mask_share/{layer}"]
     measures["mask_area"] = diagnostic[layer]["mask_area"] or 0.0
@@ -301,7 +297,8 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True,
     Returns the ``models`` list (name, scenario, seed, checkpoint relative to ``out``, seconds, measures,
     history) and, per scenario, the seed-0 models kept for the figures.
     """
-    rows, kept = [], {}
+    rows: list[dict[str, Any]] = []
+    kept: dict[str, dict[str, Any]] = {}
     for scenario in SCENARIOS:
         log(f"scenario {scenario.name}: rendering Textured MNIST (train p, q = {scenario.train}, "
             f"test {scenario.test}, {config.size} px)")

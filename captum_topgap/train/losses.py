@@ -1,22 +1,16 @@
-"""Loss terms that drop into a plain PyTorch loop, and the objectives of the project's training loop.
+"""Loss terms that drop into any PyTorch training loop: Top-GAP's sparseness loss, ReFF and its variants, RRR.
 
-An *objective* maps ``(model, batch)`` to ``(loss, logits)``; :func:`captum_topgap.training.train` is one
-loop for all of them — the plain classifier, Top-GAP, ReFF and its variants, RRR and the expansion network.
+Each term is a function or a small class of the model being trained; :mod:`captum_topgap.train.objectives`
+turns them into objectives of this project's one training loop.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from captum_topgap._checks import check_mask
-from captum_topgap._layers import resolve_layer
-from captum_topgap.data.transforms import Batch
-from captum_topgap.diagnostics import gradcam_diagnostic
 from captum_topgap.methods.gradcam import grad_cam_maps
 
 TOPGAP_SPARSITY = 0.01
@@ -41,44 +35,6 @@ def topgap_loss(logits: torch.Tensor, cam: torch.Tensor, target: torch.Tensor,
     if sparsity < 0:
         raise ValueError(f"`sparsity` (λ) must be ≥ 0, got {sparsity}.")
     return F.cross_entropy(logits, target) + sparsity * cam.abs().mean()
-
-
-class Objective(Protocol):
-    """``objective(model, batch) -> (loss, logits)``; the training loop back-propagates ``loss``."""
-
-    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-class CrossEntropy:
-    """The plain classifier objective: cross-entropy of ``model(images)``.
-
-    Example:
-        >>> from captum_topgap.data import collate
-        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
-        >>> _ = torch.nn.init.zeros_(net[1].weight), torch.nn.init.zeros_(net[1].bias)
-        >>> loss, logits = CrossEntropy()(net, collate([(torch.ones(3, 2, 2), 1, None)]))
-        >>> round(float(loss), 4)  # ln 2
-        0.6931
-    """
-
-    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = model(batch.images)
-        return F.cross_entropy(logits, batch.labels), logits
-
-
-class TopGAPObjective:
-    """Top-GAP objective: :func:`topgap_loss` of ``model(images, return_cam=True)``.
-
-    Args:
-        sparsity: λ of the sparseness term.
-    """
-
-    def __init__(self, sparsity: float = TOPGAP_SPARSITY) -> None:
-        self.sparsity = sparsity
-
-    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, cam = model(batch.images, return_cam=True)
-        return topgap_loss(logits, cam, batch.labels, self.sparsity), logits
 
 
 def default_reff_layers(model: nn.Module) -> list[nn.Module]:
@@ -155,7 +111,7 @@ class ReFF:
     Args:
         model: the classifier being trained (its mode is left as it is).
         layers: modules whose outputs are explained; ``None`` takes the four ResNet stages.
-        weights: w_l; default (15, 60, 250, 1000) as in the seed for the norms, equal weights 1/L for the
+        weights: w_l; default (15, 60, 250, 1000) as in the ReFF supplementary for the norms, equal weights 1/L for the
             shares (each in [0, 1]).
         variant: one of :data:`VARIANTS`.
 
@@ -185,7 +141,8 @@ class ReFF:
     def term_and_logits(self, inputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                         network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The ReFF term (scalar, differentiable w.r.t. the weights) and the logits of the same forward;
-        ``network`` is the module to run (e.g. the DistributedDataParallel wrapper of the model)."""
+        ``network`` is the module to run (e.g. the DistributedDataParallel wrapper of the model).
+        """
         relevant = check_relevance(mask, inputs)
         logits, maps = grad_cam_maps(network or self.model, inputs, target, self.layers, create_graph=True,
                                      relu=self.relu, score=self.score)
@@ -206,6 +163,7 @@ class ReFF:
         return term, logits
 
     def __call__(self, inputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The ReFF term alone (see :meth:`term_and_logits`)."""
         return self.term_and_logits(inputs, target, mask)[0]
 
 
@@ -250,6 +208,7 @@ class RRR:
         return ((1 - relevant) * gradient).pow(2).flatten(1).sum(1).mean(), logits
 
     def __call__(self, inputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The RRR term alone (see :meth:`term_and_logits`)."""
         return self.term_and_logits(inputs, target, mask)[0]
 
 
@@ -259,118 +218,3 @@ def check_relevance(mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     if relevant.min() < 0 or relevant.max() > 1:
         raise ValueError("`mask` values must lie in [0, 1] (1 = relevant); soft masks are fine.")
     return relevant
-
-
-REFF_WEIGHT = {"reff": 1e-3, "l1": 1e-6, "l2": 1e-6, "signed": 1e-3, "share": 100.0, "contrastive": 100.0,
-               "rrr": 10.0}
-"""Default λ per variant: the seed's 1e-6 for L1/L2; 1e-3 for ReFF makes the term ≈ the cross-entropy at
-initialisation of a resnet18 on 64-px Textured MNIST (measured: term ≈ 3.4e3, L1 ≈ 8.2e5, L2 ≈ 6.5e5);
-the others were chosen on the shifted validation split of the demo's spurious scenario, never on its test
-split (``captum-topgap sweep``, docs/reff.md)."""
-
-
-class ExplanationObjective:
-    """Cross-entropy plus an explanation term, with the masks of Algorithm 1 of the ReFF supplementary:
-
-        L = CE(f(x), y) + λ · (1/|B|) Σ_{(x, y, s) ∈ B} l(x, y, s)
-
-    Samples with an annotation use their mask (Eq. 3); the others use the pseudo-annotator's mask G_φ(x)
-    (Eq. 5), or — without an annotator — add no explanation term (an all-ones mask). The term is a
-    :class:`ReFF` (any variant) or :class:`RRR`.
-
-    :meth:`diagnose` gives the collapse diagnostic of the monitored layers
-    (:func:`captum_topgap.diagnostics.gradcam_diagnostic`); the training loop logs it every epoch and warns
-    when a regularised layer collapses.
-
-    Args:
-        term: the :class:`ReFF` or :class:`RRR` term (bound to the model being trained).
-        weight: λ (default :data:`REFF_WEIGHT` of the variant).
-        annotator: a trained :class:`~captum_topgap.models.pseudo_annotator.PseudoAnnotator` or ``None``.
-
-    Example:
-        >>> import timm
-        >>> from captum_topgap.data import collate
-        >>> model = timm.create_model("resnet18", num_classes=2)
-        >>> batch = collate([(torch.rand(3, 32, 32), 1, torch.ones(1, 32, 32)), (torch.rand(3, 32, 32), 0, None)])
-        >>> loss, logits = ReFFObjective(ReFF(model))(model, batch)  # all-ones / no mask: only the cross-entropy
-        >>> bool(torch.isclose(loss, F.cross_entropy(logits, batch.labels)))
-        True
-    """
-
-    def __init__(self, term: ReFF | RRR, weight: float | None = None, annotator: nn.Module | None = None) -> None:
-        self.term, self.annotator = term, annotator
-        self.weight = REFF_WEIGHT[term.variant] if weight is None else weight
-        if self.weight < 0:
-            raise ValueError(f"`weight` (λ) must be ≥ 0, got {self.weight}.")
-
-    @property
-    def reff(self) -> ReFF | RRR:
-        """The explanation term (the name the first release used)."""
-        return self.term
-
-    @property
-    def regularised(self) -> list[str]:
-        """Names of the layers whose Grad-CAM the term constrains (none for RRR)."""
-        return [name for name, w in zip(self.term.names, self.term.weights, strict=True) if w > 0]
-
-    def masks(self, batch: Batch) -> torch.Tensor:
-        """Each sample's relevance mask: its annotation, else the annotator's, else all ones."""
-        annotated = batch.annotated.view(-1, 1, 1, 1)
-        if self.annotator is not None and not bool(annotated.all()):
-            fallback = self.annotator.annotate(batch.images)
-        else:
-            fallback = torch.ones_like(batch.masks)
-        return torch.where(annotated, batch.masks, fallback)
-
-    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        term, logits = self.term.term_and_logits(batch.images, batch.labels, self.masks(batch), network=model)
-        return F.cross_entropy(logits, batch.labels) + self.weight * term, logits
-
-    def diagnose(self, model: nn.Module, batch: Batch) -> dict[str, dict[str, float | None]]:
-        """Positive fraction and in-mask share of the true class's Grad-CAM at every monitored layer."""
-        layers = dict(zip(self.term.names, self.term.layers, strict=True))
-        return gradcam_diagnostic(model, layers, batch.images, batch.labels, self.masks(batch))
-
-
-class ReFFObjective(ExplanationObjective):
-    """Algorithm 1 of the ReFF supplementary as an objective of the training loop (see
-    :class:`ExplanationObjective`; the name kept from the first release).
-
-    Example:
-        >>> import timm
-        >>> model = timm.create_model("resnet18", num_classes=2)
-        >>> ReFFObjective(ReFF(model, variant="l1")).weight
-        1e-06
-    """
-
-
-METHODS = ("baseline", "topgap", "reff", "rrr")
-"""Training methods of :func:`make_objective` (the expansion network has its own objective)."""
-
-
-def make_objective(method: str, model: nn.Module, variant: str | None = None, weight: float | None = None,
-                   sparsity: float | None = None, annotator: nn.Module | None = None,
-                   layers: Sequence[str] | None = None) -> Objective:
-    """The objective of a training method by name — the one place the CLI, the demo and ``evaluate`` choose it.
-
-    ``"baseline"``: cross-entropy; ``"topgap"``: :class:`TopGAPObjective` (λ = ``sparsity``); ``"reff"``:
-    :class:`ReFFObjective` of the ReFF ``variant`` (default ``"reff"``) with λ = ``weight`` over the named
-    ``layers`` (default: the four ResNet stages); ``"rrr"``: the same objective over :class:`RRR`.
-    ``annotator`` supplies the masks of unannotated samples (Algorithm 1).
-
-    Example:
-        >>> import timm
-        >>> model = timm.create_model("resnet18", num_classes=2)
-        >>> objective = make_objective("reff", model, variant="contrastive")
-        >>> type(objective).__name__, objective.term.variant
-        ('ExplanationObjective', 'contrastive')
-    """
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
-    if method == "baseline":
-        return CrossEntropy()
-    if method == "topgap":
-        return TopGAPObjective(TOPGAP_SPARSITY if sparsity is None else sparsity)
-    modules = None if layers is None else [resolve_layer(model, name) for name in layers]
-    term = ReFF(model, modules, variant=variant or "reff") if method == "reff" else RRR(model)
-    return ExplanationObjective(term, weight, annotator)

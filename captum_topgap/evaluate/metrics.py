@@ -1,10 +1,20 @@
-"""Measures that judge explanations. Heat-maps follow the registry's convention: (N, 1, H, W) tensors."""
+"""Measures: accuracy, and those that judge explanations (heat-maps follow the registry's convention:
+(N, 1, H, W) tensors) — mask IoU, pointing games, boxes, ROC, ERF distance.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
+from scipy import ndimage
+from torch import nn
+from torch.utils.data import DataLoader
+
+from captum_topgap._distributed import all_sum, shard
+from captum_topgap._state import preserved_state
+from captum_topgap.data.transforms import Samples, batches
+from captum_topgap.methods.erf import erf
 
 
 def normalize_per_image(heatmaps: torch.Tensor) -> torch.Tensor:
@@ -93,14 +103,49 @@ def energy_pointing_game(heatmaps: torch.Tensor, masks: torch.Tensor) -> torch.T
     return (heat * masks.flatten(1)).sum(1) / heat.sum(1).clamp_min(1e-12)
 
 
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Top-1 accuracy of (N, C) scores against (N,) labels.
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256,
+            transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Predicted classes (N,) of ``images``, in batches, without gradients, the model in eval mode (its
+    state restored); ``transform`` (e.g. a normalisation) is applied to each batch first.
 
     Example:
-        >>> accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1]))
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False))
+        >>> _ = net[1].weight.data.copy_(torch.eye(2))
+        >>> predict(net, torch.tensor([[[[0.0, 1.0]]], [[[2.0, 1.0]]]])).tolist()
+        [1, 0]
+    """
+    with preserved_state(model), torch.no_grad():
+        return torch.cat([model(transform(chunk) if transform else chunk).argmax(dim=1)
+                          for chunk in images.split(batch_size)])
+
+
+def accuracy(model: nn.Module, data: Samples | DataLoader, batch_size: int = 64,
+             device: torch.device | str | None = None) -> float:
+    """Top-1 accuracy of ``model`` over ``(image, label, …)`` samples — the one accuracy of this project.
+
+        accuracy = |{i : argmax f(x_i) = y_i}| / N
+
+    The model runs in eval mode (restored afterwards) on ``device`` (default: its own). Under
+    torch.distributed a dataset is sharded over the ranks and the counts are summed (every rank gets the
+    same, exact result); a DataLoader is taken as this rank's share.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
+        >>> _ = torch.nn.init.zeros_(net[1].weight); _ = net[1].bias.data.copy_(torch.tensor([0.0, 1.0]))
+        >>> accuracy(net, [(torch.zeros(3, 1, 1), 1, None), (torch.zeros(3, 1, 1), 0, None)])
         0.5
     """
-    return float((logits.argmax(1) == labels).float().mean())
+    if not isinstance(data, DataLoader):
+        data = batches(data, batch_size, shard(range(len(data))))
+    device = device or next(model.parameters()).device
+    correct: float = 0
+    total: float = 0
+    for batch in data:
+        labels = batch.labels.to(device)
+        correct += int((predict(model, batch.images.to(device), batch_size) == labels).sum())
+        total += len(labels)
+    correct, total = all_sum([correct, total])
+    return correct / max(total, 1)
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -147,8 +192,6 @@ def box_from_heatmap(heatmap: torch.Tensor, rel_threshold: float = 0.2) -> tuple
         >>> box_from_heatmap(heat)
         (1, 1, 3, 2)
     """
-    from scipy import ndimage
-
     heat = heatmap.detach().float().cpu().squeeze()
     if heat.dim() != 2:
         raise ValueError(f"`heatmap` must be one (H, W) map, got shape {tuple(heatmap.shape)}.")
@@ -195,11 +238,6 @@ def erf_distance(model: torch.nn.Module, inputs: torch.Tensor, masks: torch.Tens
         >>> out["background_share"].tolist(), round(out["distance"].item(), 4)
         ([1.0], 0.5)
     """
-    from scipy import ndimage
-
-    from captum_topgap._state import preserved_state
-    from captum_topgap.methods.erf import erf
-
     with preserved_state(model):
         field = erf(model, inputs, target)
     field, masks = _check_pair(field, masks)

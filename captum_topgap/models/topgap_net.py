@@ -6,7 +6,7 @@
     y   = TopKPool_k(CAM)                           mean of the k largest positions per class
 
 For a 224 × 224 input the CAM is 56 × 56 × C and explaining needs no backward pass. Trained with
-:func:`captum_topgap.losses.topgap_loss` (cross-entropy + λ·mean|CAM|).
+:func:`captum_topgap.train.losses.topgap_loss` (cross-entropy + λ·mean|CAM|).
 
 Parameter counts (10 classes, ``fpn_channels=64``) against the plain timm model with its linear head:
 
@@ -40,18 +40,9 @@ import torch.nn.functional as F
 from timm.models import register_model
 from torch import nn
 
+from captum_topgap.models._timm import no_pretrained
 from captum_topgap.models.preact import PreActResNetFeatures
 from captum_topgap.pooling import TopKPool
-
-_TIMM_RUNTIME_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
-
-
-def no_pretrained(pretrained: bool, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Refuse ``pretrained=True`` (no weights exist offline) and drop timm's runtime-only keyword arguments."""
-    if pretrained:
-        raise ValueError(f"{name}: pretrained=True is not available — no Top-GAP weights exist offline. Train one "
-                         "with `captum-topgap train` and load it with timm.create_model(..., checkpoint_path=PATH).")
-    return {k: v for k, v in kwargs.items() if k not in _TIMM_RUNTIME_KWARGS}
 
 
 class TopGAPNet(nn.Module):
@@ -79,7 +70,8 @@ class TopGAPNet(nn.Module):
         else:
             name = type(backbone).__name__
         self.backbone = backbone
-        channels, reductions = backbone.feature_info.channels(), backbone.feature_info.reduction()
+        info: Any = backbone.feature_info  # timm's FeatureInfo
+        channels, reductions = info.channels(), info.reduction()
         self.stages = [i for i, r in enumerate(reductions) if r >= min_reduction]
         if not self.stages:
             raise ValueError(f"`min_reduction` = {min_reduction} keeps no stage of {name} (reductions {reductions}).")
@@ -131,6 +123,7 @@ class TopGAPNet(nn.Module):
         return (logits, cam) if return_cam else logits
 
     def get_classifier(self) -> nn.Module:
+        """The 1 × 1 class convolution (timm's contract)."""
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:

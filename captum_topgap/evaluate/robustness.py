@@ -32,8 +32,9 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from tqdm.auto import tqdm
 
+from captum_topgap._distributed import all_sum, is_main
 from captum_topgap._state import preserved_state
-from captum_topgap.distributed import all_sum, is_main
+from captum_topgap.evaluate.metrics import predict
 
 EPS = 8 / 255
 SQUARE_QUERIES = 1000
@@ -56,6 +57,7 @@ class AttackSpec:
 
     @classmethod
     def parse(cls, name: str, steps: int | None = None) -> AttackSpec:
+        """The attack of a name; ``steps`` when the name carries no number."""
         match = re.fullmatch(r"(pgd|square)(\d*)", name.strip().lower())
         if match is None:
             raise ValueError(f"attack={name!r} is not known; use 'pgd', 'pgd20', 'pgd50', 'square' or 'square<N>'")
@@ -64,6 +66,7 @@ class AttackSpec:
 
     @property
     def name(self) -> str:
+        """``pgd20``, ``square1000``: the name that reads back to this attack."""
         return f"{self.kind}{self.steps}"
 
 
@@ -122,6 +125,9 @@ class RegionModel(nn.Module):
         [[0.10000000149011612, 0.0]]
     """
 
+    clean: torch.Tensor
+    allowed: torch.Tensor
+
     def __init__(self, model: nn.Module, clean: torch.Tensor, allowed: torch.Tensor, radius: float) -> None:
         super().__init__()
         self.model, self.radius = model, float(radius)
@@ -145,6 +151,7 @@ class RegionModel(nn.Module):
         return clean + allowed * (x - clean)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits of the composited images."""
         return self.model(self.composite(x))
 
 
@@ -173,8 +180,7 @@ normalisation as preprocessing=dict(mean=..., std=...) instead of normalised ten
 
 def _predict(model: nn.Module, images: torch.Tensor, preprocessing: Mapping[str, Any] | None,
              batch_size: int) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model(normalize(chunk, preprocessing)).argmax(1) for chunk in images.split(batch_size)])
+    return predict(model, images, batch_size, lambda chunk: normalize(chunk, preprocessing))
 
 
 def clean_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
@@ -185,8 +191,7 @@ def clean_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
         >>> clean_accuracy(torch.nn.Flatten(), torch.tensor([[[[0.0, 1.0]]]]), torch.tensor([1]))
         1.0
     """
-    with preserved_state(model):
-        return (_predict(model, inputs, preprocessing, batch_size) == labels.to(inputs.device)).float().mean().item()
+    return (_predict(model, inputs, preprocessing, batch_size) == labels.to(inputs.device)).float().mean().item()
 
 
 def adversarial_examples(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: str = "pgd",
@@ -302,15 +307,15 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
         ['clean', 'pgd5']
     """
     robust = dict.fromkeys(attacks, 0)
-    correct = count = 0
+    correct: float = 0
+    count: float = 0
     device = next(model.parameters()).device
     bar = tqdm(loader, desc=f"robustness ({region or 'all'} pixels)", disable=not progress or not is_main(),
                leave=False)
     for batch in bar:
         images, labels, masks = _unpack(batch)
         images, labels = images.to(device), labels.to(device)
-        with preserved_state(model):
-            correct += int((_predict(model, images, preprocessing, len(images)) == labels).sum())
+        correct += int((_predict(model, images, preprocessing, len(images)) == labels).sum())
         for attack in attacks:
             robust[attack] += int(robust_counts(model, images, labels, attack, eps, region=region, masks=masks,
                                                 bounds=bounds, preprocessing=preprocessing, seed=seed)[0].sum())

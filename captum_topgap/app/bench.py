@@ -31,6 +31,7 @@ class Row:
     extra: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
+        """The row as printed by ``captum-topgap bench --json``."""
         return {"ratio": self.ratio, "target": self.target, "a_s": self.a_s, "b_s": self.b_s, **self.extra}
 
 
@@ -44,7 +45,8 @@ def interleaved(a: Callable[[], Any], b: Callable[[], Any], repeats: int = 5,
         (0.6923076923076923, 9, 13)
     """
     a(), b()
-    ta, tb = [], []
+    ta: list[float] = []
+    tb: list[float] = []
     for _ in range(repeats):
         for fn, sink in ((a, ta), (b, tb)):
             start = clock()
@@ -104,7 +106,7 @@ def train_step(model: nn.Module, objective: Callable, images: torch.Tensor, labe
 def bench_topgap_cam(size: int, batch: int, repeats: int, device: torch.device) -> Row:
     """Top-GAP CAM (registry ``topgap_cam``) time / plain forward time of the same topgap_resnet18."""
     from captum_topgap.registry import get_method
-    from captum_topgap.training import build_model
+    from captum_topgap.train.checkpoints import build_model
 
     model = build_model("topgap_resnet18", num_classes=10, k=64).to(device).eval()
     x = torch.rand(batch, 3, size, size, device=device)
@@ -121,8 +123,8 @@ def bench_topgap_cam(size: int, batch: int, repeats: int, device: torch.device) 
 
 def bench_topgap_train(size: int, batch: int, repeats: int, device: torch.device) -> Row:
     """Top-GAP training step / baseline training step, resnet18 backbone, same batch; and their memory."""
-    from captum_topgap.losses import CrossEntropy, TopGAPObjective
-    from captum_topgap.training import build_model
+    from captum_topgap.train.checkpoints import build_model
+    from captum_topgap.train.objectives import CrossEntropy, TopGAPObjective
 
     torch.manual_seed(0)
     x, y = torch.rand(batch, 3, size, size, device=device), torch.arange(batch, device=device) % 10
@@ -135,8 +137,9 @@ def bench_topgap_train(size: int, batch: int, repeats: int, device: torch.device
 
 def bench_reff_train(size: int, batch: int, repeats: int, device: torch.device) -> Row:
     """ReFF training step (4 stages, double back-propagation) / plain step, resnet18, same batch; memory too."""
-    from captum_topgap.losses import CrossEntropy, ReFF, ReFFObjective
-    from captum_topgap.training import build_model
+    from captum_topgap.train.checkpoints import build_model
+    from captum_topgap.train.losses import ReFF
+    from captum_topgap.train.objectives import CrossEntropy, ReFFObjective
 
     torch.manual_seed(0)
     side = max(32, size // 2)
@@ -153,7 +156,7 @@ def bench_augmented(size: int, batch: int, repeats: int, device: torch.device) -
     """Augmented Grad-CAM (L = 16, fast solver) / one batched Grad-CAM of the same 16 augmented images."""
     from captum_topgap.methods.augmented import sample_augmentations, warp
     from captum_topgap.registry import get_method
-    from captum_topgap.training import build_model
+    from captum_topgap.train.checkpoints import build_model
 
     model = build_model("resnet18", num_classes=10).to(device).eval()
     x = torch.rand(1, 3, size, size, device=device)
@@ -170,7 +173,8 @@ def bench_solver(size: int, batch: int, repeats: int, device: torch.device) -> R
     """Primal-dual time to reach the Adam reference's final objective / Adam's time (200 iterations).
 
     The primal-dual time is that of the shortest whole run (coarse warm start included) whose result is
-    at or below Adam's final objective."""
+    at or below Adam's final objective.
+    """
     from captum_topgap.methods.augmented import sample_augmentations, super_resolve, warp
 
     side = size // 4
@@ -197,12 +201,12 @@ def bench_solver(size: int, batch: int, repeats: int, device: torch.device) -> R
 def bench_recipro(size: int, batch: int, repeats: int, device: torch.device) -> Row:
     """Recipro-CAM / pytorch-grad-cam ScoreCAM on the same layer (layer4 of resnet18), same images."""
     from captum_topgap.registry import get_method
-    from captum_topgap.training import build_model
+    from captum_topgap.train.checkpoints import build_model
 
     model = build_model("resnet18", num_classes=10).to(device).eval()
     x = torch.rand(2, 3, size, size, device=device)
-    recipro = get_method("recipro_cam", model, model.layer4)
-    scorecam = get_method("scorecam", model, model.layer4)
+    recipro = get_method("recipro_cam", model, "layer4")
+    scorecam = get_method("scorecam", model, "layer4")
     ratio, a, b = interleaved(lambda: recipro.attribute(x, target=[1, 2]),
                               lambda: scorecam.attribute(x, target=[1, 2]), max(1, repeats // 3))
     return Row(ratio, 0.2, a, b)
@@ -211,19 +215,20 @@ def bench_recipro(size: int, batch: int, repeats: int, device: torch.device) -> 
 def bench_erf(size: int, batch: int, repeats: int, device: torch.device) -> Row:
     """ERF of 64 CAM positions of topgap_resnet18 in one batched backward / 64 single backward passes."""
     from captum_topgap.methods.erf import erf_at
-    from captum_topgap.training import build_model
+    from captum_topgap.train.checkpoints import build_model
 
     side = max(32, size // 2)
     model = build_model("topgap_resnet18", num_classes=10, k=4).to(device).eval()
+    head = dict(model.named_modules())["head"]
     x = torch.rand(1, 3, side, side, device=device)
     cam = side // 4
     positions = [(i * cam // 8, j * cam // 8) for i in range(8) for j in range(8)]
 
     def one_by_one() -> None:
         for position in positions:
-            erf_at(model, x, model.head, [position])
+            erf_at(model, x, head, [position])
 
-    ratio, a, b = interleaved(lambda: erf_at(model, x, model.head, positions), one_by_one, max(1, repeats // 2))
+    ratio, a, b = interleaved(lambda: erf_at(model, x, head, positions), one_by_one, max(1, repeats // 2))
     return Row(ratio, 1.0, a, b)
 
 

@@ -1,0 +1,80 @@
+"""The set-ups that prepare a training run, shared by the command line, the demo and the sweep.
+
+- :func:`trainable_model`: a timm model by name with the keyword arguments a checkpoint must record to be
+  rebuilt exactly (Top-GAP's ``k`` and ``fpn_channels``).
+- :func:`training_method`: ``"auto"`` resolved (Top-GAP models train with the Top-GAP objective).
+- :func:`explanation_setup`: ReFF's Algorithm 1 set-up — keep the masks of ``n_annotated`` images, fit the
+  pix2pix pseudo-annotator on them when some are hidden.
+- :func:`expansion_setup`: Expansion CAM's expansion network over a trained classifier checkpoint.
+
+Example:
+    >>> model, kwargs = trainable_model("topgap_resnet18", 10, k=16)
+    >>> kwargs, training_method("auto", model)
+    ({'num_classes': 10, 'k': 16, 'fpn_channels': 64}, 'topgap')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from captum_topgap.data import PartiallyAnnotated
+from captum_topgap.models import ExpansionNet, PseudoAnnotator, TopGAPNet
+from captum_topgap.train.checkpoints import build_model, load_checkpoint, load_model
+
+
+def trainable_model(name: str, num_classes: int, k: int | float | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """A fresh timm model and the keyword arguments that rebuild it (recorded in the checkpoint metadata).
+
+    ``k`` is Top-GAP's top-k (positions or a fraction); it is refused for other models.
+    """
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    if name.startswith("topgap_"):
+        kwargs["k"] = 64 if k is None else k
+    elif k is not None:
+        raise ValueError(f"`k` is Top-GAP's top-k; {name!r} is not a topgap_* model (leave k unset).")
+    model = build_model(name, **kwargs)
+    if isinstance(model, TopGAPNet):
+        kwargs["fpn_channels"] = model.num_features  # rebuild exactly, whatever the default becomes
+    return model, kwargs
+
+
+def training_method(method: str, model: nn.Module) -> str:
+    """``"auto"`` -> ``"topgap"`` for a Top-GAP model, else ``"baseline"``; ``"topgap"`` needs a Top-GAP model.
+
+    Example:
+        >>> training_method("auto", nn.Linear(2, 2))
+        'baseline'
+    """
+    if method == "auto":
+        return "topgap" if isinstance(model, TopGAPNet) else "baseline"
+    if method == "topgap" and not isinstance(model, TopGAPNet):
+        raise ValueError(f"method 'topgap' needs a topgap_* model, got {type(model).__name__}.")
+    return method
+
+
+def explanation_setup(train_data: Sequence, n_annotated: int | None, size: int, annotator_epochs: int = 20,
+                      seed: int = 0, progress: bool = True) -> tuple[PartiallyAnnotated, PseudoAnnotator | None]:
+    """ReFF's Algorithm 1 set-up: the training data with all but ``n_annotated`` masks hidden (``None``: all
+    kept) and, when masks are hidden, the pseudo-annotator fitted on the annotated ones.
+    """
+    partial = PartiallyAnnotated(train_data, n_annotated, seed=seed)
+    if len(partial.annotated_indices) == len(partial):
+        return partial, None
+    annotator = PseudoAnnotator(size=size)
+    annotator.fit([train_data[i] for i in partial.annotated_indices], epochs=annotator_epochs, seed=seed,
+                  progress=progress)
+    return partial, annotator
+
+
+def expansion_setup(localizer: str | Path, device: str = "cpu") -> tuple[ExpansionNet, dict[str, Any]]:
+    """An expansion network over the frozen classifier of checkpoint ``localizer``, and the metadata that
+    rebuilds it (:func:`~captum_topgap.train.checkpoints.load_model` returns the ``ExpansionNet``).
+    """
+    meta = load_checkpoint(localizer)["metadata"]
+    model = ExpansionNet(load_model(localizer, device))
+    return model, {"model": meta["model"], "model_kwargs": meta.get("model_kwargs", {}), "method": "expansion",
+                   "localizer": str(localizer)}
