@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from captum_topgap._distributed import setup
+from captum_topgap._distributed import setup, shard, world_size
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy
 from captum_topgap.train.loop import TrainConfig, train
@@ -63,8 +63,13 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     try:
         results = {}
         model = tiny_model()
+        batches: list[int] = []  # what this rank's copy of the model sees: half of each global batch
+        handle = model.register_forward_pre_hook(lambda _m, args: batches.append(args[0].shape[0]))
         train(model, CrossEntropy(), tiny_data(), None, config(2))
+        handle.remove()
         results["straight"] = model.state_dict()
+        split = {"world": world_size(), "batches": batches, "shard": len(shard(range(13)))}
+        (Path(out) / f"rank{rank}.json").write_text(json.dumps(split))
         model = tiny_model()
         train(model, CrossEntropy(), tiny_data(), None, config(1), Path(out) / "run")
         dist.barrier()  # rank 0 has written last.pt
@@ -112,6 +117,15 @@ def test_ddp_training_equals_single_process_training_with_the_same_global_batch(
     train(model, CrossEntropy(), tiny_data(), None, config(2))
     assert_close(results["straight"], model.state_dict())
     assert not torch.equal(results["straight"]["4.weight"], tiny_model().state_dict()["4.weight"])
+
+
+@pytest.mark.slow
+def test_the_work_is_really_split_over_the_two_processes(ddp_run) -> None:
+    out, _ = ddp_run
+    ranks = [json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert all(r["batches"] == [4] * 8 for r in ranks)  # 32 images, 2 epochs, global batch 8 = 4 per rank
+    assert [r["shard"] for r in ranks] == [7, 6]        # 13 evaluation images
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Extra tools of the Grad-CAM family: RISE, ``smooth:`` composition over Captum's NoiseTunnel, positive-gradient Grad-CAM."""
+"""More localisation tools: RISE, ``smooth:`` composition over Captum's NoiseTunnel, positive-gradient Grad-CAM."""
 
 from __future__ import annotations
 

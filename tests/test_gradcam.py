@@ -62,3 +62,22 @@ def test_target_none_explains_the_predicted_class(tiny_net, images) -> None:
     cam = captum_topgap.get_method("saliency", tiny_net)
     predicted = tiny_net.eval()(images).argmax(1)
     assert torch.equal(cam.attribute(images), cam.attribute(images, target=predicted))
+
+
+def test_the_gradient_of_a_layer_with_no_parameters_before_it_is_captured() -> None:
+    """A pooling layer on the input: nothing before it requires gradients. Captum's LayerGradCam handles it;
+    pytorch-grad-cam raises AttributeError; this project's core (and Augmented Grad-CAM over it) must too.
+    """
+    from captum.attr import LayerGradCam
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.AvgPool2d(2), torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    x = torch.rand(2, 3, 8, 8)
+    ours = captum_topgap.get_method("differentiable_gradcam", net, net[0], upsample=False).attribute(x, target=[0, 1])
+    theirs = LayerGradCam(net, net[0]).attribute(x, target=torch.tensor([0, 1]), relu_attributions=True)
+    assert torch.allclose(ours, theirs.sum(1, keepdim=True), atol=1e-6) and ours.abs().sum() > 0
+    augmented = captum_topgap.get_method("augmented_gradcam", net, net[0], n_augmentations=2, max_rotation=0.0,
+                                         max_shift=0.0, registration="max").attribute(x, target=[0, 1])
+    assert torch.isfinite(augmented).all() and augmented.abs().sum() > 0
+    assert not x.requires_grad and x.grad is None  # the caller's tensor is untouched

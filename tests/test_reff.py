@@ -182,16 +182,32 @@ def test_pseudo_annotator_learns_the_masks_of_its_training_set() -> None:
         PseudoAnnotator(size=36)
 
 
-def test_cli_trains_reff_with_a_pseudo_annotator(tmp_path) -> None:
+def test_cli_trains_reff_with_a_pseudo_annotator(tmp_path, monkeypatch) -> None:
+    """The annotator is fitted on the 8 annotated images and draws the masks of the others during training."""
     from captum_topgap.app.cli import main
+    from captum_topgap.models import PseudoAnnotator
     from captum_topgap.train.checkpoints import load_checkpoint
 
+    calls: dict[str, list[int]] = {"fit": [], "annotate": []}
+    fit, annotate = PseudoAnnotator.fit, PseudoAnnotator.annotate
+
+    def counting_fit(self, samples, *args, **kwargs):
+        calls["fit"].append(len(samples))
+        return fit(self, samples, *args, **kwargs)
+
+    def counting_annotate(self, images):
+        calls["annotate"].append(len(images))
+        return annotate(self, images)
+
+    monkeypatch.setattr(PseudoAnnotator, "fit", counting_fit)
+    monkeypatch.setattr(PseudoAnnotator, "annotate", counting_annotate)
     out = tmp_path / "reff"
     assert main(["train", "--model", "resnet18", "--method", "reff", "--annotated", "8", "--annotator-epochs", "1",
                  "--data", "textured-mnist", "--q", "1", "--size", "32", "--limit", "32", "--epochs", "1",
                  "--batch-size", "16", "--out", str(out)]) == 0
     meta = load_checkpoint(out / "best.pt")["metadata"]
     assert meta["method"] == "reff" and meta["annotated"] == 8 and meta["variant"] == "reff"
+    assert calls["fit"] == [8] and sum(calls["annotate"]) >= 28  # 28 training images without their mask
 
 
 def test_registered_core_keeps_its_graph_on_request(tiny_net, images) -> None:

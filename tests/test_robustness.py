@@ -189,17 +189,25 @@ def test_corruption_accuracy_counts_exactly() -> None:
     table = corruption_accuracy(net, loader, ["gaussian_noise", "jpeg"], [1, 5], progress=False)
     assert table == {"clean": 0.5, "gaussian_noise": {"1": 0.5, "5": 0.5, "mean": 0.5},
                      "jpeg": {"1": 0.5, "5": 0.5, "mean": 0.5}}
+    with torch.no_grad():  # now class 1 iff the mean brightness exceeds 0.5: the corruption must be applied
+        net[1].weight.copy_(torch.stack([torch.zeros(12), torch.full((12,), 1 / 12)]))
+        net[1].bias.copy_(torch.tensor([0.0, -0.5]))
+    grey = [(torch.full((4, 3, 2, 2), 0.45), torch.ones(4, dtype=torch.long))]
+    table = corruption_accuracy(net, grey, ["brightness"], [1, 5], progress=False)
+    assert table == {"clean": 0.0, "brightness": {"1": 0.0, "5": 1.0, "mean": 0.5}}  # +0.05 ties, +0.3 crosses
 
 
-def test_group_shift_reports_worst_group_of_a_background_reader() -> None:
-    from captum_topgap.data import SpuriousBackgrounds
+def test_group_shift_is_the_group_accuracy_of_the_models_predictions() -> None:
+    from captum_topgap.data import SpuriousBackgrounds, group_accuracy
 
     data = SpuriousBackgrounds("test", size=16, limit=64)
+    torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
     scores = group_shift(net, data, batch_size=10, progress=False)
-    predictions = torch.stack([net(data[i][0][None]).argmax(1)[0] for i in range(len(data))])
+    with torch.no_grad():
+        predictions = torch.stack([net(data[i][0][None]).argmax(1)[0] for i in range(len(data))])
     labels = torch.tensor([data[i][1] for i in range(len(data))])
-    assert scores["average"] == pytest.approx((predictions == labels).float().mean().item())
-    assert scores["worst_group"] == min(v for k, v in scores.items() if k.startswith("group_"))
+    assert scores == group_accuracy(predictions, labels, data.groups)  # per group, not per label
+    assert len([k for k in scores if k.startswith("group_")]) == 4
     with pytest.raises(ValueError, match=r"data must have \.groups"):
         group_shift(net, [(torch.rand(3, 16, 16), 0, None)])

@@ -78,6 +78,7 @@ def test_grad_cam_class_defaults_to_the_predicted_class_and_supports_aug_smooth(
         chosen = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in predicted])
         smooth = cam(input_tensor=x, targets=None, aug_smooth=True)
     assert np.array_equal(default, chosen) and smooth.shape == default.shape
+    assert not np.array_equal(smooth, default) and smooth.min() >= 0.0 and smooth.max() <= 1.0
 
 
 def test_map_target_rejects_batched_outputs() -> None:

@@ -62,8 +62,11 @@ def test_class_model_raises_the_class_score_monotonically_at_first() -> None:
     image, scores = class_model(net, 2, (3, 16, 16), steps=15, lr=0.05, l2=1e-3)
     assert all(b > a for a, b in itertools.pairwise(scores))
     assert image.shape == (3, 16, 16) and net.training  # model state restored
-    jittered, _ = class_model(net, 2, (3, 16, 16), steps=6, lr=0.05, jitter=2, blur_every=3)
-    assert torch.isfinite(jittered).all() and not torch.equal(jittered, image)
+    plain, _ = class_model(net, 2, (3, 16, 16), steps=6, lr=0.05)
+    jittered, _ = class_model(net, 2, (3, 16, 16), steps=6, lr=0.05, jitter=2)
+    blurred, _ = class_model(net, 2, (3, 16, 16), steps=6, lr=0.05, blur_every=3)
+    assert torch.isfinite(jittered).all() and not torch.equal(jittered, plain) and not torch.equal(blurred, plain)
+    assert blurred.diff(dim=-1).abs().mean() < plain.diff(dim=-1).abs().mean()  # the blur smooths
 
 
 def test_cli_visualize_patches_and_classes(tmp_path: Path, capsys) -> None:

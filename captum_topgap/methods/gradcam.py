@@ -110,11 +110,14 @@ class PositiveGradCAM(DifferentiableGradCAM):
     """Grad-CAM with positive-gradient channel weights, α_k = mean_{i,j} ReLU(∂y_c/∂A_k(i, j)) ("sharpen
     focus"): the Grad-CAM core with ``weighting="positive"``, not a copy.
 
-    Example:
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
-        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
-        >>> PositiveGradCAM(net).attribute(torch.rand(1, 3, 8, 8), target=1).shape
-        torch.Size([1, 1, 8, 8])
+    Example (a linear classifier on GAP features: the gradient is the classifier row, so only the
+    channels with positive weights count):
+        >>> net = torch.nn.Sequential(torch.nn.Identity(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(2, 1, bias=False))
+        >>> _ = net[3].weight.data.copy_(torch.tensor([[1.0, -1.0]]))
+        >>> x = torch.ones(1, 2, 2, 2)
+        >>> PositiveGradCAM(net, net[0], upsample=False).attribute(x, target=0).flatten().tolist()
+        [0.25, 0.25, 0.25, 0.25]
     """
 
     method_name = "positive_gradcam"

@@ -120,7 +120,7 @@ class ReFF:
         >>> model = timm.create_model("resnet18", num_classes=3)
         >>> reff = ReFF(model)
         >>> x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 2])
-        >>> float(reff(x, y, torch.ones(2, 1, 32, 32)))  # nothing lies outside an all-ones mask
+        >>> reff(x, y, torch.ones(2, 1, 32, 32)).item()  # nothing lies outside an all-ones mask
         0.0
     """
 
@@ -180,7 +180,7 @@ class RRR:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2, 2, bias=False))
         >>> _ = net[1].weight.data.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
         >>> x = torch.zeros(1, 1, 1, 2)   # p = (½, ½): ∂Σ_c log p_c/∂x = Σ_c (1 − 2p_c) ∂z_c/∂x = 0
-        >>> float(RRR(net)(x, torch.tensor([0]), torch.zeros(1, 1, 1, 2)))
+        >>> RRR(net)(x, torch.tensor([0]), torch.zeros(1, 1, 1, 2)).item()
         0.0
     """
 

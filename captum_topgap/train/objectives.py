@@ -43,7 +43,7 @@ class CrossEntropy:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
         >>> _ = torch.nn.init.zeros_(net[1].weight), torch.nn.init.zeros_(net[1].bias)
         >>> loss, logits = CrossEntropy()(net, collate([(torch.ones(3, 2, 2), 1, None)]))
-        >>> round(float(loss), 4)  # ln 2
+        >>> round(loss.item(), 4)  # ln 2
         0.6931
     """
 
