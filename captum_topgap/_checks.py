@@ -1,13 +1,119 @@
-"""Input validation shared by every method: each error names the argument and the fix."""
+"""Input validation shared by every method: each error names the argument, the allowed range and the fix.
+
+Example:
+    >>> check_int(0, "n_augmentations", minimum=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: `n_augmentations` must be an integer ≥ 1, got 0.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Collection, Sequence
 
 import torch
 from torch import nn
 
 TargetType = int | Sequence[int] | torch.Tensor | None
+
+
+def check_int(value: object, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (Python's or numpy's; not a bool, not a float) within [minimum, maximum].
+
+    Example:
+        >>> check_int(8, "batch_size", minimum=1)
+        8
+    """
+    bounds = _range_text(minimum, maximum)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer{bounds}, got {value!r} ({type(value).__name__}).")
+    number = int(value)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ValueError(f"`{name}` must be an integer{bounds}, got {number}.")
+    return number
+
+
+def check_float(value: object, name: str, minimum: float | None = None, maximum: float | None = None,
+                strict_minimum: bool = False) -> float:
+    """A finite real number within [minimum, maximum] (``strict_minimum``: above the minimum).
+
+    Example:
+        >>> check_float(0.5, "p", minimum=0.0, maximum=1.0, strict_minimum=True)
+        0.5
+    """
+    low = "" if minimum is None else (f" > {minimum:g}" if strict_minimum else f" ≥ {minimum:g}")
+    bounds = low + ("" if maximum is None else f"{' and' if low else ''} ≤ {maximum:g}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"`{name}` must be a finite number{bounds}, got {value!r}.")
+    number = float(value)
+    too_low = minimum is not None and (number <= minimum if strict_minimum else number < minimum)
+    if too_low or (maximum is not None and number > maximum):
+        raise ValueError(f"`{name}` must be a finite number{bounds}, got {value!r}.")
+    return number
+
+
+def check_bool(value: object, name: str) -> bool:
+    """True or False, nothing that merely looks like one (``"no"`` is not False).
+
+    Example:
+        >>> check_bool("no", "gaussian")
+        Traceback (most recent call last):
+        ...
+        ValueError: `gaussian` must be True or False, got 'no'.
+    """
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+    return value
+
+
+def check_choice(value: object, name: str, choices: Collection[object]) -> object:
+    """One of ``choices``.
+
+    Example:
+        >>> check_choice("adam", "solver", ("adam", "primal_dual"))
+        'adam'
+    """
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {sorted(map(str, choices))}, got {value!r}.")
+    return value
+
+
+def check_input_size(value: object, name: str = "input_size") -> tuple[int, int, int]:
+    """An image size (C, H, W) of three positive integers.
+
+    Example:
+        >>> check_input_size((3, 32, 32))
+        (3, 32, 32)
+    """
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 3 or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) > 0 for v in value):
+        raise ValueError(f"`{name}` must be (C, H, W): three integers ≥ 1, e.g. (3, 224, 224), got {value!r}.")
+    return int(value[0]), int(value[1]), int(value[2])
+
+
+def check_keywords(function: Callable[..., object], options: Collection[str], owner: str) -> None:
+    """Refuse keyword arguments ``function`` does not take, as Python would but before any work, listing the
+    ones it takes.
+
+    Example:
+        >>> check_keywords(lambda model, batch_size=1: None, ["batch_size"], "AblationCAM.__init__()")
+    """
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(options) - set(parameters))
+    if unknown:
+        taken = sorted(n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+        raise TypeError(f"{owner} got an unexpected keyword argument {unknown[0]!r}; it takes {taken}.")
+
+
+def _range_text(minimum: int | None, maximum: int | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in [{minimum}, {maximum}]"
+    return f" ≥ {minimum}" if minimum is not None else (f" ≤ {maximum}" if maximum is not None else "")
 
 
 def input_channels(model: nn.Module) -> int | None:
@@ -26,8 +132,18 @@ def input_channels(model: nn.Module) -> int | None:
     return None
 
 
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The floating dtype of the model's first floating parameter (``None`` for a model without one).
+
+    Example:
+        >>> model_dtype(torch.nn.Linear(2, 2).double())
+        torch.float64
+    """
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
 def check_images(inputs: object, model: nn.Module | None = None, name: str = "inputs") -> torch.Tensor:
-    """Validate an image batch: a float tensor (N, C, H, W) with N ≥ 1, finite, with the model's C.
+    """Validate an image batch: a float tensor (N, C, H, W) with N ≥ 1, finite, with the model's C and dtype.
 
     Example:
         >>> check_images(torch.zeros(2, 3, 8, 8)).shape
@@ -41,6 +157,9 @@ def check_images(inputs: object, model: nn.Module | None = None, name: str = "in
         raise ValueError(f"`{name}` must have 4 dimensions (N, C, H, W), got shape {tuple(inputs.shape)}.{hint}")
     if inputs.shape[0] == 0:
         raise ValueError(f"`{name}` is an empty batch (N = 0); pass at least one image.")
+    if inputs.shape[-2] == 0 or inputs.shape[-1] == 0:
+        raise ValueError(f"`{name}` holds empty images ({inputs.shape[-2]} × {inputs.shape[-1]} pixels); pass images "
+                         "of at least 1 × 1.")
     if not inputs.is_floating_point():
         raise TypeError(f"`{name}` must be a floating-point tensor, got {inputs.dtype}; "
                         "convert with x.float() (and scale to the model's input range).")
@@ -50,6 +169,10 @@ def check_images(inputs: object, model: nn.Module | None = None, name: str = "in
     if expected is not None and inputs.shape[1] != expected:
         raise ValueError(f"`{name}` has {inputs.shape[1]} channels but the model expects {expected}; "
                          f"pass images of shape (N, {expected}, H, W).")
+    dtype = model_dtype(model) if model is not None else None
+    if dtype is not None and inputs.dtype != dtype:
+        raise TypeError(f"`{name}` are {inputs.dtype} but the model's parameters are {dtype}; pass "
+                        f"{name}.to({dtype}) (or convert the model, e.g. model.to({inputs.dtype})).")
     return inputs
 
 
@@ -62,13 +185,21 @@ def check_target(target: TargetType, batch_size: int, num_classes: int, name: st
         >>> check_target([0, 2], 2, 3)
         tensor([0, 2])
     """
-    if isinstance(target, bool) or target is None:
-        raise TypeError(f"`{name}` must be an int, a list of ints or a tensor of class indices, got {target!r}.")
+    if isinstance(target, (bool, str, float)) or target is None:
+        hint = f"; pass the class index {int(target)} as an int" if isinstance(target, str) and target.isdigit() else ""
+        raise TypeError(f"`{name}` must be an int, a list of ints or a tensor of class indices, got {target!r}{hint}.")
     if isinstance(target, int):
         labels = torch.full((batch_size,), target, dtype=torch.long)
     else:
-        labels = torch.as_tensor(target).detach().cpu()
-        if labels.is_floating_point():
+        try:
+            labels = torch.as_tensor(target).detach().cpu()
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"`{name}` must be an int, a list of ints or a tensor of class indices, got "
+                            f"{target!r}.") from error
+        if labels.numel() == 0:
+            raise ValueError(f"`{name}` must be one index or one per image ({batch_size}), got shape "
+                             f"{tuple(labels.shape)}.")
+        if labels.is_floating_point() or labels.dtype == torch.bool:
             raise TypeError(f"`{name}` must hold integer class indices, got dtype {labels.dtype}; "
                             "pass labels.long().")
         labels = labels.long().reshape(-1) if labels.dim() <= 1 else labels

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from captum_topgap._checks import input_channels
-from captum_topgap._hooks import forward_hooks
+from captum_topgap._hooks import capture, forward_hooks
 from captum_topgap._state import preserved_state
 
 
@@ -73,8 +75,50 @@ def trace_spatial_layers(model: nn.Module, example: torch.Tensor) -> list[tuple[
     return seen
 
 
+def vit_norm1(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """``blocks.<last>.norm1`` of a timm vision transformer (pytorch-grad-cam's choice), else ``None``.
+
+    Example:
+        >>> import timm
+        >>> vit_norm1(timm.create_model("vit_tiny_patch16_224", num_classes=2))[0]
+        'blocks.11.norm1'
+    """
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or not len(blocks) or not hasattr(model, "patch_embed"):
+        return None
+    norm1 = getattr(blocks[-1], "norm1", None)
+    return (f"blocks.{len(blocks) - 1}.norm1", norm1) if isinstance(norm1, nn.Module) else None
+
+
+def transformer_reshape(model: nn.Module, layer: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """For a timm vision transformer's block layer, the reshape of its tokens (N, prefix + h·w, C) to the
+    patch grid (N, C, h, w), dropping the class (prefix) tokens; ``None`` for any other layer.
+
+    Example:
+        >>> import timm
+        >>> vit = timm.create_model("vit_tiny_patch16_224", num_classes=2)
+        >>> transformer_reshape(vit, vit.blocks[-1].norm1)(torch.zeros(2, 197, 192)).shape
+        torch.Size([2, 192, 14, 14])
+    """
+    blocks = getattr(model, "blocks", None)
+    if not hasattr(model, "patch_embed") or not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or not any(
+            layer is module for block in blocks for module in block.modules()):
+        return None
+    prefix = int(getattr(model, "num_prefix_tokens", 1))
+
+    def to_grid(tokens: torch.Tensor) -> torch.Tensor:
+        patches = tokens[:, prefix:]
+        side = round(patches.shape[1] ** 0.5)
+        if side * side != patches.shape[1]:
+            raise ValueError(f"{patches.shape[1]} patch tokens do not form a square grid; pass reshape_transform=.")
+        return patches.reshape(patches.shape[0], side, side, -1).permute(0, 3, 1, 2)
+
+    return to_grid
+
+
 def default_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Module]:
-    """The last module with a spatial 4-D output in a traced forward (``layer4`` of a ResNet).
+    """The last module with a spatial 4-D output in a traced forward (``layer4`` of a ResNet). (A timm vision
+    transformer has none: its layer is :func:`vit_norm1`, reshaped by :func:`transformer_reshape`.)
 
     Modules called several times in one forward (a shared activation such as EfficientNet's ``_swish``)
     are skipped: a hook on them would see every call, not the last feature maps.
@@ -93,19 +137,41 @@ def default_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Modu
     return name, module
 
 
-def check_spatial_layer(model: nn.Module, layer: nn.Module, example: torch.Tensor) -> None:
-    """Raise a clear error when ``layer`` does not output a spatial (N, C, H, W) map.
+class LayerTrace(NamedTuple):
+    """What one traced forward tells about a layer: its output's (h, w) and whether that output carries a
+    gradient without the input needing one (some parameter before the layer requires grad).
+    """
+
+    height: int
+    width: int
+    has_grad: bool
+
+
+def layer_shape(model: nn.Module, layer: nn.Module, example: torch.Tensor,
+                reshape: Callable[[torch.Tensor], torch.Tensor] | None = None) -> LayerTrace:
+    """(h, w) of ``layer``'s output — after ``reshape`` — in one traced forward, or a clear error when it is
+    not a spatial (N, C, h, w) map.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
-        >>> check_spatial_layer(net, net[1], torch.zeros(1, 3, 8, 8))
+        >>> layer_shape(net, net[0], torch.zeros(1, 3, 8, 8))
+        LayerTrace(height=6, width=6, has_grad=True)
+        >>> layer_shape(net, net[1], torch.zeros(1, 3, 8, 8))
         Traceback (most recent call last):
         ...
         ValueError: `layer` Flatten(start_dim=1, end_dim=-1) has no spatial output ...
     """
-    if not any(module is layer for _, module, _ in trace_spatial_layers(model, example)):
-        raise ValueError(f"`layer` {layer} has no spatial output (N, C, H, W) with more than one position; "
-                         "pick a convolutional block, e.g. the default (layer=None).")
+    with preserved_state(model), torch.enable_grad(), capture([layer]) as seen:
+        model(example.detach())
+    output = seen.outputs[0]
+    has_grad = output is not None and output.requires_grad
+    if output is not None and reshape is not None:
+        output = reshape(output)
+    if output is None or output.dim() != 4:
+        shape = "nothing" if output is None else tuple(output.shape)
+        raise ValueError(f"`layer` {layer} has no spatial output (N, C, H, W) (got {shape}); pick a convolutional "
+                         "block, e.g. the default (layer=None), or pass reshape_transform= for a transformer.")
+    return LayerTrace(int(output.shape[-2]), int(output.shape[-1]), has_grad)
 
 
 def linear_classifier(model: nn.Module) -> nn.Linear:

@@ -83,8 +83,10 @@ def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Mod
     modes = [(module, module.training) for module in model.modules()]
     params = list(model.parameters())
     requires_grad = [p.requires_grad for p in params]
-    grads = [None if p.grad is None else p.grad.detach().clone() for p in params]
+    grads = [p.grad for p in params]  # set aside, not copied: the block accumulates into fresh tensors
     hooks = _hook_keys(model)
+    for p in params:
+        p.grad = None
     if eval_mode:
         model.eval()
     try:

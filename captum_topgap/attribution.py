@@ -1,13 +1,20 @@
 """The method contract, written once: every registered method is a :class:`MethodAttribution`.
 
-``attribute(inputs, target=None, **options)``:
+``attribute(inputs, target=None, additional_forward_args=None, **options)``:
 
-1. checks ``inputs`` (a float batch (N, C, H, W) with the model's channels, finite, non-empty);
-2. runs inside :func:`captum_topgap._state.preserved_state`: the model in eval mode, its exact state
-   (train/eval flags, ``requires_grad``, ``.grad``, hooks) restored afterwards, also on errors;
+1. takes a tensor (N, C, H, W) or Captum's 1-tuple of it, and returns the same kind; checks it (float,
+   the model's channels and dtype, finite, non-empty) and never touches the caller's tensor (no ``.grad``);
+2. holds the model's lock (two threads on one model wait for each other) and runs inside
+   :func:`captum_topgap._state.preserved_state`: the model in eval mode, its exact state (train/eval
+   flags, ``requires_grad``, ``.grad``, hooks) restored afterwards, also on errors;
 3. turns ``target`` into one class index per image (:func:`resolve_labels`; ``None`` = predicted class);
-4. calls the method's ``_attribute``; layer methods (:class:`LayerMethod`) compute a (N, 1, h, w) map at the
-   layer's resolution in ``core`` and upsample it bilinearly to the input (``upsample=False`` keeps h × w).
+   every forward — the label probe, the layer trace and the method's own — gets ``additional_forward_args``;
+4. refuses options the method does not take, naming them; ``return_convergence_delta`` is honoured by the
+   methods that have a convergence delta and refused by the others;
+5. calls the method's ``_attribute`` and returns its maps in the inputs' dtype (NaN or Inf in them is an
+   error, never a silent result); layer methods (:class:`LayerMethod`) compute a (N, 1, h, w) map at the
+   layer's resolution in ``core`` and upsample it bilinearly to the input (``upsample=False`` keeps h × w),
+   warning when the map is degenerate (a 1 × 1 layer, or zero everywhere).
 
 ``attribute`` carries Captum's ``log_usage`` decorator like Captum's own methods, so Captum wrappers that
 call ``attribute.__wrapped__`` (``NoiseTunnel``) accept every registered method.
@@ -23,11 +30,18 @@ Example:
     >>> method = Mean(net)
     >>> method.layer_name, tuple(method.attribute(torch.rand(2, 3, 8, 8), target=1).shape)
     ('1', (2, 1, 8, 8))
+    >>> type(method.attribute((torch.rand(2, 3, 8, 8),), target=1)).__name__  # Captum's tuple convention
+    'tuple'
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -36,12 +50,43 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import nn
 
-from captum_topgap._checks import TargetType, check_images, check_target
+from captum_topgap._checks import (
+    TargetType,
+    check_bool,
+    check_images,
+    check_input_size,
+    check_target,
+    model_dtype,
+)
 from captum_topgap._hooks import capture
-from captum_topgap._layers import check_spatial_layer, default_layer, example_input, resolve_layer
+from captum_topgap._layers import (
+    default_layer,
+    example_input,
+    layer_shape,
+    resolve_layer,
+    transformer_reshape,
+    vit_norm1,
+)
 from captum_topgap._state import preserved_state
 
-__all__ = ["LayerMethod", "MethodAttribution", "capture", "class_scores", "resolve_labels", "upsample_to"]
+__all__ = ["LayerMethod", "MethodAttribution", "Reshape", "capture", "class_scores", "resolve_labels", "unwrap_inputs",
+           "upsample_to"]
+
+Reshape = Callable[[torch.Tensor], torch.Tensor]
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The lock every method holds while it uses ``model`` (re-entrant: a method may call another).
+
+    Example:
+        >>> net = torch.nn.Linear(2, 2)
+        >>> model_lock(net) is model_lock(net)
+        True
+    """
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(model, threading.RLock())
 
 
 def upsample_to(maps: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
@@ -88,18 +133,51 @@ def resolve_labels(target: TargetType, batch_size: int, logits: Callable[[], tor
     return check_target(target, batch_size, num_classes)
 
 
+def unwrap_inputs(inputs: object) -> tuple[object, bool]:
+    """Captum's convention: a tensor, or a 1-tuple of it; returns the tensor and whether it came as a tuple.
+
+    Example:
+        >>> unwrap_inputs((torch.zeros(1, 3, 2, 2),))[1]
+        True
+    """
+    if not isinstance(inputs, tuple):
+        return inputs, False
+    if len(inputs) != 1:
+        raise ValueError(f"`inputs` must be one image tensor or a 1-tuple of it (Captum's convention), got a tuple "
+                         f"of {len(inputs)}; images are one input of shape (N, C, H, W).")
+    return inputs[0], True
+
+
+class ForwardWithArgs(nn.Module):
+    """``model(x, *args)`` as a module of one input: what every forward of a method sees when the caller
+    gives ``additional_forward_args``.
+    """
+
+    def __init__(self, model: nn.Module, args: tuple) -> None:
+        super().__init__()
+        self.model, self.args = model, args
+
+    def forward(self, x: torch.Tensor, *more: Any, **options: Any) -> Any:
+        """The wrapped model on ``x`` followed by the extra arguments."""
+        return self.model(x, *more, *self.args, **options)
+
+
 class MethodAttribution(Attribution):
-    """Base of every registered method: checked inputs, labels from ``target``, the model-state contract.
+    """Base of every registered method: the contract of the module docstring.
 
     Subclasses implement ``_attribute(inputs, labels, **options)`` with ``labels`` a checked (N,) long
-    tensor on the inputs' device. A method whose own forward yields the logits (Top-GAP CAM) sets
+    tensor on the inputs' device, and return the attributions (or ``(attributions, delta)`` when asked for
+    a convergence delta). A method whose own forward yields the logits (Top-GAP CAM) sets
     ``target_from_own_forward = True``: it then receives ``target`` as given and resolves it with
-    :func:`resolve_labels` on those logits, saving a forward.
+    :func:`resolve_labels` on those logits, saving a forward. A method that passes
+    ``additional_forward_args`` to its library itself (Captum's classes) sets ``native_forward_args``.
     """
 
     method_name = "method"
     target_from_own_forward = False
-    _attribute: Callable[..., torch.Tensor]  # (inputs, labels, **options) -> attributions, per method
+    native_forward_args = False
+    takes_forward_args = True
+    _attribute: Callable[..., Any]  # (inputs, labels, **options) -> attributions, per method
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None) -> None:
         if not isinstance(model, nn.Module):
@@ -108,54 +186,138 @@ class MethodAttribution(Attribution):
             raise ValueError(f"`layer` is not used by the pixel method {self.method_name!r}; leave it None.")
         super().__init__(model)
         self.model = model
+        self._network: nn.Module = model
+        self._extra: tuple = ()
         self._num_classes: int | None = None
 
+    @property
+    def network(self) -> nn.Module:
+        """What the method's forwards call: the model, with the caller's ``additional_forward_args`` bound (the
+        label probe and the layer trace use it; Captum's classes get the arguments natively instead).
+        """
+        return self._network
+
     @log_usage()
-    def attribute(self, inputs: torch.Tensor, target: TargetType = None, **options: Any) -> torch.Tensor:
+    def attribute(self, inputs: torch.Tensor | tuple[torch.Tensor], target: TargetType = None,
+                  additional_forward_args: Any = None, **options: Any) -> Any:
         """Attributions of ``target`` (class indices; ``None`` = predicted class) for ``inputs`` (N, C, H, W).
 
         Gradients are enabled inside, so a caller's ``torch.no_grad()`` (NoiseTunnel's) does not break
         gradient methods.
         """
-        inputs = check_images(inputs, self.model)
-        with preserved_state(self.model), torch.enable_grad():
+        images, as_tuple = unwrap_inputs(inputs)
+        inputs = check_images(images, self.model).detach()
+        self._check_options(options)
+        extra = () if additional_forward_args is None else (
+            additional_forward_args if isinstance(additional_forward_args, tuple) else (additional_forward_args,))
+        with model_lock(self.model), preserved_state(self.model), torch.enable_grad(), self.bound(extra):
             labels = target if self.target_from_own_forward else self.labels(inputs, target)
-            return self._attribute(inputs, labels, **options)
+            if self.native_forward_args and extra:
+                options["additional_forward_args"] = extra
+            result = self._attribute(inputs, labels, **options)
+        attributions, delta = result if isinstance(result, tuple) else (result, None)
+        attributions = self._checked_output(attributions.to(inputs.dtype), inputs)
+        attributions = (attributions,) if as_tuple else attributions
+        return attributions if delta is None else (attributions, delta)
+
+    def _checked_output(self, attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """The maps in the inputs' dtype; NaN or Inf anywhere is an error, never a silent result."""
+        if not torch.isfinite(attributions).all():
+            hint = (f"{inputs.dtype} overflowed: run the model and inputs in float32"
+                    if inputs.dtype in (torch.float16, torch.bfloat16) else "check that the model's outputs are finite")
+            raise FloatingPointError(f"{self.method_name!r} gave NaN or Inf attributions; {hint}.")
+        return attributions
+
+    @contextmanager
+    def bound(self, extra: tuple) -> Iterator[None]:
+        """Bind ``additional_forward_args`` for the block: :attr:`network` calls ``model(x, *extra)``."""
+        if extra and not self.takes_forward_args:
+            raise ValueError(f"`additional_forward_args` is not supported by {self.method_name!r}: its network "
+                             "calls the model with the image alone.")
+        self._extra = extra
+        self._network = ForwardWithArgs(self.model, extra) if extra else self.model
+        try:
+            yield
+        finally:
+            self._network, self._extra = self.model, ()
+
+    def _check_options(self, options: dict[str, Any]) -> None:
+        """Refuse per-call options the method does not take (and a convergence delta it cannot give)."""
+        if "return_convergence_delta" in options:
+            wanted = check_bool(options.pop("return_convergence_delta"), "return_convergence_delta")
+            if wanted and not self.has_convergence_delta():
+                raise ValueError(f"`return_convergence_delta` is not available for {self.method_name!r}: it has no "
+                                 "convergence delta (integrated gradients, DeepLift and GradientShap do).")
+            if wanted:
+                options["return_convergence_delta"] = True
+        accepted = self.accepted_options()
+        unknown = sorted(set(options) - accepted) if accepted is not None else []
+        if unknown:
+            raise ValueError(f"{self.method_name!r} does not take the option(s) {unknown}; it takes "
+                             f"{sorted(accepted or ()) or 'none'}.")
+
+    def accepted_options(self) -> set[str] | None:
+        """Names of the per-call options ``attribute`` accepts (``None``: whatever the library accepts)."""
+        function = self.core if isinstance(self, LayerMethod) else self._attribute
+        parameters = list(inspect.signature(function).parameters.values())[2:]
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return None
+        return {p.name for p in parameters}
 
     def labels(self, inputs: torch.Tensor, target: TargetType) -> torch.Tensor:
         """``target`` as one class index per image (one forward without gradients when it must be read)."""
         def logits() -> torch.Tensor:
             with torch.no_grad():
-                out = class_scores(self.model(inputs if target is None else inputs[:1]))
+                out = class_scores(self.network(inputs if target is None else inputs[:1]))
             self._num_classes = out.shape[1]
             return out
 
         return resolve_labels(target, inputs.shape[0], logits, self._num_classes).to(inputs.device)
 
 
-
 class LayerMethod(MethodAttribution):
     """A CAM over one layer: ``core(inputs, labels)`` gives (N, 1, h, w) at the layer's resolution, detached
     unless the core is asked to keep its graph; ``attribute`` upsamples it to the input (``upsample=False``:
-    the layer's resolution). Subclasses define ``core(inputs, labels, **options)``.
+    the layer's resolution). Subclasses define ``core(inputs, labels, **options)`` and read the layer with
+    :meth:`activations` (which applies ``reshape_transform``).
 
-    ``layer`` is a module or its dotted name; ``None`` picks the last module with a spatial output, found by
-    tracing one forward of the first input when it is first needed (``input_size`` (C, H, W) sets the probe
-    used when ``.layer`` is read before any call). ``.layer`` and ``.layer_name`` expose the choice.
+    ``layer`` is a module or its dotted name; ``None`` picks the last module with a spatial output — for a
+    timm vision transformer the last block's ``norm1``, with the reshape of its patch tokens to their grid —
+    found by tracing one forward of the first input (its size and dtype) when it is first needed
+    (``input_size`` (C, H, W) sets the probe used when ``.layer`` is read before any call). ``.layer`` and
+    ``.layer_name`` expose the choice. ``reshape_transform`` maps the layer's output to (N, C, h, w) before
+    any check (transformers: (N, tokens, C) -> (N, C, h, w)).
     """
 
+    supports_reshape = True
+
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, upsample: bool = True,
-                 input_size: tuple[int, int, int] | None = None) -> None:
+                 input_size: tuple[int, int, int] | None = None, reshape_transform: Reshape | None = None) -> None:
         super().__init__(model)
-        self.upsample, self.input_size = upsample, input_size
+        if reshape_transform is not None and not callable(reshape_transform):
+            raise ValueError(f"`reshape_transform` must be a function (N, tokens, C) -> (N, C, h, w), got "
+                             f"{type(reshape_transform).__name__}.")
+        if reshape_transform is not None and not self.supports_reshape:
+            raise ValueError(f"`reshape_transform` is not supported by {self.method_name!r}; use 'gradcam' or "
+                             "'differentiable_gradcam' for transformer layers.")
+        self.upsample = check_bool(upsample, "upsample")
+        self.input_size = None if input_size is None else check_input_size(input_size)
+        self.reshape_transform = reshape_transform
         self._layer = None if layer is None else resolve_layer(model, layer)
         self._checked = False
+        self.layer_has_grad = True
 
     @property
     def layer(self) -> nn.Module:
         """The explained layer (traced with a probe of ``input_size`` if no call has chosen it yet)."""
-        if self._layer is None:
-            self._bind(example_input(self.model, self.input_size))
+        if self._layer is None or not self._checked:
+            probe = example_input(self.model, self.input_size)
+            try:
+                self._bind(probe.to(model_dtype(self.model) or probe.dtype))
+            except RuntimeError as error:
+                raise ValueError(f"could not trace the model with a {tuple(probe.shape)} probe to find its layer "
+                                 f"({error}); pass input_size=(C, H, W), or call attribute() first: the first "
+                                 "input is traced instead.") from error
         assert self._layer is not None
         return self._layer
 
@@ -168,10 +330,22 @@ class LayerMethod(MethodAttribution):
     def _bind(self, example: torch.Tensor) -> None:
         """Choose the default layer, or check the given one, with one traced forward of ``example``."""
         if self._layer is None:
-            self._layer = default_layer(self.model, example)[1]
-        elif not self._checked:
-            check_spatial_layer(self.model, self._layer, example)
+            self._layer = (vit_norm1(self.model) or default_layer(self.network, example))[1]
+        tokens = transformer_reshape(self.model, self._layer)
+        if tokens is not None and not self.supports_reshape:
+            raise ValueError(f"{self.method_name!r} cannot reshape a transformer's tokens to their grid; use "
+                             "'gradcam' or 'differentiable_gradcam', which take reshape_transform.")
+        if self.reshape_transform is None:
+            self.reshape_transform = tokens
+        height, width, self.layer_has_grad = layer_shape(self.network, self._layer, example, self.reshape_transform)
+        if height * width == 1:
+            warnings.warn(f"the layer {type(self._layer).__name__} has a 1 × 1 output for {tuple(example.shape[-2:])} "
+                          "inputs: every map will be constant; use larger inputs or an earlier layer.", stacklevel=4)
         self._checked = True
+
+    def activations(self, output: torch.Tensor) -> torch.Tensor:
+        """The layer's output as (N, C, h, w): ``reshape_transform`` applied when there is one."""
+        return self.reshape_transform(output) if self.reshape_transform is not None else output
 
     core: Callable[..., torch.Tensor]  # (inputs, labels, **options) -> (N, 1, h, w) at the layer, per method
 
@@ -179,4 +353,9 @@ class LayerMethod(MethodAttribution):
         if not self._checked:
             self._bind(inputs[:1])
         maps = self.core(inputs, labels, **options)
+        empty = maps.flatten(1).abs().amax(1) == 0
+        if bool(empty.any()) and maps.shape[-2:].numel() > 1:
+            warnings.warn(f"{self.method_name!r} gave a map that is zero everywhere for some images: no positive "
+                          "evidence for the target at this layer (see the collapse diagnostic, docs/reff.md).",
+                          stacklevel=4)
         return upsample_to(maps, inputs.shape[-2:]) if self.upsample else maps

@@ -4,9 +4,12 @@
 
 k = H·W is global average pooling, k = 1 global max pooling; the gradient is 1/k on the k selected
 positions and 0 elsewhere, so training pulls up only the k most class-relevant positions of the map.
+A fraction k ∈ (0, 1] keeps ⌊k·H·W + ½⌋ positions (at least one). The pooling compiles with TorchScript.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -14,19 +17,19 @@ from torch import nn
 
 
 def resolve_k(k: int | float, positions: int | None) -> int:
-    """Number of positions kept: an int in [1, positions], or a float fraction in (0, 1] of them (rounded,
-    at least 1). ``positions=None`` checks only what can be checked before the map size is known.
+    """Number of positions kept: an int in [1, positions], or a float fraction in (0, 1] of them (rounded
+    half up, at least 1). ``positions=None`` checks only what can be checked before the map size is known.
 
     Example:
         >>> resolve_k(64, 3136), resolve_k(0.5, 9), resolve_k(1.0, 9)
-        (64, 4, 9)
+        (64, 5, 9)
     """
     if isinstance(k, bool) or not isinstance(k, (int, float)):
         raise TypeError(f"`k` must be an int (positions) or a float fraction, got {type(k).__name__}.")
     if isinstance(k, float):
         if not 0.0 < k <= 1.0:
             raise ValueError(f"`k` as a fraction must be in (0, 1], got {k}; pass an int to count positions.")
-        return max(1, round(k * (positions or 1)))
+        return kept_positions(positions or 1, 0, k)
     if k < 1:
         raise ValueError(f"`k` must be at least 1 position, got {k}.")
     if positions is not None and k > positions:
@@ -35,8 +38,35 @@ def resolve_k(k: int | float, positions: int | None) -> int:
     return k
 
 
+def kept_positions(positions: int, count: int, fraction: float) -> int:
+    """K for a map of ``positions``: ``count`` when it is set (> 0), else ⌊fraction·positions + ½⌋, at least 1.
+
+    Example:
+        >>> kept_positions(144, 0, 1 / 16), kept_positions(144, 7, 0.0)
+        (9, 7)
+    """
+    return count if count > 0 else max(1, int(fraction * positions + 0.5))
+
+
+def pool_top_k(x: torch.Tensor, count: int, fraction: float) -> torch.Tensor:
+    """The pooling itself (TorchScript-compatible): (N, C, H, W) -> (N, C); see :func:`kept_positions`.
+
+    Example:
+        >>> pool_top_k(torch.tensor([[[[1.0, 5.0], [3.0, 2.0]]]]), 2, 0.0)
+        tensor([[4.]])
+    """
+    positions = x.shape[-2] * x.shape[-1]
+    k = kept_positions(positions, count, fraction)
+    if k >= positions:
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+    flat = x.flatten(2)
+    if k == 1:
+        return torch.amax(flat, dim=-1)
+    return flat.topk(k, dim=-1, sorted=False)[0].mean(dim=-1)
+
+
 def top_k_pool(x: torch.Tensor, k: int | float) -> torch.Tensor:
-    """Mean of the k largest values of each channel: (N, C, H, W) -> (N, C).
+    """Mean of the k largest values of each channel: (N, C, H, W) -> (N, C), with checked arguments.
 
     Example:
         >>> x = torch.tensor([[[[1.0, 5.0], [3.0, 2.0]]]])
@@ -45,14 +75,8 @@ def top_k_pool(x: torch.Tensor, k: int | float) -> torch.Tensor:
     """
     if x.dim() != 4:
         raise ValueError(f"TopKPool expects (N, C, H, W) maps, got shape {tuple(x.shape)}.")
-    positions = x.shape[-2] * x.shape[-1]
-    k = resolve_k(k, positions)
-    if k == positions:
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-    flat = x.flatten(2)
-    if k == 1:
-        return flat.max(dim=-1).values
-    return flat.topk(k, dim=-1, sorted=False).values.mean(dim=-1)
+    resolve_k(k, x.shape[-2] * x.shape[-1])
+    return pool_top_k(x, k if isinstance(k, int) else 0, k if isinstance(k, float) else 0.0)
 
 
 class TopKPool(nn.Module):
@@ -66,14 +90,24 @@ class TopKPool(nn.Module):
         tensor([[13.5000]])
     """
 
+    __jit_unused_properties__: ClassVar[list[str]] = ["k"]  # int or float: TorchScript reads count/fraction
+
     def __init__(self, k: int | float) -> None:
         super().__init__()
         resolve_k(k, None)
-        self.k = k
+        self.count: int = k if isinstance(k, int) else 0
+        self.fraction: float = k if isinstance(k, float) else 0.0
+
+    @property
+    def k(self) -> int | float:
+        """The setting: positions (int) or a fraction of them (float)."""
+        return self.count if self.count > 0 else self.fraction
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Top-k pooled maps (N, C) of ``x`` (N, C, H, W)."""
-        return top_k_pool(x, self.k)
+        if not torch.jit.is_scripting():
+            return top_k_pool(x, self.k)
+        return pool_top_k(x, self.count, self.fraction)
 
     def extra_repr(self) -> str:
         """``k=…`` in the module's repr."""

@@ -70,19 +70,27 @@ def _key(name: str) -> str:
     return re.sub(r"[\s_\-]", "", name.lower()).replace("++", "plusplus")
 
 
-def _add(spec: MethodSpec) -> None:
+def _add(spec: MethodSpec, replace: bool = False) -> None:
     for alias in (spec.name, *spec.aliases):
         owner = _KEYS.get(_key(alias))
         if owner is not None and owner != spec.name:
             raise ValueError(f"method name {alias!r} is already registered by {owner!r}; choose another name.")
+    existing = _REGISTRY.get(spec.name)
+    if existing is not None and not replace and existing.factory is not spec.factory:
+        raise ValueError(f"method name {spec.name!r} is already registered (origin {existing.origin!r}); choose "
+                         "another name, or pass replace=True to replace it for the whole process.")
     _REGISTRY[spec.name] = spec
     for alias in (spec.name, *spec.aliases):
         _KEYS[_key(alias)] = spec.name
 
 
 def register_method(name: str, *, origin: str = "third-party", description: str | None = None,
-                    kind: str = "pixel", aliases: tuple[str, ...] = ()) -> Callable[[Factory], Factory]:
+                    kind: str = "pixel", aliases: tuple[str, ...] = (),
+                    replace: bool = False) -> Callable[[Factory], Factory]:
     """Decorator that registers ``factory(model, layer=None, **kwargs) -> Attribution`` under ``name``.
+
+    A name (or alias) that is already registered is refused; ``replace=True`` replaces a method of the same
+    name — a built-in included — for the whole process.
 
     Example:
         >>> from captum.attr import Saliency
@@ -94,11 +102,15 @@ def register_method(name: str, *, origin: str = "third-party", description: str 
     """
     if kind not in ("pixel", "layer", "model"):
         raise ValueError(f"`kind` must be 'pixel', 'layer' or 'model', got {kind!r}.")
+    if not isinstance(replace, bool):
+        raise ValueError(f"`replace` must be True or False, got {replace!r}.")
 
     def decorate(factory: Factory) -> Factory:
+        if not (getattr(factory, "__module__", None) or "").startswith("captum_topgap."):
+            _load()  # the built-ins first, so that a clash is reported here and not while they load
         doc = (factory.__doc__ or "").strip()
         text = description if description is not None else (doc.splitlines()[0] if doc else "")
-        _add(MethodSpec(name, factory, origin, text, kind, tuple(aliases)))
+        _add(MethodSpec(name, factory, origin, text, kind, tuple(aliases)), replace)
         return factory
 
     return decorate
@@ -167,6 +179,29 @@ def method_spec(name: str) -> MethodSpec:
     return _REGISTRY[canonical]
 
 
+def canonical_name(name: str) -> str:
+    """The registered spelling of a method name, an alias or a ``PREFIX:NAME`` composition; an unknown one
+    raises the error :func:`get_method` would.
+
+    Example:
+        >>> canonical_name("gradcam_plus_plus"), canonical_name("Smooth:GradCAM_plus_plus")
+        ('gradcam++', 'smooth:gradcam++')
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a method name (str), got {type(name).__name__}; see list_methods().")
+    prefix, composed, inner = name.partition(":")
+    if not composed:
+        return method_spec(name).name
+    _load()
+    if _key(prefix) not in _COMPOSITIONS:
+        raise ValueError(f"unknown composition {prefix!r} in {name!r}; known: "
+                         f"{sorted(p + ':NAME' for p in _COMPOSITIONS)}")
+    if ":" in inner:
+        example = f"{prefix}:{inner.split(':')[-1]}"
+        raise ValueError(f"compositions do not nest: {name!r}; use one prefix, e.g. {example!r}.")
+    return f"{_key(prefix)}:{canonical_name(inner)}"
+
+
 def get_method(name: str, model: nn.Module, layer: nn.Module | str | None = None, **kwargs: Any) -> Any:
     """Build the attribution method ``name`` for ``model`` (and ``layer`` for layer methods).
 
@@ -186,11 +221,7 @@ def get_method(name: str, model: nn.Module, layer: nn.Module | str | None = None
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
-    prefix, composed, inner = name.partition(":") if isinstance(name, str) else (name, "", "")
+    prefix, composed, inner = canonical_name(name).partition(":")
     if composed:
-        _load()
-        if _key(prefix) not in _COMPOSITIONS:
-            raise ValueError(f"unknown composition {prefix!r} in {name!r}; known: "
-                             f"{sorted(p + ':NAME' for p in _COMPOSITIONS)}")
-        return _COMPOSITIONS[_key(prefix)](inner, model, layer, **kwargs)
-    return method_spec(name).load()(model, layer=layer, **kwargs)
+        return _COMPOSITIONS[prefix](inner, model, layer, **kwargs)
+    return method_spec(prefix).load()(model, layer=layer, **kwargs)

@@ -11,6 +11,16 @@ from captum_topgap.models import TopGAPNet
 
 torch.set_num_threads(2)
 
+#: Cheaper settings for the slow perturbation methods; every other method runs with its defaults.
+FAST = {
+    "shapley_value_sampling": {"n_samples": 1},
+    "lime": {"n_samples": 8},
+    "kernel_shap": {"n_samples": 8},
+    "integrated_gradients": {"n_steps": 4},
+    "augmented_gradcam": {"n_augmentations": 3, "iterations": 4},
+    "rise": {"n_masks": 8},
+}
+
 
 class TinyNet(nn.Module):
     """conv-BN-ReLU-Dropout-conv-ReLU-GAP-FC; ``fail = True`` makes forward raise after the features."""

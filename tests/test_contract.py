@@ -12,17 +12,7 @@ import captum_topgap
 from captum_topgap._state import count_hooks
 from captum_topgap.models import ExpansionNet
 
-from .conftest import TinyNet, set_fail, tiny_topgap
-
-# Cheaper settings for the slow perturbation methods; every other method runs with its defaults.
-FAST = {
-    "shapley_value_sampling": {"n_samples": 1},
-    "lime": {"n_samples": 8},
-    "kernel_shap": {"n_samples": 8},
-    "integrated_gradients": {"n_steps": 4},
-    "augmented_gradcam": {"n_augmentations": 3, "iterations": 4},
-    "rise": {"n_masks": 8},
-}
+from .conftest import FAST, TinyNet, set_fail, tiny_topgap
 
 
 def snapshot(model: torch.nn.Module) -> dict:

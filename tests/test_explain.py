@@ -21,8 +21,11 @@ def test_explain_the_bundled_cat_with_the_pretrained_model(tmp_path: Path, capsy
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_explain_errors_name_the_argument(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"IMAGE .*missing\.png does not exist"):
-        main(["explain", str(tmp_path / "missing.png"), "--model", "resnet18", "--size", "32"])
-    with pytest.raises(ValueError, match=r"--target must be a class index in \[0, 1000\), got 1000"):
-        main(["explain", "--model", "resnet18", "--size", "32", "--target", "1000", "--out", str(tmp_path / "x.png")])
+def test_explain_errors_name_the_argument(tmp_path: Path, capsys) -> None:
+    assert main(["explain", str(tmp_path / "missing.png"), "--model", "resnet18", "--size", "32"]) == 2
+    assert re.fullmatch(r"captum-topgap explain: error: IMAGE .*missing\.png does not exist; .*\n",
+                        capsys.readouterr().err)
+    assert main(["explain", "--model", "resnet18", "--size", "32", "--target", "1000",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert "--target must be a class index in [0, 1000), got 1000" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

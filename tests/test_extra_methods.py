@@ -45,7 +45,7 @@ def test_rise_follows_its_formula_and_its_seed() -> None:
     assert torch.equal(rise(net, x, torch.tensor([0, 1]), n_masks=20, seed=3),
                        rise(net, x, torch.tensor([0, 1]), n_masks=20, seed=3))
     assert not torch.equal(rise_masks(20, 0.5, 8, 8, 8, 3), rise_masks(20, 0.5, 8, 8, 8, 4))
-    with pytest.raises(ValueError, match=r"`p` \(the keep probability\) must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"`p` must be a finite number > 0 and ≤ 1, got 1.5"):
         rise_masks(4, 1.5, 4, 8, 8, 0)
 
 

@@ -126,3 +126,14 @@ def test_methods_command_prints_the_table(capsys) -> None:
     rows = {line.split()[0]: line.split()[1] for line in out[1:] if line and not line.endswith(").")}
     assert rows["gradcam"] == "grad-cam" and rows["saliency"] == "captum"
     assert len(rows) == len(captum_topgap.list_methods())
+
+
+def test_registering_a_taken_name_needs_replace(clean_registry, tiny_net) -> None:
+    def plain(model, layer=None, **kwargs):
+        return Saliency(model)
+
+    with pytest.raises(ValueError, match=r"'saliency' is already registered .*pass replace=True"):
+        captum_topgap.register_method("saliency")(plain)
+    captum_topgap.register_method("saliency", replace=True)(plain)
+    assert captum_topgap.method_spec("saliency").factory is plain
+    captum_topgap.register_method("saliency")(plain)  # the same factory again: nothing changes, nothing refused

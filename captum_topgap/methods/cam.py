@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from captum_topgap._layers import linear_classifier
-from captum_topgap.attribution import LayerMethod, capture
+from captum_topgap.attribution import ForwardWithArgs, LayerMethod, capture
 from captum_topgap.registry import register_method
 
 
@@ -38,7 +38,7 @@ def weighted_maps(fc: nn.Linear, target: torch.Tensor, features: torch.Tensor) -
 def class_activation_map(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
                          target: torch.Tensor) -> torch.Tensor:
     """CAM of ``target`` (N,) at ``layer``'s resolution: (N, 1, h, w)."""
-    fc = linear_classifier(model)
+    fc = linear_classifier(model.model if isinstance(model, ForwardWithArgs) else model)
     with torch.no_grad(), capture([layer]) as seen:
         logits = model(inputs)
     features = seen.ready()[0]
@@ -63,7 +63,8 @@ class CAM(LayerMethod):
     """
 
     method_name = "cam"
+    supports_reshape = False  # GAP + FC over a feature map: a transformer's class token is neither
 
     def core(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """CAM of ``labels`` at the layer's resolution."""
-        return class_activation_map(self.model, self.layer, inputs, labels)
+        return class_activation_map(self.network, self.layer, inputs, labels)

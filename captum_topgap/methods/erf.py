@@ -72,4 +72,4 @@ class ERF(MethodAttribution):
     method_name = "erf"
 
     def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return erf(self.model, inputs, labels)
+        return erf(self.network, inputs, labels)

@@ -30,7 +30,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from captum_topgap._checks import TargetType, check_images
+from captum_topgap._checks import TargetType, check_bool, check_float, check_images, check_int
 from captum_topgap._layers import linear_classifier
 from captum_topgap._state import preserved_state
 from captum_topgap.attribution import MethodAttribution, upsample_to
@@ -171,6 +171,35 @@ def refine(low: np.ndarray, high: np.ndarray, blur_size: int = 5, roi_percentile
             "refined": blend(filled, low, weight)}
 
 
+def check_refine_options(**options: Any) -> dict[str, Any]:
+    """The options of :func:`refine`, checked (unknown names refused, each value in its range).
+
+    Example:
+        >>> check_refine_options(hole_area=16, weight=0.5)
+        {'hole_area': 16, 'weight': 0.5}
+    """
+    def percentiles(value: object) -> tuple[float, float]:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise ValueError(f"`bound_percentiles` must be (low, high) percentiles, got {value!r}.")
+        low, high = (check_float(v, "bound_percentiles", minimum=0.0, maximum=100.0) for v in value)
+        if low > high:
+            raise ValueError(f"`bound_percentiles` must be (low, high) with low ≤ high, got {value!r}.")
+        return low, high
+
+    checks: dict[str, Any] = {
+        "blur_size": lambda v: check_int(v, "blur_size", minimum=1),
+        "roi_percentile": lambda v: check_float(v, "roi_percentile", minimum=0.0, maximum=100.0),
+        "bound_percentiles": percentiles,
+        "n_seeds": lambda v: None if v is None else check_int(v, "n_seeds", minimum=1),
+        "hole_area": lambda v: check_int(v, "hole_area", minimum=0),
+        "weight": lambda v: check_float(v, "weight", minimum=0.0, maximum=1.0)}
+    unknown = sorted(set(options) - set(checks))
+    if unknown:
+        raise TypeError(f"'expansion_cam' does not take the option(s) {unknown}; its refinement takes "
+                        f"{sorted(checks)}.")
+    return {name: checks[name](value) for name, value in options.items()}
+
+
 def expansion_cams(model: ExpansionNet, inputs: torch.Tensor, target: torch.Tensor,
                    **refine_options: Any) -> dict[str, torch.Tensor]:
     """Low-res (upsampled), high-res and refined CAMs of ``target``, each (N, 1, H, W), from an ExpansionNet.
@@ -183,6 +212,7 @@ def expansion_cams(model: ExpansionNet, inputs: torch.Tensor, target: torch.Tens
         >>> {name: tuple(m.shape) for name, m in maps.items()}
         {'low': (2, 1, 32, 32), 'high': (2, 1, 32, 32), 'refined': (2, 1, 32, 32)}
     """
+    refine_options = check_refine_options(**refine_options)
     fc = linear_classifier(model.localizer)
     with torch.no_grad():
         low = weighted_maps(fc, target, model.encode(inputs)[1][-1])
@@ -203,6 +233,7 @@ class ExpansionCAM(MethodAttribution):
         model: the localisation network (GAP + FC), or an :class:`~captum_topgap.models.ExpansionNet`.
         expansion: the trained ``ExpansionNet`` over ``model`` (not needed when ``model`` is one).
         output: ``"refined"`` (default), ``"high"`` or ``"low"`` (the upsampled low-res CAM).
+        upsample: taken for the contract's sake; every output is at the input's resolution already.
         refine_options: ``blur_size``, ``roi_percentile``, ``bound_percentiles``, ``n_seeds``, ``hole_area``,
             ``weight`` of :func:`refine`.
 
@@ -219,6 +250,7 @@ class ExpansionCAM(MethodAttribution):
 
     method_name = "expansion_cam"
     outputs = ("refined", "high", "low")
+    takes_forward_args = False
 
     def __init__(self, model: nn.Module, expansion: ExpansionNet | None = None, layer: None = None,
                  output: str = "refined", upsample: bool = True, **refine_options: Any) -> None:
@@ -231,8 +263,10 @@ class ExpansionCAM(MethodAttribution):
                              "ExpansionNet itself as the model.")
         if output not in self.outputs:
             raise ValueError(f"`output` must be one of {self.outputs}, got {output!r}")
+        check_bool(upsample, "upsample")
         super().__init__(expansion)
-        self.expansion, self.output, self.refine_options = expansion, output, refine_options
+        self.expansion, self.output = expansion, output
+        self.refine_options = check_refine_options(**refine_options)
 
     def attribute_all(self, inputs: torch.Tensor, target: TargetType = None) -> dict[str, torch.Tensor]:
         """``{"low", "high", "refined"}`` maps (N, 1, H, W) of ``target`` from one pass."""

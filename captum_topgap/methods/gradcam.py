@@ -25,37 +25,75 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from captum_topgap._checks import check_bool
 from captum_topgap.attribution import LayerMethod, capture, upsample_to
 from captum_topgap.registry import register_method
 
 SCORES = ("logit", "centred")
+Score = str | Callable[[torch.Tensor], torch.Tensor]
 
 
-def class_score(logits: torch.Tensor, target: torch.Tensor, score: str = "logit") -> torch.Tensor:
-    """The explained score of each image: z_c (``"logit"``) or z_c − mean_{c'} z_{c'} (``"centred"``): (N,).
+def class_score(logits: torch.Tensor, target: torch.Tensor, score: Score = "logit") -> torch.Tensor:
+    """The explained score of each image: z_c (``"logit"``), z_c − mean_{c'} z_{c'} (``"centred"``), or
+    ``score(logits)`` for a callable (a pytorch-grad-cam target's own scalar per image): (N,).
 
     Example:
         >>> class_score(torch.tensor([[3.0, 1.0]]), torch.tensor([0]), "centred").tolist()
         [1.0]
+        >>> class_score(torch.tensor([[3.0, 1.0]]), torch.tensor([0]), lambda z: z.softmax(1)[:, 1]).shape
+        torch.Size([1])
     """
+    if callable(score):
+        values = score(logits)
+        if values.shape != (len(logits),):
+            raise ValueError(f"a `score` function must give one value per image ({len(logits)},), got shape "
+                             f"{tuple(values.shape)}.")
+        return values
     if score not in SCORES:
-        raise ValueError(f"`score` must be one of {SCORES}, got {score!r}.")
+        raise ValueError(f"`score` must be one of {SCORES} or a function of the logits, got {score!r}.")
     picked = logits.gather(1, target.view(-1, 1))[:, 0]
     return picked - logits.mean(dim=1) if score == "centred" else picked
 
 
+def principal_projection(weighted: torch.Tensor) -> torch.Tensor:
+    """Eigen-smoothing (pytorch-grad-cam's ``eigen_smooth``): each image's (C, h, w) weighted activations
+    projected on their first principal component over positions, (N, C, h, w) -> (N, 1, h, w).
+
+    A principal component's sign is arbitrary (pytorch-grad-cam leaves it to LAPACK, so its map can come out
+    inverted); here it is oriented so the projection correlates positively with the channel sum — the
+    Grad-CAM map the smoothing replaces.
+
+    Example:
+        >>> weighted = torch.zeros(1, 2, 1, 3); weighted[0, 0, 0] = torch.tensor([1.0, 2.0, 3.0])
+        >>> principal_projection(weighted).flatten().tolist()
+        [-1.0, 0.0, 1.0]
+    """
+    n, _, h, w = weighted.shape
+    positions = weighted.flatten(2).transpose(1, 2)
+    centred = positions - positions.mean(dim=1, keepdim=True)
+    component = torch.linalg.svd(centred, full_matrices=False)[2][:, 0, :]
+    projection = (centred @ component.unsqueeze(-1)).squeeze(-1)
+    channel_sum = positions.sum(dim=2)
+    agreement = (projection * (channel_sum - channel_sum.mean(dim=1, keepdim=True))).sum(dim=1, keepdim=True)
+    return (projection * torch.where(agreement < 0, -1.0, 1.0)).view(n, 1, h, w)
+
+
 def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, layers: Sequence[nn.Module],
                   create_graph: bool = False, upsample: bool = True, weighting: str = "mean", relu: bool = True,
-                  score: str = "logit") -> tuple[torch.Tensor, list[torch.Tensor]]:
+                  score: Score = "logit", reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  eigen_smooth: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Logits (N, C) and one Grad-CAM (N, 1, H, W) per layer (layer resolution with ``upsample=False``);
     ``weighting`` is ``"mean"`` (Grad-CAM) or ``"positive"`` (mean of the positive gradients); ``relu=False``
-    keeps the signed map; ``score`` is ``"logit"`` or ``"centred"`` (see the module docstring).
+    keeps the signed map; ``score`` is ``"logit"``, ``"centred"`` or a function of the logits (see
+    :func:`class_score`); ``reshape`` maps each layer's output (and its gradient) to (N, C, h, w) first — a
+    transformer's tokens to their grid; ``eigen_smooth`` replaces the channel sum by
+    :func:`principal_projection`.
 
     The layer's gradient exists even when nothing before the layer has parameters (a pooling layer on the
     input): the forward runs on a copy of the inputs that requires gradients; the caller's tensor is untouched.
@@ -63,22 +101,26 @@ def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, 
     if weighting not in ("mean", "positive"):
         raise ValueError(f"`weighting` must be 'mean' or 'positive', got {weighting!r}")
     x = inputs if inputs.requires_grad else inputs.detach().requires_grad_(True)
+    maps = []
     with torch.enable_grad():
         with capture(layers) as seen:
             logits = model(x)
-        activations = seen.ready()
+        activations = list(seen.ready())
+        grads = list(seen.gradients(class_score(logits, target, score).sum(), create_graph=create_graph))
+        if reshape is not None:
+            activations, grads = [reshape(a) for a in activations], [reshape(g) for g in grads]
         flat = [i for i, a in enumerate(activations) if a.dim() != 4]
         if flat:
-            raise ValueError(f"`layers` {flat} produced no spatial (N, C, h, w) output in the forward pass.")
-        grads = seen.gradients(class_score(logits, target, score).sum(), create_graph=create_graph)
-    maps = []
-    for activation, grad in zip(activations, grads, strict=True):
-        weights = (F.relu(grad) if weighting == "positive" else grad).mean(dim=(2, 3), keepdim=True)
-        cam = (weights * activation).sum(dim=1, keepdim=True)
-        cam = F.relu(cam) if relu else cam
-        if upsample:
-            cam = upsample_to(cam, inputs.shape[-2:])
-        maps.append(cam if create_graph else cam.detach())
+            raise ValueError(f"`layers` {flat} produced no spatial (N, C, h, w) output in the forward pass; pass "
+                             "reshape_transform= for a transformer.")
+        for activation, grad in zip(activations, grads, strict=True):
+            weights = (F.relu(grad) if weighting == "positive" else grad).mean(dim=(2, 3), keepdim=True)
+            weighted = weights * activation
+            cam = principal_projection(weighted) if eigen_smooth else weighted.sum(dim=1, keepdim=True)
+            cam = F.relu(cam) if relu else cam
+            if upsample:
+                cam = upsample_to(cam, inputs.shape[-2:])
+            maps.append(cam if create_graph else cam.detach())
     return logits, maps
 
 
@@ -98,10 +140,12 @@ class DifferentiableGradCAM(LayerMethod):
     method_name = "differentiable_gradcam"
     weighting = "mean"
 
-    def core(self, inputs: torch.Tensor, labels: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-        """Grad-CAM of ``labels`` at the layer's resolution."""
-        return grad_cam_maps(self.model, inputs, labels, [self.layer], create_graph, upsample=False,
-                             weighting=self.weighting)[1][0]
+    def core(self, inputs: torch.Tensor, labels: torch.Tensor, create_graph: bool = False,
+             score: Score = "logit", eigen_smooth: bool = False) -> torch.Tensor:
+        """Grad-CAM of ``labels`` at the layer's resolution (``score``: what is differentiated)."""
+        return grad_cam_maps(self.network, inputs, labels, [self.layer], check_bool(create_graph, "create_graph"),
+                             upsample=False, weighting=self.weighting, score=score, reshape=self.reshape_transform,
+                             eigen_smooth=check_bool(eigen_smooth, "eigen_smooth"))[1][0]
 
 
 @register_method("positive_gradcam", origin="captum-topgap", kind="layer", aliases=("sharpened_gradcam",),

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from captum_topgap.attribution import LayerMethod, capture
+from captum_topgap._checks import check_bool, check_int
+from captum_topgap.attribution import LayerMethod, Reshape, capture
 from captum_topgap.registry import register_method
 
 GAUSSIAN = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
@@ -61,7 +62,7 @@ def recipro_cam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target
         h, w = seen.ready()[0].shape[-2:]
         images_per_chunk = max(1, chunk_size // (h * w))
         positions_per_chunk = min(h * w, max(1, chunk_size))
-        maps = torch.empty(len(inputs), h * w, device=inputs.device)
+        maps = torch.empty(len(inputs), h * w, device=inputs.device, dtype=inputs.dtype)
         for first in range(0, len(inputs), images_per_chunk):
             images = slice(first, first + images_per_chunk)
             for start in range(0, h * w, positions_per_chunk):
@@ -90,13 +91,15 @@ class ReciproCAM(LayerMethod):
     """
 
     method_name = "recipro_cam"
+    supports_reshape = False  # it masks a spatial map position by position; transformer tokens are not one
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, gaussian: bool = False,
-                 chunk_size: int = 256, upsample: bool = True,
-                 input_size: tuple[int, int, int] | None = None) -> None:
-        super().__init__(model, layer, upsample, input_size)
-        self.gaussian, self.chunk_size = gaussian, chunk_size
+                 chunk_size: int = 256, upsample: bool = True, input_size: tuple[int, int, int] | None = None,
+                 reshape_transform: Reshape | None = None) -> None:
+        super().__init__(model, layer, upsample, input_size, reshape_transform)
+        self.gaussian = check_bool(gaussian, "gaussian")
+        self.chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
 
     def core(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Recipro-CAM of ``labels`` at the layer's resolution."""
-        return recipro_cam(self.model, self.layer, inputs, labels, self.gaussian, self.chunk_size)
+        return recipro_cam(self.network, self.layer, inputs, labels, self.gaussian, self.chunk_size)

@@ -22,8 +22,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from captum_topgap._checks import check_float, check_int
 from captum_topgap.attribution import MethodAttribution
 from captum_topgap.registry import register_method
+
+
+def check_rise_options(**options: Any) -> dict[str, Any]:
+    """RISE's options, checked: ``n_masks``, ``cell_size``, ``batch_size`` ≥ 1, ``seed`` ≥ 0, ``p`` in (0, 1].
+
+    Example:
+        >>> check_rise_options(n_masks=8, p=0.5)
+        {'n_masks': 8, 'p': 0.5}
+    """
+    def check(name: str, value: object) -> object:
+        if name == "p":
+            return check_float(value, "p", minimum=0.0, maximum=1.0, strict_minimum=True)
+        return check_int(value, name, minimum=0 if name == "seed" else 1)
+
+    return {name: check(name, value) for name, value in options.items()}
 
 
 @lru_cache(maxsize=8)
@@ -35,10 +51,7 @@ def rise_masks(n_masks: int, p: float, cell_size: int, height: int, width: int, 
         >>> masks.shape, torch.equal(masks, rise_masks(4, 0.5, 2, 6, 6, seed=0))
         (torch.Size([4, 1, 6, 6]), True)
     """
-    if not 0 < p <= 1:
-        raise ValueError(f"`p` (the keep probability) must be in (0, 1], got {p}")
-    if cell_size < 1 or n_masks < 1:
-        raise ValueError(f"`cell_size` and `n_masks` must be positive, got {cell_size} and {n_masks}")
+    check_rise_options(n_masks=n_masks, p=p, cell_size=cell_size, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     cells = (-(-height // cell_size) + 1, -(-width // cell_size) + 1)
     grid = (torch.rand(n_masks, 1, *cells, generator=generator) < p).float()
@@ -50,6 +63,7 @@ def rise_masks(n_masks: int, p: float, cell_size: int, height: int, width: int, 
 def rise(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, n_masks: int = 1000, p: float = 0.5,
          cell_size: int = 8, batch_size: int = 100, seed: int = 0) -> torch.Tensor:
     """RISE saliency (N, 1, H, W) of ``target`` (N,) with softmax probabilities as the class score."""
+    check_rise_options(batch_size=batch_size)
     masks = rise_masks(n_masks, p, cell_size, inputs.shape[-2], inputs.shape[-1], seed).to(inputs)
     saliency = torch.zeros(inputs.shape[0], 1, *inputs.shape[-2:], dtype=inputs.dtype, device=inputs.device)
     with torch.no_grad():
@@ -78,7 +92,7 @@ class RISE(MethodAttribution):
     def __init__(self, model: nn.Module, layer: None = None, n_masks: int = 1000, p: float = 0.5,
                  cell_size: int = 8, batch_size: int = 100, seed: int = 0) -> None:
         super().__init__(model, layer)
-        self.options = {"n_masks": n_masks, "p": p, "cell_size": cell_size, "batch_size": batch_size, "seed": seed}
+        self.options = check_rise_options(n_masks=n_masks, p=p, cell_size=cell_size, batch_size=batch_size, seed=seed)
 
     def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> torch.Tensor:
-        return rise(self.model, inputs, labels, **{**self.options, **options})
+        return rise(self.network, inputs, labels, **{**self.options, **options})

@@ -24,9 +24,9 @@ from captum.attr import Attribution
 from captum.log import log_usage
 from torch import nn
 
-from captum_topgap._checks import TargetType, check_images
+from captum_topgap._checks import TargetType, check_float, check_images, check_int
 from captum_topgap._state import preserved_state
-from captum_topgap.attribution import MethodAttribution
+from captum_topgap.attribution import MethodAttribution, model_lock, unwrap_inputs
 from captum_topgap.registry import get_method, register_composition
 
 
@@ -42,7 +42,8 @@ class Smoothed(Attribution):
                  nt_samples_batch_size: int | None = None) -> None:
         super().__init__(method.model)
         self.model, self.method, self.tunnel = method.model, method, attr.NoiseTunnel(method)
-        self.options = {"nt_samples": nt_samples, "stdevs": stdevs, "nt_samples_batch_size": nt_samples_batch_size}
+        self.options = tunnel_options(nt_samples=nt_samples, stdevs=stdevs,
+                                      nt_samples_batch_size=nt_samples_batch_size)
 
     @property
     def layer(self) -> nn.Module | None:
@@ -50,13 +51,29 @@ class Smoothed(Attribution):
         return getattr(self.method, "layer", None)
 
     @log_usage()
-    def attribute(self, inputs: torch.Tensor, target: TargetType = None, **kwargs: Any) -> torch.Tensor:
-        """Mean of the method's attributions over noisy copies; ``nt_samples``/``stdevs`` may be overridden."""
-        inputs = check_images(inputs, self.model)
-        with preserved_state(self.model):
-            labels = self.method.labels(inputs, target)
-        options = {**self.options, **{k: kwargs.pop(k) for k in list(kwargs) if k in self.options}}
+    def attribute(self, inputs: torch.Tensor | tuple[torch.Tensor], target: TargetType = None, **kwargs: Any) -> Any:
+        """Mean of the method's attributions over noisy copies; ``nt_samples``/``stdevs`` may be overridden.
+        A 1-tuple of images gives a 1-tuple of attributions (Captum's convention).
+        """
+        images = check_images(unwrap_inputs(inputs)[0], self.model)
+        with model_lock(self.model), preserved_state(self.model):
+            labels = self.method.labels(images, target)
+        options = {**self.options, **tunnel_options(**{k: kwargs.pop(k) for k in list(kwargs) if k in self.options})}
         return self.tunnel.attribute(inputs, nt_type="smoothgrad", target=labels, **options, **kwargs)
+
+
+def tunnel_options(**options: Any) -> dict[str, Any]:
+    """NoiseTunnel's options, checked: ``nt_samples`` ≥ 1, ``stdevs`` ≥ 0, ``nt_samples_batch_size`` ≥ 1 or None.
+
+    Example:
+        >>> tunnel_options(nt_samples=4, stdevs=0.1)
+        {'nt_samples': 4, 'stdevs': 0.1}
+    """
+    checks = {"nt_samples": lambda v: check_int(v, "nt_samples", minimum=1),
+              "stdevs": lambda v: check_float(v, "stdevs", minimum=0.0),
+              "nt_samples_batch_size": lambda v: None if v is None else check_int(v, "nt_samples_batch_size",
+                                                                                  minimum=1)}
+    return {name: checks[name](value) for name, value in options.items()}
 
 
 @register_composition("smooth")

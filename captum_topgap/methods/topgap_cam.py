@@ -17,14 +17,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from captum_topgap._checks import TargetType
-from captum_topgap.attribution import MethodAttribution, resolve_labels, upsample_to
+from captum_topgap._checks import TargetType, check_bool
+from captum_topgap.attribution import ForwardWithArgs, MethodAttribution, resolve_labels, upsample_to
 from captum_topgap.registry import register_method
 
 
 def class_maps(model: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (N, C) and class maps (N, C, h, w) of a Top-GAP model from one forward without gradients."""
-    if not callable(getattr(model, "cam", None)):
+    own = model.model if isinstance(model, ForwardWithArgs) else model
+    if not callable(getattr(own, "cam", None)):
         raise TypeError(f"Top-GAP CAM needs a Top-GAP model (with .cam(x) and forward(x, return_cam=True)), got "
                         f"{type(model).__name__}; build one with timm.create_model('topgap_resnet18', ...).")
     with torch.no_grad():
@@ -67,11 +68,11 @@ class TopGAPCAM(MethodAttribution):
         if layer is not None:
             raise ValueError("`layer` is not used by 'topgap_cam': it reads the model's own class maps; leave it None.")
         super().__init__(model)
-        self.upsample = upsample
+        self.upsample = check_bool(upsample, "upsample")
 
     def class_maps(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and every class's map (N, C, h, w) from one forward (for per-class targets)."""
-        return class_maps(self.model, inputs)
+        return class_maps(self.network, inputs)
 
     def _attribute(self, inputs: torch.Tensor, labels: TargetType) -> torch.Tensor:
-        return topgap_cam(self.model, inputs, labels, self.upsample)[1]
+        return topgap_cam(self.network, inputs, labels, self.upsample)[1]
