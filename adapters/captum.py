@@ -22,9 +22,11 @@ from typing import Any
 import torch
 from captum import attr
 from captum.attr import Attribution
+from captum.attr._utils.approximation_methods import SUPPORTED_METHODS
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from captum_topgap._checks import check_bool, check_choice, check_float, check_int, check_keywords
 from captum_topgap.attribution import LayerMethod, MethodAttribution
 from captum_topgap.methods import (
     CAM,
@@ -94,16 +96,57 @@ def _forget_removed_handles(attribution: Attribution) -> None:
             _forget_removed_handles(value)
 
 
+def _baselines(value: object, inputs: torch.Tensor) -> object:
+    """A tensor baseline must broadcast to the images: (1 or N, C, H, W) (numbers pass through)."""
+    if isinstance(value, torch.Tensor) and value.dim() > 0:
+        n, c, h, w = inputs.shape
+        if value.dim() != 4 or value.shape[0] not in (1, n) or tuple(value.shape[1:]) != (c, h, w):
+            raise ValueError(f"`baselines` has shape {tuple(value.shape)}; pass a number or a tensor of shape "
+                             f"(1, {c}, {h}, {w}) or ({n}, {c}, {h}, {w}) like the images.")
+    return value
+
+
+CAPTUM_OPTIONS: dict[str, Callable[[object, torch.Tensor], object]] = {
+    "n_steps": lambda v, _: check_int(v, "n_steps", minimum=1),
+    "n_samples": lambda v, _: check_int(v, "n_samples", minimum=1),
+    "perturbations_per_eval": lambda v, _: check_int(v, "perturbations_per_eval", minimum=1),
+    "internal_batch_size": lambda v, _: None if v is None else check_int(v, "internal_batch_size", minimum=0),
+    "method": lambda v, _: check_choice(v, "method", SUPPORTED_METHODS),
+    "abs": lambda v, _: check_bool(v, "abs"),
+    "relu_attributions": lambda v, _: check_bool(v, "relu_attributions"),
+    "stdevs": lambda v, _: check_float(v, "stdevs", minimum=0.0),
+    "baselines": _baselines,
+}
+"""Captum's per-call options that are checked here, so a bad value is named before Captum fails deep inside."""
+
+
 def _run(inner: Attribution, inputs: torch.Tensor, labels: torch.Tensor, defaults: Defaults | None,
          options: dict[str, Any]) -> torch.Tensor:
+    options = {name: CAPTUM_OPTIONS[name](value, inputs) if name in CAPTUM_OPTIONS else value
+               for name, value in options.items()}
     try:
         return inner.attribute(inputs, target=labels, **{**(defaults(inputs) if defaults else {}), **options})
+    except RuntimeError as error:
+        if inputs.dtype in (torch.float16, torch.bfloat16) and "type" in str(error):
+            raise TypeError(f"Captum's {type(inner).__name__} mixes float32 tensors into {inputs.dtype} inputs "
+                            f"({str(error).splitlines()[0][:80]}); pass float32 inputs and model.") from error
+        raise
     finally:
         _forget_removed_handles(inner)
 
 
+def _detached(result: Any) -> Any:
+    """Captum's result without graph: attributions, or (attributions, convergence delta)."""
+    return tuple(part.detach() for part in result) if isinstance(result, tuple) else result.detach()
+
+
 class CaptumMethod(MethodAttribution):
-    """A Captum pixel attribution class run under the contract; returns input-shaped attributions."""
+    """A Captum pixel attribution class run under the contract; returns input-shaped attributions (and the
+    convergence delta when asked with ``return_convergence_delta=True``). ``additional_forward_args`` go to
+    Captum, which passes them to the model.
+    """
+
+    native_forward_args = True
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *, captum_class: type, name: str,
                  defaults: Defaults | None = None, **init_kwargs: Any) -> None:
@@ -111,8 +154,8 @@ class CaptumMethod(MethodAttribution):
         super().__init__(model, layer)
         self.inner, self.defaults = captum_class(model, **init_kwargs), defaults
 
-    def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> torch.Tensor:
-        return _run(self.inner, inputs, labels, self.defaults, options).detach()
+    def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> Any:
+        return _detached(_run(self.inner, inputs, labels, self.defaults, options))
 
     def has_convergence_delta(self) -> bool:
         """Whether the Captum method can return a convergence delta."""
@@ -121,14 +164,20 @@ class CaptumMethod(MethodAttribution):
 
 class CaptumLayerMethod(LayerMethod):
     """A Captum layer attribution class over the contract's layer; CAM outputs (``cam=True``) are summed over
-    channels to (N, 1, h, w) and upsampled by the contract.
+    channels to (N, 1, h, w) and upsampled by the contract. Captum cannot reshape a transformer's tokens, so
+    ``reshape_transform`` is refused (use ``gradcam``).
     """
+
+    native_forward_args = True
+    supports_reshape = False
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *, captum_class: type, name: str,
                  cam: bool = False, defaults: Defaults | None = None, upsample: bool = True,
-                 input_size: tuple[int, int, int] | None = None, **init_kwargs: Any) -> None:
+                 input_size: tuple[int, int, int] | None = None,
+                 reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **init_kwargs: Any) -> None:
         self.method_name = name
-        super().__init__(model, layer, upsample, input_size)
+        super().__init__(model, layer, upsample, input_size, reshape_transform)
+        check_keywords(captum_class, init_kwargs, f"{captum_class.__name__}.__init__()")
         self.captum_class, self.cam, self.defaults, self.init_kwargs = captum_class, cam, defaults, init_kwargs
         self._inner: Attribution | None = None
 

@@ -29,10 +29,16 @@ import pytorch_grad_cam as gc
 import torch
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.image import scale_cam_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.model_targets import (
+    ClassifierOutputReST,
+    ClassifierOutputSoftmaxTarget,
+    ClassifierOutputTarget,
+    FasterRCNNBoxScoreTarget,
+    SemanticSegmentationTarget,
+)
 from torch import nn
 
-from captum_topgap._checks import check_images
+from captum_topgap._checks import check_bool, check_images, check_keywords
 from captum_topgap._state import preserved_state
 from captum_topgap.attribution import LayerMethod, MethodAttribution
 from captum_topgap.registry import method_spec, register_method
@@ -41,32 +47,50 @@ from captum_topgap.registry import method_spec, register_method
 class GradCamMethod(LayerMethod):
     """A pytorch-grad-cam class (``cam_class``) over the contract's layer, called the way grad-cam users call it.
 
-    Constructor keyword arguments (``reshape_transform``, ``batch_size`` of AblationCAM, ``k`` of FEM, …)
-    go to the grad-cam class; ``attribute`` accepts grad-cam's ``aug_smooth`` and ``eigen_smooth``.
+    ``reshape_transform`` goes to the grad-cam class (a timm ViT's default layer gets the reshape of its
+    tokens); other constructor keyword arguments (``batch_size`` of AblationCAM, ``k`` of FEM, …) too.
+    ``attribute`` honours grad-cam's ``aug_smooth`` and ``eigen_smooth``. When the layer trace shows nothing
+    trainable before the layer, the input is made to require gradients inside (grad-cam's
+    ``compute_input_gradient``) so the layer still gets its gradient; otherwise the backward stops where
+    grad-cam's own would. The caller's tensor is untouched. bfloat16 is refused: grad-cam computes in numpy.
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *, cam_class: type,
                  name: str, upsample: bool = True, input_size: tuple[int, int, int] | None = None,
-                 **cam_kwargs: Any) -> None:
+                 reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **cam_kwargs: Any) -> None:
         self.method_name = name
-        super().__init__(model, layer, upsample, input_size)
+        super().__init__(model, layer, upsample, input_size, reshape_transform)
+        check_keywords(cam_class, cam_kwargs, f"{cam_class.__name__}.__init__()")
         self.cam_class, self.cam_kwargs = cam_class, cam_kwargs
 
     def core(self, inputs: torch.Tensor, labels: torch.Tensor, aug_smooth: bool = False,
              eigen_smooth: bool = False) -> torch.Tensor:
         """grad-cam's map of ``labels``, scaled to [0, 1], at the layer's resolution."""
-        cam = self.cam_class(self.model, [self.layer], **self.cam_kwargs)
+        if inputs.dtype == torch.bfloat16:
+            raise TypeError(f"{self.method_name!r} runs pytorch-grad-cam, which computes in numpy (no bfloat16); "
+                            "pass float32, float16 or float64 inputs and model, or use 'differentiable_gradcam'.")
+        if inputs.dtype == torch.float16 and (eigen_smooth or issubclass(self.cam_class, NUMPY_LINALG)):
+            raise TypeError(f"{self.method_name!r} takes a principal component with numpy's linalg, which has no "
+                            "float16; pass float32 or float64 inputs and model.")
+        cam = self.cam_class(self.network, [self.layer], reshape_transform=self.reshape_transform, **self.cam_kwargs)
         try:
+            cam.compute_input_gradient = cam.compute_input_gradient or not self.layer_has_grad
+
             def layer_size(_: torch.Tensor) -> tuple[int, int]:
                 h, w = cam.activations_and_grads.activations[-1].shape[-2:]
                 return w, h
 
             cam.get_target_width_height = layer_size
             targets = [ClassifierOutputTarget(int(t)) for t in labels]
-            maps = cam(input_tensor=inputs, targets=targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+            maps = cam(input_tensor=inputs, targets=targets, aug_smooth=check_bool(aug_smooth, "aug_smooth"),
+                       eigen_smooth=check_bool(eigen_smooth, "eigen_smooth"))
         finally:
             cam.activations_and_grads.release()
-        return torch.from_numpy(maps).unsqueeze(1).to(inputs.device)
+        return torch.from_numpy(maps).unsqueeze(1).to(inputs.device, inputs.dtype)
+
+
+NUMPY_LINALG = (gc.EigenCAM, gc.EigenGradCAM, gc.KPCA_CAM)
+"""grad-cam classes that decompose their activations with numpy's linalg (no float16 there)."""
 
 
 def _register(name: str, cam_class: type, description: str) -> None:
@@ -121,17 +145,37 @@ class TopGAPMapTarget:
         return model_output[self.category]
 
 
+CATEGORY_TARGETS = (ClassifierOutputTarget, ClassifierOutputSoftmaxTarget, ClassifierOutputReST, TopGAPMapTarget)
+"""grad-cam targets that name one class: what a gradient-free method explains for them."""
+TASK_TARGETS = (SemanticSegmentationTarget, FasterRCNNBoxScoreTarget)
+"""grad-cam targets of segmentation and detection models: refused by name (these classes explain classifiers)."""
+
+
 class GradCamBridge(BaseCAM):
     """Any registered CAM as a pytorch-grad-cam class: ``cam(input_tensor, targets)`` -> numpy (N, H, W) in [0, 1].
 
-    The registered method (``method``) computes the maps through its own core and contract; this class
-    only translates grad-cam's calling convention: ``target_layers[-1]`` is the layer, ``targets`` become
-    class indices (``ClassifierOutputTarget.category``; ``None``: the predicted class), and grad-cam's own
-    post-processing (ReLU, per-image min-max, resize to the input, ``scale_cam_image``) makes the output.
-    For a model that computes every class map itself (Top-GAP), a target may also be any callable on one
-    image's (C, h, w) maps, such as :class:`TopGAPMapTarget`. Options go to the method (Augmented Grad-CAM's
-    ``base`` may also be a grad-cam class such as ``GradCAMPlusPlus``). The model's train/eval flags are
-    restored after construction (grad-cam's constructor calls ``model.eval()``).
+    The registered method (``method``) computes the maps through its own core and contract; this class only
+    translates grad-cam's calling convention, as grad-cam's own classes do:
+
+    - every layer of ``target_layers`` is explained and the per-layer maps (ReLU, min-max, resized) are
+      averaged and min-max scaled again (grad-cam's ``aggregate_multi_layers``); ``reshape_transform``
+      reshapes a transformer's tokens; methods that read the model's own maps (Top-GAP, Expansion CAM)
+      refuse ``target_layers``;
+    - targets: ``None`` is the predicted class. Gradient methods (``differentiable_gradcam``,
+      ``positive_gradcam``) differentiate each target's own scalar — ``ClassifierOutputTarget``,
+      ``ClassifierOutputSoftmaxTarget``, ``ClassifierOutputReST``, ``BinaryClassifierOutputTarget``,
+      ``FinerWeightedTarget`` or any function of one image's logits to one number; targets of the whole
+      output vector (``SoftmaxOutputTarget``, ``RawScoresOutputTarget``) are refused, naming them. The
+      gradient-free methods explain the target's ``category``: CAM its classifier row, Recipro-CAM its
+      softmax probability, Top-GAP its class map (or any function selecting one of an image's (C, h, w)
+      maps, such as :class:`TopGAPMapTarget`); other targets are refused, naming them. Targets of other
+      tasks (segmentation, detection) are refused everywhere;
+    - ``aug_smooth`` (grad-cam's test-time augmentation) works for every method; ``eigen_smooth`` only for
+      methods that accept it, and is refused by the others.
+
+    Options go to the method (Augmented Grad-CAM's ``base`` may also be a grad-cam class such as
+    ``GradCAMPlusPlus``). The model's train/eval flags are restored after construction (grad-cam's
+    constructor calls ``model.eval()``).
 
     Example:
         >>> import timm
@@ -151,8 +195,16 @@ class GradCamBridge(BaseCAM):
         if isinstance(base, type):  # Augmented Grad-CAM over a grad-cam class: its registry name
             options["base"] = next((name for name, (cls, _) in GRAD_CAM.items() if cls is base), base.__name__)
         spec = method_spec(self.method)
-        layer = {"layer": target_layers[-1]} if target_layers and spec.kind == "layer" else {}
-        self.attribution: MethodAttribution = spec.load()(model, **layer, **{"upsample": False, **options})
+        factory = spec.load()
+        if spec.kind != "layer":
+            if target_layers or reshape_transform is not None:
+                raise ValueError(f"`target_layers` and `reshape_transform` are not used by {spec.name!r}: it reads "
+                                 "the model's own class maps; pass target_layers=None.")
+            self.attributions: list[MethodAttribution] = [factory(model, **{"upsample": False, **options})]
+        else:
+            reshape = {} if reshape_transform is None else {"reshape_transform": reshape_transform}
+            self.attributions = [factory(model, layer, **{"upsample": False, **reshape, **options})
+                                 for layer in (list(target_layers) if target_layers else [None])]
 
     @classmethod
     def of(cls, method: str) -> type[GradCamBridge]:
@@ -172,22 +224,78 @@ class GradCamBridge(BaseCAM):
         if targets is not None and len(targets) != len(input_tensor):
             raise ValueError(f"`targets` has {len(targets)} entries for {len(input_tensor)} images; pass one per "
                              "image.")
-        class_maps = getattr(self.attribution, "class_maps", None)
-        if callable(class_maps) and targets is not None and not all(hasattr(t, "category") for t in targets):
+        size = self.get_target_width_height(input_tensor)
+        per_layer = [scale_cam_image(self._maps(attribution, input_tensor, targets, eigen_smooth), size)
+                     for attribution in self.attributions]
+        return scale_cam_image(np.mean(np.stack(per_layer), axis=0))  # grad-cam's aggregate_multi_layers
+
+    def _maps(self, attribution: MethodAttribution, images: torch.Tensor, targets: list[Callable] | None,
+              eigen_smooth: bool) -> np.ndarray:
+        """One method's (N, h, w) maps of the targets, ReLU'd, as numpy."""
+        accepted = attribution.accepted_options() or set()
+        options: dict[str, Any] = {}
+        if eigen_smooth:
+            if "eigen_smooth" not in accepted:
+                raise ValueError(f"`eigen_smooth` is not available for {attribution.method_name!r}: it is a "
+                                 "projection of grad-cam's weighted activations; use aug_smooth or a grad-cam class.")
+            options["eigen_smooth"] = True
+        refused = [type(t).__name__ for t in targets or () if isinstance(t, TASK_TARGETS)]
+        if refused:
+            raise TypeError(f"targets {sorted(set(refused))} are for segmentation or detection models; "
+                            f"{attribution.method_name!r} explains a classifier's class scores.")
+        class_maps = getattr(attribution, "class_maps", None)
+        if targets is None or all(isinstance(t, ClassifierOutputTarget) for t in targets):
+            labels = None if targets is None else [self._category(t, attribution) for t in targets]
+            maps = attribution.attribute(images, target=labels, **options)[:, 0]
+        elif "score" in accepted:
+            maps = attribution.attribute(images, target=None, score=self._score(targets), **options)[:, 0]
+        elif callable(class_maps):
             with preserved_state(self.model):
-                _, cam = class_maps(input_tensor)
-            maps = torch.stack([target(image_maps) for target, image_maps in zip(targets, cam, strict=True)])
+                _, cam = class_maps(images)
+            maps = torch.stack([self._class_map(t, image_maps) for t, image_maps in zip(targets, cam, strict=True)])
         else:
-            labels = None if targets is None else [self._category(t) for t in targets]
-            maps = self.attribution.attribute(input_tensor, target=labels)[:, 0]
-        heat = maps.detach().clamp_min(0).float().cpu().numpy()
-        return scale_cam_image(heat, self.get_target_width_height(input_tensor))
+            maps = attribution.attribute(images, target=[self._category(t, attribution) for t in targets],
+                                         **options)[:, 0]
+        return maps.detach().clamp_min(0).float().cpu().numpy()
 
     @staticmethod
-    def _category(target: Callable) -> int:
-        if not hasattr(target, "category"):
-            raise TypeError(f"targets must be ClassifierOutputTarget(c) (or None for the predicted class), got "
-                            f"{type(target).__name__}.")
+    def _score(targets: list[Callable]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Each target's own scalar of its image's logits, as one (N,) tensor (what a gradient method
+        differentiates).
+        """
+        def score(logits: torch.Tensor) -> torch.Tensor:
+            values = []
+            for target, row in zip(targets, logits, strict=True):
+                value = torch.as_tensor(target(row))
+                if value.numel() != 1:
+                    raise ValueError(f"target {type(target).__name__} gives {value.numel()} numbers per image; a "
+                                     "gradient needs one (a class score): use ClassifierOutputTarget(c) or "
+                                     "ClassifierOutputSoftmaxTarget(c).")
+                values.append(value.reshape(()))
+            return torch.stack(values)
+
+        return score
+
+    @staticmethod
+    def _class_map(target: Callable, maps: torch.Tensor) -> torch.Tensor:
+        """One image's Top-GAP class map of ``target``: its category's map, or the (h, w) map a custom target
+        selects from the class maps (C, h, w).
+        """
+        if isinstance(target, CATEGORY_TARGETS):
+            return maps[int(target.category)]
+        selected = torch.as_tensor(target(maps))
+        if selected.shape != maps.shape[1:]:
+            raise ValueError(f"target {type(target).__name__} gives shape {tuple(selected.shape)} from the class "
+                             f"maps {tuple(maps.shape)}; a Top-GAP map target must select one (h, w) map, as "
+                             "ClassifierOutputTarget(c) or TopGAPMapTarget(c) do.")
+        return selected
+
+    @staticmethod
+    def _category(target: Callable, attribution: MethodAttribution) -> int:
+        if not isinstance(target, CATEGORY_TARGETS):
+            raise TypeError(f"target {type(target).__name__} is not available for {attribution.method_name!r}, "
+                            "which explains one class: pass ClassifierOutputTarget(c) (or "
+                            "ClassifierOutputSoftmaxTarget(c), ClassifierOutputReST(c)), or None.")
         return int(target.category)
 
 

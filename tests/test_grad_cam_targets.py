@@ -1,0 +1,147 @@
+"""Every target class of ``pytorch_grad_cam.utils.model_targets`` on this project's grad-cam classes: honoured
+(gradient methods differentiate the target's own scalar, exactly as grad-cam's GradCAM does; gradient-free
+methods explain its category) or refused with an error naming it. Plus ``eigen_smooth`` / ``aug_smooth``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM, base_cam
+from pytorch_grad_cam.utils import model_targets as mt
+from torch import nn
+
+from captum_topgap.adapters.grad_cam import CAM, DifferentiableGradCAM, ReciproCAM, TopGAPCAM
+
+from .conftest import TinyNet, tiny_topgap
+
+GRADIENT = {  # target -> honoured by differentiating it (None: refused with this message)
+    "ClassifierOutputTarget": (lambda: mt.ClassifierOutputTarget(2), None),
+    "ClassifierOutputSoftmaxTarget": (lambda: mt.ClassifierOutputSoftmaxTarget(2), None),
+    "ClassifierOutputReST": (lambda: mt.ClassifierOutputReST(2), None),
+    "BinaryClassifierOutputTarget": (lambda: mt.BinaryClassifierOutputTarget(0),  # for one-logit models
+                                     r"target BinaryClassifierOutputTarget gives 3 numbers"),
+    "FinerWeightedTarget": (lambda: mt.FinerWeightedTarget(2, [0, 1], 0.6), None),
+    "SoftmaxOutputTarget": (lambda: mt.SoftmaxOutputTarget(), r"target SoftmaxOutputTarget gives 3 numbers"),
+    "RawScoresOutputTarget": (lambda: mt.RawScoresOutputTarget(), r"target RawScoresOutputTarget gives 3 numbers"),
+    "SemanticSegmentationTarget": (lambda: mt.SemanticSegmentationTarget(1, np.ones((8, 8))),
+                                   r"\['SemanticSegmentationTarget'\] are for segmentation or detection"),
+    "FasterRCNNBoxScoreTarget": (lambda: mt.FasterRCNNBoxScoreTarget([1], [[0, 0, 4, 4]]),
+                                 r"\['FasterRCNNBoxScoreTarget'\] are for segmentation or detection"),
+}
+
+
+def test_the_matrix_covers_every_grad_cam_target_class() -> None:
+    classes = {name for name, value in inspect.getmembers(mt, inspect.isclass) if value.__module__ == mt.__name__}
+    assert classes == set(GRADIENT)
+
+
+@pytest.fixture
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyNet().eval()
+
+
+@pytest.fixture
+def pictures() -> torch.Tensor:
+    return torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT))
+def test_gradient_bridge_differentiates_each_targets_scalar_like_grad_cam(name: str, net, pictures) -> None:
+    make, refusal = GRADIENT[name]
+    targets = [make(), make()]
+    with DifferentiableGradCAM(net, [net.features[4]]) as ours:
+        if refusal is not None:
+            with pytest.raises((TypeError, ValueError), match=refusal):
+                ours(input_tensor=pictures, targets=targets)
+            return
+        maps = ours(input_tensor=pictures, targets=targets)
+    with GradCAM(net, [net.features[4]]) as theirs:
+        expected = theirs(input_tensor=pictures, targets=targets)
+    assert maps.shape == (2, 8, 8) and np.abs(maps - expected).max() < 1e-5
+
+
+def test_binary_target_on_a_one_logit_classifier(pictures) -> None:
+    torch.manual_seed(0)
+    binary = TinyNet(classes=1).eval()
+    for category in (0, 1):
+        targets = [mt.BinaryClassifierOutputTarget(category)] * 2
+        with DifferentiableGradCAM(binary, [binary.features[4]]) as ours, \
+                GradCAM(binary, [binary.features[4]]) as theirs:
+            assert np.abs(ours(pictures, targets) - theirs(pictures, targets)).max() < 1e-5
+
+
+@pytest.mark.parametrize("bridge", [CAM, ReciproCAM])
+@pytest.mark.parametrize("name", sorted(GRADIENT))
+def test_gradient_free_bridges_explain_the_category_or_refuse(bridge: type, name: str, net, pictures) -> None:
+    make, _ = GRADIENT[name]
+    targets = [make(), make()]
+    with bridge(net, [net.features]) as cam:
+        if name in ("ClassifierOutputTarget", "ClassifierOutputSoftmaxTarget", "ClassifierOutputReST"):
+            expected = cam(input_tensor=pictures, targets=[mt.ClassifierOutputTarget(2)] * 2)
+            assert np.array_equal(cam(input_tensor=pictures, targets=targets), expected)
+        else:
+            with pytest.raises(TypeError, match=rf"{name}"):
+                cam(input_tensor=pictures, targets=targets)
+
+
+def test_top_gap_bridge_selects_class_maps_and_refuses_vectors() -> None:
+    model = tiny_topgap().eval()
+    pictures = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with TopGAPCAM(model) as cam:
+        by_class = cam(input_tensor=pictures, targets=[mt.ClassifierOutputTarget(1)] * 2)
+        assert np.array_equal(cam(input_tensor=pictures, targets=[mt.ClassifierOutputSoftmaxTarget(1)] * 2),
+                              by_class)
+        with pytest.raises(ValueError, match=r"target BinaryClassifierOutputTarget gives shape \(3, 16, 16\)"):
+            cam(input_tensor=pictures, targets=[mt.BinaryClassifierOutputTarget(1)] * 2)
+
+
+def test_eigen_smooth_is_grad_cams_up_to_the_components_sign(net, pictures, monkeypatch) -> None:
+    """grad-cam leaves the principal component's sign to LAPACK; ours orients it along the Grad-CAM map."""
+    targets = [mt.ClassifierOutputTarget(1)] * 2
+    with DifferentiableGradCAM(net, [net.features[4]]) as ours, GradCAM(net, [net.features[4]]) as theirs:
+        smoothed, plain = ours(pictures, targets, eigen_smooth=True), ours(pictures, targets)
+        as_is = theirs(pictures, targets, eigen_smooth=True)
+        projection = base_cam.get_2d_projection
+        monkeypatch.setattr(base_cam, "get_2d_projection", lambda activations: -projection(activations))
+        flipped = theirs(pictures, targets, eigen_smooth=True)
+    for image in range(2):
+        assert min(np.abs(smoothed[image] - as_is[image]).max(), np.abs(smoothed[image] - flipped[image]).max()) < 1e-4
+        assert np.corrcoef(smoothed[image].ravel(), plain[image].ravel())[0, 1] > 0
+    with ReciproCAM(net, [net.features[4]]) as cam, \
+            pytest.raises(ValueError, match=r"`eigen_smooth` is not available for 'recipro_cam'"):
+        cam(pictures, targets, eigen_smooth=True)
+
+
+def test_aug_smooth_is_grad_cams_test_time_augmentation(net, pictures) -> None:
+    targets = [mt.ClassifierOutputTarget(1)] * 2
+    with DifferentiableGradCAM(net, [net.features[4]]) as ours, GradCAM(net, [net.features[4]]) as theirs:
+        assert np.abs(ours(pictures, targets, aug_smooth=True) - theirs(pictures, targets, aug_smooth=True)).max() \
+            < 1e-4
+
+
+def test_registry_grad_cam_classes_take_aug_and_eigen_smooth(net, pictures) -> None:
+    import captum_topgap
+
+    method = captum_topgap.get_method("gradcam", net, layer=net.features[4])
+    with GradCAM(net, [net.features[4]]) as theirs:
+        for option in ("eigen_smooth", "aug_smooth"):
+            expected = theirs(pictures, [mt.ClassifierOutputTarget(1)] * 2, **{option: True})
+            assert np.abs(method.attribute(pictures, target=1, **{option: True})[:, 0].numpy() - expected).max() \
+                < 1e-4
+    with pytest.raises(ValueError, match=r"'recipro_cam' does not take the option\(s\) \['aug_smooth'\]"):
+        captum_topgap.get_method("recipro_cam", net).attribute(pictures, target=1, aug_smooth=True)
+
+
+def test_every_target_layer_is_used_and_averaged_as_grad_cam_does(net, pictures) -> None:
+    layers = [net.features[2], net.features[4]]
+    targets = [mt.ClassifierOutputTarget(0), mt.ClassifierOutputTarget(2)]
+    with DifferentiableGradCAM(net, layers) as ours, GradCAM(net, layers) as theirs:
+        both = ours(pictures, targets)
+        assert np.abs(both - theirs(pictures, targets)).max() < 1e-5
+    with DifferentiableGradCAM(net, layers[1:]) as last_only:
+        assert np.abs(both - last_only(pictures, targets)).max() > 1e-2
