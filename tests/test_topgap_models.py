@@ -28,7 +28,8 @@ def test_names_are_listed_by_timm() -> None:
 def test_timm_model_contract(name: str) -> None:
     model = timm.create_model(name, num_classes=5, k=4).eval()
     cfg = model.pretrained_cfg
-    assert model.default_cfg is cfg and cfg["num_classes"] == 5 and len(cfg["mean"]) == len(cfg["std"]) == 3
+    assert model.default_cfg is cfg and len(cfg["mean"]) == len(cfg["std"]) == 3
+    assert model.num_classes == 5 and cfg["architecture"] == name  # cfg["num_classes"]: the weights', as in timm
     side = 32 if "preact" in name else 64
     x = torch.randn(2, 3, side, side)
     features = model.forward_features(x)
@@ -106,3 +107,73 @@ def test_any_timm_cnn_and_bad_settings() -> None:
     assert isinstance(model, TopGAPNet) and model.cam(torch.rand(1, 3, 64, 64)).shape == (1, 3, 16, 16)
     with pytest.raises(ValueError, match=r"`min_reduction` = 64 keeps no stage"):
         topgap("resnet18", num_classes=3, min_reduction=64)
+
+
+def test_features_only_gives_the_backbone_stages_like_timm() -> None:
+    model = timm.create_model("topgap_resnet18", features_only=True, out_indices=(1, 3)).eval()
+    plain = timm.create_model("resnet18", features_only=True, out_indices=(1, 3)).eval()
+    x = torch.rand(1, 3, 64, 64)
+    shapes = [tuple(f.shape) for f in model(x)]
+    assert shapes == [tuple(f.shape) for f in plain(x)] == [(1, 64, 16, 16), (1, 256, 4, 4)]
+    assert model.feature_info.channels() == [64, 256] and model.feature_info.reduction() == [4, 16]
+
+
+def test_feature_info_and_forward_intermediates() -> None:
+    model = timm.create_model("topgap_resnet18", num_classes=3, k=4).eval()
+    assert [info["module"] for info in model.feature_info][-1] == "backbone.layer4"
+    assert all(isinstance(model.get_submodule(info["module"]), torch.nn.Module) for info in model.feature_info)
+    x = torch.rand(2, 3, 64, 64)
+    fused, stages = model.forward_intermediates(x, indices=2)
+    assert torch.equal(fused, model.forward_features(x))
+    assert [s.shape[1] for s in stages] == [info["num_chs"] for info in model.feature_info[-2:]]
+    assert len(model.forward_intermediates(x, indices=[0], intermediates_only=True)) == 1
+    with pytest.raises(ValueError, match=r"`output_fmt` must be 'NCHW'"):
+        model.forward_intermediates(x, output_fmt="NHWC")
+
+
+def test_grad_checkpointing_recomputes_stages_and_changes_nothing_else() -> None:
+    torch.manual_seed(0)
+    model = timm.create_model("topgap_resnet18", num_classes=3, k=4).train()
+    x = torch.rand(2, 3, 64, 64)
+    calls = []
+    block = next(m for name, m in model.named_modules() if name.endswith("layer2.0"))  # timm checkpoints blocks
+    block.register_forward_hook(lambda *_: calls.append(1))
+
+    def gradients(checkpointing: bool) -> list[torch.Tensor]:
+        model.set_grad_checkpointing(checkpointing)
+        model.zero_grad()
+        torch.manual_seed(1)
+        model(x).sum().backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain = gradients(False)
+    calls.clear()
+    checkpointed = gradients(True)
+    assert len(calls) == 2  # forward, then again in the backward pass
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(plain, checkpointed, strict=True))
+
+
+def test_pretrained_cfg_overlay_and_kwargs_go_through_timm() -> None:
+    model = timm.create_model("topgap_resnet18", num_classes=3, k=4,
+                              pretrained_cfg_overlay={"input_size": (3, 96, 96), "crop_pct": 1.0})
+    config = timm.data.resolve_data_config({}, model=model)
+    assert config["input_size"] == (3, 96, 96) and config["crop_pct"] == 1.0
+    dropping = timm.create_model("topgap_resnet18", num_classes=3, k=4, drop_rate=0.5, drop_path_rate=0.1)
+    assert dropping.drop.p == 0.5 and any(type(m).__name__ == "DropPath" for m in dropping.modules())
+    x = torch.rand(1, 3, 64, 64)
+    dropping.train()
+    assert not torch.equal(dropping(x), dropping(x))
+    dropping.eval()
+    assert torch.equal(dropping(x), dropping(x))
+    with pytest.raises(ValueError, match=r"`global_pool`='avg' is not available: Top-GAP pools"):
+        timm.create_model("topgap_resnet18", global_pool="avg")
+    with pytest.raises(ValueError, match=r"`global_pool`='max' is not available"):
+        dropping.reset_classifier(3, global_pool="max")
+
+
+@pytest.mark.parametrize("name", ["topgap_resnet18", "topgap_preact_resnet18"])
+def test_torch_jit_script_gives_the_same_logits(name: str) -> None:
+    model = timm.create_model(name, num_classes=3, k=4).eval()
+    x = torch.rand(2, 3, 32, 32)
+    scripted = torch.jit.script(model)
+    assert torch.allclose(scripted(x), model(x), atol=1e-5)

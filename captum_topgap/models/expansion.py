@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from captum_topgap._checks import input_channels
 from captum_topgap._hooks import capture
 from captum_topgap._layers import linear_classifier
 
@@ -72,7 +73,8 @@ class ExpansionNet(nn.Module):
         if missing:
             raise ValueError(f"stages {missing} are not modules of the localisation network")
         with torch.no_grad():
-            shapes = [f.shape for f in self._encode(torch.zeros(1, 3, 64, 64))[1]]
+            probe = torch.zeros(1, input_channels(localizer) or 3, 64, 64)
+            shapes = [f.shape for f in self._encode(probe)[1]]
         self.channels = shapes[-1][1]
         reads = linear_classifier(localizer).in_features
         if reads != self.channels:
@@ -81,7 +83,7 @@ class ExpansionNet(nn.Module):
         widths = [s[1] for s in shapes]
         self.up = nn.ModuleList(_Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(len(widths) - 1)))
         self.head = nn.Sequential(nn.Conv2d(widths[0], self.channels, 3, padding=1), nn.ReLU(inplace=True))
-        self.reconstruction = nn.Conv2d(self.channels, 3, 1)
+        self.reconstruction = nn.Conv2d(self.channels, probe.shape[1], 1)  # x̂ has the input's channels
 
     def train(self, mode: bool = True) -> ExpansionNet:
         """Train the expansion path; the localisation network stays in eval mode."""

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from timm.models import register_model
 from timm.models._features import FeatureInfo
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from captum_topgap.models._timm import no_pretrained
 
@@ -52,14 +53,22 @@ class PreActResNetFeatures(nn.Module):
             info.append({"num_chs": width, "reduction": 2 ** i, "module": f"layers.{i}"})
         self.layers = nn.ModuleList(stages)
         self.feature_info = FeatureInfo(info, out_indices=tuple(range(len(widths))))
+        self.grad_checkpointing = False
         self.pretrained_cfg = {**CIFAR_CFG, "first_conv": "conv1"}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage in the backward pass instead of storing its activations (timm's contract)."""
+        self.grad_checkpointing = enable
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four stage outputs (timm's ``features_only`` contract)."""
         x = self.conv1(x)
         features = []
         for stage in self.layers:
-            x = stage(x)
+            if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+                x = checkpoint(stage, x, use_reentrant=False)
+            else:
+                x = stage(x)
             features.append(x)
         return features
 
