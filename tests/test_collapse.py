@@ -90,7 +90,7 @@ def test_training_warns_when_a_regularised_layer_collapses_and_logs_the_diagnost
     samples = [(image + 0.5, 0, m.bool()) for image, m in zip(x, mask, strict=True)]
     objective = ReFFObjective(ReFF(model, [model.features], (1.0,), "reff"), weight=1.0)
     with pytest.warns(UserWarning, match=r"features: the Grad-CAM of the true class is positive at only 0\.0 %"):
-        history = train(model, objective, samples, None, TrainConfig(epochs=1, batch_size=2, lr=0.0,
+        history = train(model, objective, samples, None, TrainConfig(epochs=1, batch_size=2, lr=1e-12,
                                                                     progress=False))
     assert history[0]["collapsed"] == ["features"]
     assert history[0]["diagnostic"]["features"]["positive_fraction"] == 0.0
@@ -123,7 +123,7 @@ def test_make_objective_builds_every_method_and_refuses_unknown_ones(tiny_net) -
     reff = make_objective("reff", tiny_net_with_stages(), variant="contrastive")
     assert reff.term.variant == "contrastive" and reff.weight == 100.0 and reff.regularised == ["a", "b", "c", "d"]
     rrr = make_objective("rrr", tiny_net_with_stages())
-    assert rrr.regularised == [] and rrr.weight == 10.0
+    assert rrr.regularised == [] and rrr.weight == 1.0
     assert make_objective("topgap", tiny_topgap(), sparsity=0.5).sparsity == 0.5
     loss, logits = make_objective("baseline", tiny_net)(tiny_net, batch)
     assert torch.isclose(loss, torch.nn.functional.cross_entropy(logits, batch.labels))

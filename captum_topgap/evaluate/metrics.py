@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -11,6 +12,7 @@ from scipy import ndimage
 from torch import nn
 from torch.utils.data import DataLoader
 
+from captum_topgap._checks import check_float, check_int
 from captum_topgap._distributed import all_sum, shard
 from captum_topgap._state import preserved_state
 from captum_topgap.data.transforms import Samples, batches
@@ -30,6 +32,10 @@ def normalize_per_image(heatmaps: torch.Tensor) -> torch.Tensor:
 
 
 def _check_pair(heatmaps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    for name, value in (("heatmaps", heatmaps), ("masks", masks)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"`{name}` must be a torch.Tensor of shape (N, 1, H, W), got {type(value).__name__}; "
+                            "convert it with torch.as_tensor(...).")
     if heatmaps.dim() == 3:
         heatmaps = heatmaps.unsqueeze(1)
     if masks.dim() == 3:
@@ -40,7 +46,16 @@ def _check_pair(heatmaps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tens
     if masks.shape != heatmaps.shape:
         raise ValueError(f"`masks` has shape {tuple(masks.shape)} but `heatmaps` {tuple(heatmaps.shape)}; "
                          "upsample the heat-maps to the mask size (upsample=True) first.")
+    if not bool(torch.isfinite(heatmaps).all()):
+        raise ValueError("`heatmaps` contains NaN or Inf values; clean them (e.g. torch.nan_to_num) first.")
     return heatmaps, masks.bool()
+
+
+def _iou(normalised: torch.Tensor, masks: torch.Tensor, threshold: float) -> torch.Tensor:
+    hot = normalised >= threshold
+    inter = (hot & masks).flatten(1).sum(1).float()
+    union = (hot | masks).flatten(1).sum(1).float()
+    return inter / union.clamp_min(1)
 
 
 def mask_iou(heatmaps: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -54,11 +69,9 @@ def mask_iou(heatmaps: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
         >>> mask_iou(heat, mask).tolist()
         [0.5]
     """
+    threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
     heatmaps, masks = _check_pair(heatmaps, masks)
-    hot = normalize_per_image(heatmaps) >= threshold
-    inter = (hot & masks).flatten(1).sum(1).float()
-    union = (hot | masks).flatten(1).sum(1).float()
-    return inter / union.clamp_min(1)
+    return _iou(normalize_per_image(heatmaps), masks, threshold)
 
 
 def mean_mask_iou(heatmaps: torch.Tensor, masks: torch.Tensor,
@@ -70,7 +83,14 @@ def mean_mask_iou(heatmaps: torch.Tensor, masks: torch.Tensor,
         >>> mean_mask_iou(heat, mask).tolist()
         [1.0]
     """
-    return torch.stack([mask_iou(heatmaps, masks, t) for t in thresholds]).mean(0)
+    if isinstance(thresholds, (str, bytes)) or not isinstance(thresholds, Sequence):
+        raise TypeError(f"`thresholds` must be a sequence of numbers in [0, 1], got {type(thresholds).__name__}.")
+    if len(thresholds) == 0:
+        raise ValueError("`thresholds` is empty; pass at least one threshold in [0, 1] (default 0.1, 0.2, …, 0.9).")
+    levels = [check_float(t, "thresholds", minimum=0.0, maximum=1.0) for t in thresholds]
+    heatmaps, masks = _check_pair(heatmaps, masks)
+    normalised = normalize_per_image(heatmaps)
+    return torch.stack([_iou(normalised, masks, t) for t in levels]).mean(0)
 
 
 def pointing_game(heatmaps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
@@ -81,6 +101,7 @@ def pointing_game(heatmaps: torch.Tensor, masks: torch.Tensor, tolerance: int = 
         >>> pointing_game(heat, torch.tensor([[[[False, True], [False, False]]]])).tolist()
         [1.0]
     """
+    check_int(tolerance, "tolerance", minimum=0)
     heatmaps, masks = _check_pair(heatmaps, masks)
     if tolerance > 0:
         masks = torch.nn.functional.max_pool2d(masks.float(), 2 * tolerance + 1, 1, tolerance).bool()
@@ -114,6 +135,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256,
         >>> predict(net, torch.tensor([[[[0.0, 1.0]]], [[[2.0, 1.0]]]])).tolist()
         [1, 0]
     """
+    check_int(batch_size, "batch_size", minimum=1)
     with preserved_state(model), torch.no_grad():
         return torch.cat([model(transform(chunk) if transform else chunk).argmax(dim=1)
                           for chunk in images.split(batch_size)])
@@ -155,6 +177,19 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
         >>> confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2).tolist()
         [[1, 1], [0, 1]]
     """
+    check_int(num_classes, "num_classes", minimum=1)
+    for name, value in (("predictions", predictions), ("labels", labels)):
+        if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.dim() != 1:
+            shown = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            dtype = f" {value.dtype}" if isinstance(value, torch.Tensor) else ""
+            raise ValueError(f"`{name}` must be a 1-D tensor of class indices, got{dtype} {shown}.")
+        if value.numel() and not bool(((value >= 0) & (value < num_classes)).all()):
+            bad = sorted(set(value[(value < 0) | (value >= num_classes)].tolist()))
+            raise ValueError(f"`{name}` {bad[:5]} out of range for {num_classes} classes; use indices in "
+                             f"[0, {num_classes - 1}].")
+    if len(predictions) != len(labels):
+        raise ValueError(f"`predictions` and `labels` must have the same length, got {len(predictions)} and "
+                         f"{len(labels)}.")
     index = labels.long() * num_classes + predictions.long()
     return torch.bincount(index, minlength=num_classes ** 2).view(num_classes, num_classes)
 
@@ -169,6 +204,18 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, t
         >>> auc
         0.75
     """
+    for name, value in (("scores", scores), ("labels", labels)):
+        if not isinstance(value, torch.Tensor) or value.dim() != 1:
+            shown = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"`{name}` must be a 1-D tensor (one value per sample), got {shown}.")
+    if len(scores) != len(labels):
+        raise ValueError(f"`scores` and `labels` must have the same length (one per sample), got {len(scores)} "
+                         f"and {len(labels)}.")
+    if scores.is_floating_point() and bool(torch.isnan(scores).any()):
+        raise ValueError("`scores` contains NaN; a NaN has no rank — drop or replace those samples first.")
+    if not bool(((labels == 0) | (labels == 1)).all()):
+        raise ValueError(f"`labels` must be 0 or 1 (1 = the positive class), got the values "
+                         f"{sorted(set(labels.tolist()))[:5]}.")
     order = torch.argsort(scores, descending=True)
     sorted_scores, sorted_labels = scores[order], labels[order].float()
     distinct = torch.nonzero(torch.diff(sorted_scores) != 0).flatten()
@@ -192,6 +239,7 @@ def box_from_heatmap(heatmap: torch.Tensor, rel_threshold: float = 0.2) -> tuple
         >>> box_from_heatmap(heat)
         (1, 1, 3, 2)
     """
+    rel_threshold = check_float(rel_threshold, "rel_threshold", minimum=0.0, maximum=1.0)
     heat = heatmap.detach().float().cpu().squeeze()
     if heat.dim() != 2:
         raise ValueError(f"`heatmap` must be one (H, W) map, got shape {tuple(heatmap.shape)}.")
@@ -210,11 +258,25 @@ def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
         >>> box_iou((0, 0, 1, 1), (1, 0, 2, 1))
         0.3333333333333333
     """
+    for name, box in (("a", a), ("b", b)):
+        _check_box(box, name)
     w = min(a[2], b[2]) - max(a[0], b[0]) + 1
     h = min(a[3], b[3]) - max(a[1], b[1]) + 1
     inter = max(w, 0) * max(h, 0)
     area = lambda box: (box[2] - box[0] + 1) * (box[3] - box[1] + 1)  # noqa: E731
     return inter / (area(a) + area(b) - inter)
+
+
+def _check_box(box: object, name: str) -> None:
+    try:
+        values = list(box)  # type: ignore[call-overload]
+        corners = [float(v) for v in values if not isinstance(v, (str, bytes))]
+    except (TypeError, ValueError):
+        values, corners = [], []
+    valid = len(corners) == 4 == len(values) and all(map(math.isfinite, corners))
+    if not valid or corners[0] > corners[2] or corners[1] > corners[3]:
+        raise ValueError(f"`{name}` must be a box (x0, y0, x1, y1) of finite numbers with x0 ≤ x1 and y0 ≤ y1 "
+                         f"(inclusive pixel corners), got {box!r}.")
 
 
 def erf_distance(model: torch.nn.Module, inputs: torch.Tensor, masks: torch.Tensor,

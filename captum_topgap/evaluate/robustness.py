@@ -22,9 +22,11 @@ Example:
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import torch
@@ -32,6 +34,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from tqdm.auto import tqdm
 
+from captum_topgap._checks import check_float, check_int
 from captum_topgap._distributed import all_sum, is_main
 from captum_topgap._state import preserved_state
 from captum_topgap.evaluate.metrics import predict
@@ -57,12 +60,27 @@ class AttackSpec:
 
     @classmethod
     def parse(cls, name: str, steps: int | None = None) -> AttackSpec:
-        """The attack of a name; ``steps`` when the name carries no number."""
+        """The attack of a name; ``steps`` (≥ 1) when the name carries no number.
+
+        Example:
+            >>> AttackSpec.parse("pgd0")
+            Traceback (most recent call last):
+            ...
+            ValueError: `steps` must be an integer ≥ 1, got 0 in attack='pgd0'; use e.g. 'pgd20'.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"`attack` must be a name such as 'pgd', 'pgd20', 'square' or 'square<N>', got "
+                            f"{type(name).__name__} {name!r}.")
         match = re.fullmatch(r"(pgd|square)(\d*)", name.strip().lower())
         if match is None:
             raise ValueError(f"attack={name!r} is not known; use 'pgd', 'pgd20', 'pgd50', 'square' or 'square<N>'")
         kind, digits = match.groups()
-        return cls(kind, int(digits) if digits else steps or _DEFAULT_STEPS[kind])
+        if digits:
+            if int(digits) < 1:
+                raise ValueError(f"`steps` must be an integer ≥ 1, got {int(digits)} in attack={name!r}; use e.g. "
+                                 f"'{kind}{_DEFAULT_STEPS[kind]}'.")
+            return cls(kind, int(digits))
+        return cls(kind, _DEFAULT_STEPS[kind] if steps is None else check_int(steps, "steps", minimum=1))
 
     @property
     def name(self) -> str:
@@ -167,7 +185,7 @@ normalisation as preprocessing=dict(mean=..., std=...) instead of normalised ten
     """
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
         raise ValueError(f"inputs must be a (N, C, H, W) tensor, got {getattr(inputs, 'shape', type(inputs))}")
-    low, high = bounds
+    low, high = check_bounds(bounds)
     if inputs.numel() and (inputs.min() < low or inputs.max() > high):
         raise ValueError(f"inputs lie outside bounds={tuple(bounds)} (min {inputs.min().item():.4g}, max "
                          f"{inputs.max().item():.4g}): pass images in [{low}, {high}] and the normalisation as "
@@ -176,6 +194,23 @@ normalisation as preprocessing=dict(mean=..., std=...) instead of normalised ten
         shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"labels must be integer class indices of shape ({inputs.shape[0]},), got {shape}; "
                          "for one-hot labels pass labels.argmax(1)")
+
+
+def check_bounds(bounds: object) -> tuple[float, float]:
+    """The valid input range ``(low, high)``: two finite numbers with low < high.
+
+    Example:
+        >>> check_bounds((1.0, 0.0))
+        Traceback (most recent call last):
+        ...
+        ValueError: `bounds` must be (low, high) with finite low < high, e.g. (0.0, 1.0), got (1.0, 0.0).
+    """
+    values = list(bounds) if isinstance(bounds, Sequence) and not isinstance(bounds, str) else []
+    numbers = len(values) == 2 and all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+                                       for v in values)
+    if not numbers or not values[0] < values[1]:
+        raise ValueError(f"`bounds` must be (low, high) with finite low < high, e.g. (0.0, 1.0), got {bounds!r}.")
+    return values[0], values[1]
 
 
 def _predict(model: nn.Module, images: torch.Tensor, preprocessing: Mapping[str, Any] | None,
@@ -222,6 +257,7 @@ def adversarial_examples(model: nn.Module, inputs: torch.Tensor, labels: torch.T
         True
     """
     spec = AttackSpec.parse(attack, steps)
+    eps = check_float(eps, "eps", minimum=0.0)
     check_attack_inputs(inputs, labels, bounds)
     allowed = allowed_region(region, masks, inputs)
     if eps == 0 or len(inputs) == 0:
@@ -275,6 +311,9 @@ def robust_counts(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
         >>> bool((robust == correct).all())
         True
     """
+    AttackSpec.parse(attack, steps)
+    check_float(eps, "eps", minimum=0.0)
+    check_int(batch_size, "batch_size", minimum=1)
     check_attack_inputs(inputs, labels, bounds)
     allowed_region(region, masks, inputs)
     labels = labels.to(inputs.device)
@@ -306,6 +345,10 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
         >>> sorted(evaluate_robustness(net, loader, ["pgd5"], eps=0.0, progress=False))
         ['clean', 'pgd5']
     """
+    for name in attacks:
+        AttackSpec.parse(name)
+    check_float(eps, "eps", minimum=0.0)
+    check_bounds(bounds)
     robust = dict.fromkeys(attacks, 0)
     correct: float = 0
     count: float = 0
@@ -315,7 +358,7 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
     for batch in bar:
         images, labels, masks = _unpack(batch)
         images, labels = images.to(device), labels.to(device)
-        correct += int((_predict(model, images, preprocessing, len(images)) == labels).sum())
+        correct += int((_predict(model, images, preprocessing, max(len(images), 1)) == labels).sum())
         for attack in attacks:
             robust[attack] += int(robust_counts(model, images, labels, attack, eps, region=region, masks=masks,
                                                 bounds=bounds, preprocessing=preprocessing, seed=seed)[0].sum())

@@ -7,6 +7,9 @@ of the model and how it was trained — what :func:`load_model` needs.
 
 from __future__ import annotations
 
+import difflib
+import errno
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,8 @@ from captum_topgap.models.expansion import ExpansionNet
 
 
 def save_checkpoint(path: Path, **content: Any) -> None:
-    """Write a checkpoint atomically (a crash never leaves half a file).
+    """Write a checkpoint atomically: into ``<name>.tmp``, then renamed, so a crash, Ctrl-C or a full disk
+    never leaves half a file (the partial ``.tmp`` is removed, the previous checkpoint stays).
 
     Example:
         >>> import tempfile
@@ -28,14 +32,55 @@ def save_checkpoint(path: Path, **content: Any) -> None:
         >>> load_checkpoint(path)["epoch"], sorted(p.name for p in path.parent.iterdir())
         (3, ['c.pt'])
     """
-    tmp = path.with_suffix(".tmp")
-    torch.save(content, tmp)
-    tmp.replace(path)
+    tmp = partial_path(path)
+    try:
+        torch.save(content, tmp)
+        tmp.replace(path)
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on the device writing {path}; free some space or write "
+                                        "the checkpoints elsewhere (--out)") from error
+        raise
+
+
+def partial_path(path: Path) -> Path:
+    """Where :func:`save_checkpoint` writes before the rename (``last.pt`` -> ``last.pt.tmp``)."""
+    return path.with_name(path.name + ".tmp")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``: nothing in it can execute code (see :func:`save_checkpoint`)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a checkpoint with ``weights_only=True``: nothing in it can execute code (see :func:`save_checkpoint`).
+
+    A file that is not a checkpoint (truncated, another format, pickled objects) is a ``ValueError`` that says so.
+
+    Example:
+        >>> import tempfile
+        >>> bad = Path(tempfile.mkdtemp()) / "bad.pt"
+        >>> _ = bad.write_text("not a checkpoint")
+        >>> load_checkpoint(bad)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: .../bad.pt is not a checkpoint torch can read safely (...); pass a best.pt or last.pt ...
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a file path (str or pathlib.Path), got {type(path).__name__}; pass a "
+                        "best.pt or last.pt written by captum-topgap train or demo.")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; pass a best.pt or last.pt written by "
+                                "captum-topgap train or captum-topgap demo.")
+    try:
+        content = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise  # unreadable (permissions, I/O): not a question of the file's content
+    except Exception as error:  # the unpickler fails in many ways on other files: KeyError, UnpicklingError, …
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path} is not a checkpoint torch can read safely ({reason[:120]}); pass a best.pt or "
+                         "last.pt written by captum-topgap train or demo.") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds a {type(content).__name__}, not a checkpoint dictionary; pass a best.pt or "
+                         "last.pt written by captum-topgap train or demo.")
+    return content
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
@@ -44,7 +89,17 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     Example:
         >>> type(build_model("topgap_resnet18", num_classes=3, k=8)).__name__
         'TopGAPNet'
+        >>> build_model("resnet_18")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: `name` 'resnet_18' is not a timm model; closest names: ['resnet18', ...]. See timm.list_models() ...
     """
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a timm model name (str), got {type(name).__name__}; see timm.list_models().")
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        raise ValueError(f"`name` {name!r} is not a timm model; closest names: {close}. See timm.list_models() "
+                         "(a model from another package must be registered with timm before it is built).")
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
@@ -63,16 +118,24 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn
         >>> type(load_model(path)).__name__
         'ResNet'
     """
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist; pass a best.pt or last.pt written by "
-                                "captum-topgap train or captum-topgap demo.")
     state = load_checkpoint(checkpoint, device)
     meta = state.get("metadata", {})
     if "model" not in meta or "model" not in state:
         raise ValueError(f"{checkpoint} has no model name in its metadata; it was not written by captum-topgap "
                          "train or demo. Build the model yourself and load_state_dict(torch.load(...)).")
-    model = build_model(meta["model"], **meta.get("model_kwargs", {}))
+    try:
+        model = build_model(meta["model"], **meta.get("model_kwargs", {}))
+    except (TypeError, ValueError) as error:
+        if not isinstance(meta["model"], str) or not timm.is_model(meta["model"]):
+            raise ValueError(f"{checkpoint} names the model {meta['model']!r} in its metadata (`model`), which timm "
+                             f"does not know: {error} Import the package that registers it first.") from None
+        raise
     if meta.get("method") == "expansion":
         model = ExpansionNet(model)
+    broken = [name for name, tensor in state["model"].items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise ValueError(f"{checkpoint} has non-finite weights ({broken[0]}{' …' if len(broken) > 1 else ''}): "
+                         "its training diverged; retrain with a lower --lr.")
     model.load_state_dict(state["model"])
     return model.to(device).eval()

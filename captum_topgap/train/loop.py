@@ -39,11 +39,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from captum_topgap._checks import check_bool, check_choice, check_float, check_int
 from captum_topgap._distributed import all_sum, is_main, rank, world_size
 from captum_topgap.data.transforms import Batch, Samples, batches, collate
 from captum_topgap.evaluate.diagnostics import warn_if_collapsed
 from captum_topgap.evaluate.metrics import accuracy
-from captum_topgap.train.checkpoints import load_checkpoint, save_checkpoint
+from captum_topgap.train.checkpoints import load_checkpoint, partial_path, save_checkpoint
 from captum_topgap.train.objectives import Objective
 
 
@@ -65,15 +66,31 @@ class TrainConfig:
     progress: bool = True
     diagnostic_images: int = 64
 
+    def __post_init__(self) -> None:
+        """Every setting checked before any work, each error naming the setting and its range."""
+        check_int(self.epochs, "epochs", minimum=1)
+        check_int(self.batch_size, "batch_size", minimum=1)
+        check_float(self.lr, "lr", minimum=0.0, strict_minimum=True)
+        check_float(self.momentum, "momentum", minimum=0.0, maximum=1.0)
+        check_float(self.weight_decay, "weight_decay", minimum=0.0)
+        check_choice(self.optimizer, "optimizer", ("sgd", "adam"))
+        check_int(self.seed, "seed", minimum=0)
+        check_int(self.num_workers, "num_workers", minimum=0)
+        check_bool(self.progress, "progress")
+        check_int(self.diagnostic_images, "diagnostic_images", minimum=0)
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"`device` must be a torch device such as 'cpu' or 'cuda:0', got {self.device!r}.") \
+                from None
+
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (default) or Adam over the trainable parameters."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"`optimizer` must be 'sgd' or 'adam', got {config.optimizer!r}.")
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:
@@ -115,14 +132,12 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
     history: list[dict[str, Any]] = []
     start, best = 0, (-1.0, -float("inf"))
     if resume is not None:
-        state = load_checkpoint(resume, device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start, best, history = state["epoch"] + 1, tuple(state["best"]), list(state["history"])
+        start, best, history = resume_from(resume, model, optimizer, config, device)
     out = Path(out_dir) if out_dir is not None and is_main() else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        for name in ("best.pt", "last.pt"):  # left by a run killed while it wrote (SIGKILL, power loss)
+            partial_path(out / name).unlink(missing_ok=True)
     progress = config.progress and is_main()
     for epoch in range(start, config.epochs):
         model.train()
@@ -130,14 +145,23 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
         total: float = 0
         count: float = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-        for batch in bar:
+        for step, batch in enumerate(bar):
             batch = to_device(batch, device)
             loss, _ = objective(network, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {float(loss)} at epoch {epoch + 1}, batch {step + 1}: the "
+                    f"optimisation diverged; lower the learning rate (now {config.lr:g}). The checkpoints of "
+                    "the last finished epoch are kept.")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total, count = total + float(loss.detach()) * len(batch.labels), count + len(batch.labels)
             bar.set_postfix(loss=f"{total / count:.4f}")
+        if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+            raise FloatingPointError(
+                f"the weights became NaN or Inf in epoch {epoch + 1}: the optimisation diverged; lower the learning "
+                f"rate (now {config.lr:g}). The checkpoints of the last finished epoch are kept.")
         total, count = all_sum([total, count])
         record: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if val_data is not None:
@@ -160,6 +184,33 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
         else:
             best = max(best, score)
     return history
+
+
+def resume_from(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                device: torch.device) -> tuple[int, tuple[float, float], list[dict[str, Any]]]:
+    """Restore weights, optimiser and RNG from a ``last.pt``; returns (first epoch, best score, history).
+
+    A ``best.pt`` (no optimiser state), a checkpoint of another optimiser or architecture, or one that has
+    already run ``config.epochs`` epochs is a ``ValueError`` that says what to pass instead.
+    """
+    state = load_checkpoint(path, device)
+    if "optimizer" not in state or "torch_rng" not in state:
+        raise ValueError(f"resume: {path} has no optimiser state (a best.pt?); pass the last.pt of the same folder.")
+    saved = state.get("config", {}).get("optimizer", config.optimizer)
+    if saved != config.optimizer:
+        raise ValueError(f"resume: {path} was trained with --optimizer {saved}, this run uses {config.optimizer}; "
+                         "pass the same optimiser.")
+    if state["epoch"] + 1 >= config.epochs:
+        raise ValueError(f"resume: {path} already ran {state['epoch'] + 1} epochs; pass more --epochs than that "
+                         "to continue training.")
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"resume: {path} does not fit this model ({str(error).splitlines()[0][:100]}); pass the "
+                         "same --model, --k and data as the run that wrote it.") from None
+    torch.set_rng_state(state["torch_rng"])
+    return state["epoch"] + 1, tuple(state["best"]), list(state["history"])
 
 
 def progress_line(record: dict[str, Any]) -> str:

@@ -6,15 +6,50 @@ turns them into objectives of this project's one training loop.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from numbers import Real
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from captum_topgap._checks import check_mask
-from captum_topgap.methods.gradcam import grad_cam_maps
+from captum_topgap.methods.gradcam import class_score, grad_cam_maps
 
 TOPGAP_SPARSITY = 0.01
 """Default λ of the sparseness term; chosen by the sweep in docs/topgap.md."""
+
+
+def check_lambda(value: object, name: str) -> float:
+    """A weight λ of a loss term: a finite number ≥ 0.
+
+    Example:
+        >>> check_lambda(float("nan"), "sparsity")
+        Traceback (most recent call last):
+        ...
+        ValueError: `sparsity` (λ) must be ≥ 0, got nan; pass a finite number such as 0.01.
+    """
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise ValueError(f"`{name}` (λ) must be ≥ 0, got {value!r}; pass a finite number such as 0.01.")
+    if value < 0:
+        raise ValueError(f"`{name}` (λ) must be ≥ 0, got {value!r}.")
+    return float(value)
+
+
+def check_classes(target: torch.Tensor, num_classes: int, name: str = "target") -> None:
+    """Class indices in [0, num_classes − 1] (one device sync), or an error naming the bad ones.
+
+    Example:
+        >>> check_classes(torch.tensor([0, 5]), 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: `target` [5] out of range for a model with 3 outputs; use indices in [0, 2].
+    """
+    if target.numel() and not bool(((target >= 0) & (target < num_classes)).all()):
+        bad = sorted(set(target[(target < 0) | (target >= num_classes)].tolist()))
+        raise ValueError(f"`{name}` {bad[:5]} out of range for a model with {num_classes} outputs; use indices in "
+                         f"[0, {num_classes - 1}].")
 
 
 def topgap_loss(logits: torch.Tensor, cam: torch.Tensor, target: torch.Tensor,
@@ -32,8 +67,8 @@ def topgap_loss(logits: torch.Tensor, cam: torch.Tensor, target: torch.Tensor,
         >>> round(float(topgap_loss(logits, cam + 1.0, torch.tensor([0, 1]), sparsity=0.5)), 4)  # ln 3 + 0.5
         1.5986
     """
-    if sparsity < 0:
-        raise ValueError(f"`sparsity` (λ) must be ≥ 0, got {sparsity}.")
+    sparsity = check_lambda(sparsity, "sparsity")
+    check_classes(target, logits.shape[-1])
     return F.cross_entropy(logits, target) + sparsity * cam.abs().mean()
 
 
@@ -111,8 +146,9 @@ class ReFF:
     Args:
         model: the classifier being trained (its mode is left as it is).
         layers: modules whose outputs are explained; ``None`` takes the four ResNet stages.
-        weights: w_l; default (15, 60, 250, 1000) as in the ReFF supplementary for the norms, equal weights 1/L for the
-            shares (each in [0, 1]).
+        weights: w_l ≥ 0, one per layer; default (15, 60, 250, 1000) as in the ReFF supplementary for the norms
+            (made for four layers: pass your own for another number), equal weights 1/L for the shares (each in
+            [0, 1]).
         variant: one of :data:`VARIANTS`.
 
     Example:
@@ -130,12 +166,22 @@ class ReFF:
             raise ValueError(f"`variant` must be one of {sorted(VARIANTS)}, got {variant!r}.")
         self.model, self.variant = model, variant
         self.layers = list(layers) if layers is not None else default_reff_layers(model)
+        if not self.layers:
+            raise ValueError("`layers` is empty; pass at least one module of the model (or None for the four "
+                             "ResNet stages).")
         self.names = layer_names(model, self.layers)
         self.score, self.relu, self.penalty = _SPEC[variant]
+        given = weights is not None
         if weights is None:
             weights = REFF_WEIGHTS if self.penalty != "share" else (1 / len(self.layers),) * len(self.layers)
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+            raise ValueError(f"`weights` must be finite numbers ≥ 0, one per layer, got {weights!r}.")
         if len(weights) != len(self.layers):
-            raise ValueError(f"`weights` has {len(weights)} entries for {len(self.layers)} layers; give one per layer.")
+            hint = "" if given else f" (the published {REFF_WEIGHTS} are for four stages)"
+            raise ValueError(f"`weights` has {len(weights)} entries for {len(self.layers)} layers{hint}; give one per "
+                             "layer.")
+        if not all(not isinstance(w, bool) and isinstance(w, Real) and math.isfinite(w) and w >= 0 for w in weights):
+            raise ValueError(f"`weights` must be finite numbers ≥ 0, one per layer, got {tuple(weights)}.")
         self.weights = tuple(float(w) for w in weights)
 
     def term_and_logits(self, inputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
@@ -144,8 +190,13 @@ class ReFF:
         ``network`` is the module to run (e.g. the DistributedDataParallel wrapper of the model).
         """
         relevant = check_relevance(mask, inputs)
+
+        def score(logits: torch.Tensor) -> torch.Tensor:  # the class score, once the number of classes is known
+            check_classes(target, logits.shape[1])
+            return class_score(logits, target, self.score)
+
         logits, maps = grad_cam_maps(network or self.model, inputs, target, self.layers, create_graph=True,
-                                     relu=self.relu, score=self.score)
+                                     relu=self.relu, score=score)
         term = inputs.new_zeros(())
         outside = (1 - relevant).flatten(1)
         for weight, cam in zip(self.weights, maps, strict=True):
@@ -215,6 +266,7 @@ class RRR:
 def check_relevance(mask: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """A (N, 1, H, W) float relevance mask in [0, 1] for ``inputs`` (soft masks allowed), or a clear error."""
     relevant = check_mask(mask, inputs).to(inputs.device, inputs.dtype)
-    if relevant.min() < 0 or relevant.max() > 1:
-        raise ValueError("`mask` values must lie in [0, 1] (1 = relevant); soft masks are fine.")
+    if not bool(((relevant >= 0) & (relevant <= 1)).all()):  # NaN fails both comparisons
+        found = " (found NaN)" if bool(relevant.isnan().any()) else ""
+        raise ValueError(f"`mask` values must lie in [0, 1] (1 = relevant){found}; soft masks are fine.")
     return relevant

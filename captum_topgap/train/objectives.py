@@ -18,7 +18,7 @@ from captum_topgap._layers import resolve_layer
 from captum_topgap.data.transforms import Batch
 from captum_topgap.evaluate.diagnostics import LayerDiagnostic, gradcam_diagnostic
 from captum_topgap.models.expansion import ExpansionNet
-from captum_topgap.train.losses import RRR, TOPGAP_SPARSITY, ReFF, topgap_loss
+from captum_topgap.train.losses import REFF_WEIGHTS, RRR, TOPGAP_SPARSITY, ReFF, check_lambda, topgap_loss
 
 
 class Annotator(Protocol):
@@ -61,7 +61,7 @@ class TopGAPObjective:
     """
 
     def __init__(self, sparsity: float = TOPGAP_SPARSITY) -> None:
-        self.sparsity = sparsity
+        self.sparsity = check_lambda(sparsity, "sparsity")
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The Top-GAP loss of one forward with ``return_cam=True`` and the logits."""
@@ -70,7 +70,7 @@ class TopGAPObjective:
 
 
 REFF_WEIGHT = {"reff": 1e-3, "l1": 1e-6, "l2": 1e-6, "signed": 1e-3, "share": 100.0, "contrastive": 100.0,
-               "rrr": 10.0}
+               "rrr": 1.0}
 """Default λ per variant: the ReFF supplementary's 1e-6 for L1/L2; 1e-3 for ReFF makes the term ≈ the cross-entropy at
 initialisation of a resnet18 on 64-px Textured MNIST (measured: term ≈ 3.4e3, L1 ≈ 8.2e5, L2 ≈ 6.5e5);
 the others were chosen on the shifted validation split of the demo's spurious scenario, never on its test
@@ -107,9 +107,7 @@ class ExplanationObjective:
 
     def __init__(self, term: ReFF | RRR, weight: float | None = None, annotator: Annotator | None = None) -> None:
         self.term, self.annotator = term, annotator
-        self.weight = REFF_WEIGHT[term.variant] if weight is None else weight
-        if self.weight < 0:
-            raise ValueError(f"`weight` (λ) must be ≥ 0, got {self.weight}.")
+        self.weight = REFF_WEIGHT[term.variant] if weight is None else check_lambda(weight, "weight")
 
     @property
     def reff(self) -> ReFF | RRR:
@@ -180,13 +178,15 @@ METHODS = ("baseline", "topgap", "reff", "rrr")
 
 def make_objective(method: str, model: nn.Module, variant: str | None = None, weight: float | None = None,
                    sparsity: float | None = None, annotator: Annotator | None = None,
-                   layers: Sequence[str] | None = None) -> Objective:
+                   layers: Sequence[str] | None = None, weights: Sequence[float] | None = None) -> Objective:
     """The objective of a training method by name — the one place the CLI, the demo and ``evaluate`` choose it.
 
     ``"baseline"``: cross-entropy; ``"topgap"``: :class:`TopGAPObjective` (λ = ``sparsity``); ``"reff"``:
     :class:`ReFFObjective` of the ReFF ``variant`` (default ``"reff"``) with λ = ``weight`` over the named
-    ``layers`` (default: the four ResNet stages); ``"rrr"``: the same objective over :class:`RRR`.
-    ``annotator`` supplies the masks of unannotated samples (Algorithm 1).
+    ``layers`` (default: the four ResNet stages), layer ``weights`` w_l (default: :class:`ReFF`'s for four
+    layers, else w_l = 1/L each); ``"rrr"``: the same objective over :class:`RRR`, which has no variant and
+    no layer weights (its ``layers`` are only monitored). ``annotator`` supplies the masks of unannotated
+    samples (Algorithm 1).
 
     Example:
         >>> import timm
@@ -202,5 +202,15 @@ def make_objective(method: str, model: nn.Module, variant: str | None = None, we
     if method == "topgap":
         return TopGAPObjective(TOPGAP_SPARSITY if sparsity is None else sparsity)
     modules = None if layers is None else [resolve_layer(model, name) for name in layers]
-    term = ReFF(model, modules, variant=variant or "reff") if method == "reff" else RRR(model)
+    if method == "rrr":
+        if variant not in (None, "reff"):  # "reff" is the default variant (the CLI passes it for every method)
+            raise ValueError(f"`variant` is a ReFF option; 'rrr' has none, got variant={variant!r}. Leave it None, "
+                             "or use method='reff' for a ReFF variant.")
+        if weights is not None:
+            raise ValueError("`weights` (per-layer w_l) is a ReFF option; 'rrr' constrains the input gradient, not "
+                             "layers. Leave it None.")
+        return ExplanationObjective(RRR(model, modules), weight, annotator)
+    if weights is None and modules is not None and len(modules) != len(REFF_WEIGHTS):
+        weights = (1 / len(modules),) * len(modules) if modules else ()
+    term = ReFF(model, modules, None if weights is None else tuple(weights), variant=variant or "reff")
     return ExplanationObjective(term, weight, annotator)

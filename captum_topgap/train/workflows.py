@@ -15,13 +15,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from captum_topgap.data import PartiallyAnnotated
+from captum_topgap.data import PartiallyAnnotated, Samples
 from captum_topgap.models import ExpansionNet, PseudoAnnotator, TopGAPNet
 from captum_topgap.train.checkpoints import build_model, load_checkpoint, load_model
 
@@ -56,7 +55,7 @@ def training_method(method: str, model: nn.Module) -> str:
     return method
 
 
-def explanation_setup(train_data: Sequence, n_annotated: int | None, size: int, annotator_epochs: int = 20,
+def explanation_setup(train_data: Samples, n_annotated: int | None, size: int, annotator_epochs: int = 20,
                       seed: int = 0, progress: bool = True) -> tuple[PartiallyAnnotated, PseudoAnnotator | None]:
     """ReFF's Algorithm 1 set-up: the training data with all but ``n_annotated`` masks hidden (``None``: all
     kept) and, when masks are hidden, the pseudo-annotator fitted on the annotated ones.
