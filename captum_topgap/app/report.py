@@ -106,12 +106,14 @@ def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path) ->
     return figures
 
 
-def _image(path: Path, alt: str) -> str:
+def embedded_image(path: Path, alt: str) -> str:
+    """An ``<img>`` with the PNG at ``path`` embedded as a data URI (the page stays one file)."""
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
 
 
-def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+def html_table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
+    """An HTML table of escaped cells; ``classes`` gives each row's CSS class."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(f"<tr class=\"{(classes or [''] * len(rows))[i]}\">" + "".join(
         f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for i, row in enumerate(rows))
@@ -128,7 +130,7 @@ def claims_table(claims: list[dict[str, Any]], scenario: str, one_seed: bool) ->
         rows.append([claim["claim"], claim["paper"], cell(claim), claim["criterion"],
                      verdict + (" (indicative: 1 seed)" if one_seed else "")])
         classes.append("held" if claim["held"] else "not")
-    return _table(["claim", "paper", "ours (mean ± sd over seeds)", "criterion (fixed before the run)", "verdict"],
+    return html_table(["claim", "paper", "ours (mean ± sd over seeds)", "criterion (fixed before the run)", "verdict"],
                   rows, classes)
 
 
@@ -142,14 +144,14 @@ def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> P
         header, rows = model_table(report["models"], scenario)
         parts = [f"<h2>Scenario “{scenario}”</h2><p>{html.escape(DESCRIPTIONS[scenario])}</p>",
                  claims_table(claims, scenario, one_seed), "<h3>Measures (mean ± sd over seeds)</h3>",
-                 _table(header, rows)]
+                 html_table(header, rows)]
         for key, caption in ((f"{scenario}_heatmaps", "Heat-maps of the true class (first seed), digit mask "
                               "outlined in white."), (f"{scenario}_erf", "ERF of the true-class logit, per model."),
                              (f"{scenario}_diagnostic", "The collapse diagnostic during training (first 64 "
                               "training images, mean over seeds): positive fraction and in-mask share of the "
                               "true class's Grad-CAM per layer, and the shifted validation accuracy.")):
             if key in figures:
-                parts.append(_image(figures[key], caption) + f"<p>{html.escape(caption)}</p>")
+                parts.append(embedded_image(figures[key], caption) + f"<p>{html.escape(caption)}</p>")
         sections.append("".join(parts))
     seeds = ", ".join(str(s) for s in config["seeds"])
     page = f"""<!DOCTYPE html>
