@@ -32,7 +32,7 @@ MOVED = {
     "captum_topgap.evaluation": ("captum_topgap.evaluate.heatmaps",),
     "captum_topgap.robustness": ("captum_topgap.evaluate.robustness",),
     "captum_topgap.shift": ("captum_topgap.evaluate.shift",),
-    "captum_topgap.cli": ("captum_topgap.app.cli",),
+    "captum_topgap.cli": ("captum_topgap.app.cli", "captum_topgap.app.commands"),
     "captum_topgap.report": ("captum_topgap.app.demo", "captum_topgap.app.report"),
     "captum_topgap.bench": ("captum_topgap.app.bench",),
     "captum_topgap.visualize": ("captum_topgap.app.visualize",),

@@ -13,7 +13,7 @@ import pytest
 import captum_topgap
 import captum_topgap.adapters
 from captum_topgap import registry
-from captum_topgap.app.cli import methods_markdown
+from captum_topgap.app.commands import methods_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted(m.name for m in pkgutil.walk_packages(captum_topgap.__path__, "captum_topgap.")) + sorted(

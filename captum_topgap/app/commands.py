@@ -1,0 +1,417 @@
+"""What each ``captum-topgap`` sub-command does, given its parsed (and already checked) arguments.
+
+Each function returns the exit status; the checks that need files or the registry raise
+:class:`~captum_topgap.app.arguments.UsageError` before any work, which :func:`captum_topgap.app.cli.main`
+prints as one line with exit status 2.
+
+Example:
+    >>> parse_options(["augmented_gradcam.n_augmentations=16", "augmented_gradcam.solver=primal_dual"])
+    {'augmented_gradcam': {'n_augmentations': 16, 'solver': 'primal_dual'}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+import torchvision.utils
+
+from captum_topgap._distributed import is_main, shard
+from captum_topgap._layers import resolve_layer
+from captum_topgap.app.arguments import UsageError
+from captum_topgap.app.bench import run as run_bench
+from captum_topgap.app.compare import CompareConfig, run_compare
+from captum_topgap.app.demo import DemoConfig, run_demo
+from captum_topgap.app.explain import explain, load_image
+from captum_topgap.app.plots import save_sample_grid
+from captum_topgap.app.report import summary
+from captum_topgap.app.selection import choose, parse_candidate, sweep
+from captum_topgap.app.visualize import class_model, max_activating_patches, save_patch_grid
+from captum_topgap.data import Samples, batches, make_dataset
+from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
+from captum_topgap.evaluate.metrics import accuracy, normalize_per_image
+from captum_topgap.evaluate.robustness import AttackSpec, evaluate_robustness
+from captum_topgap.evaluate.shift import corruption_accuracy, group_shift
+from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes
+from captum_topgap.registry import canonical_name, list_methods, method_spec
+from captum_topgap.train.checkpoints import load_checkpoint, load_model
+from captum_topgap.train.loop import TrainConfig, train
+from captum_topgap.train.objectives import ExpansionObjective, make_objective
+from captum_topgap.train.workflows import expansion_setup, explanation_setup, trainable_model, training_method
+
+
+def methods_table() -> list[tuple[str, str, str, str]]:
+    """Rows (name, origin, kind, one-line description) of every registered method, sorted by name.
+
+    Example:
+        >>> ("gradcam", "grad-cam", "layer") == methods_table()[[r[0] for r in methods_table()].index("gradcam")][:3]
+        True
+    """
+    rows = []
+    for name in list_methods():
+        spec = method_spec(name)
+        spec.load()
+        rows.append((name, spec.origin, spec.kind, spec.description))
+    return rows
+
+
+def methods_markdown() -> str:
+    """The method table as Markdown, as it stands in docs/methods.md.
+
+    Example:
+        >>> methods_markdown().splitlines()[0]
+        '| name | origin | kind | description |'
+    """
+    lines = ["| name | origin | kind | description |", "|---|---|---|---|"]
+    lines += [f"| `{name}` | {origin} | {kind} | {text} |" for name, origin, kind, text in methods_table()]
+    return "\n".join(lines)
+
+
+def print_methods(args: argparse.Namespace) -> int:
+    """``captum-topgap methods``: the registry as a table (``--markdown``: as in docs/methods.md)."""
+    if args.markdown:
+        print(methods_markdown())
+        return 0
+    rows = methods_table()
+    widths = [max(len(r[i]) for r in [("name", "origin", "kind", ""), *rows]) for i in range(3)]
+    print(f"{'name':<{widths[0]}}  {'origin':<{widths[1]}}  {'kind':<{widths[2]}}  description")
+    for name, origin, kind, description in rows:
+        print(f"{name:<{widths[0]}}  {origin:<{widths[1]}}  {kind:<{widths[2]}}  {description}")
+    print(f"\n{len(rows)} methods; use them with captum_topgap.get_method(name, model, layer=None).")
+    return 0
+
+
+def preview(args: argparse.Namespace) -> int:
+    """``captum-topgap preview``: a PNG grid of samples with their masks outlined."""
+    options: dict[str, Any] = {"size": args.size, "seed": args.seed, "limit": args.n}
+    if args.dataset == "textured-mnist":
+        options.update(p=args.p, q=args.q)
+    data = make_dataset(args.dataset, args.split, **options)
+    path = save_sample_grid([data[i] for i in range(min(args.n, len(data)))], args.out)
+    print(f"wrote {path} ({min(args.n, len(data))} samples of {args.dataset}/{args.split}, masks outlined)")
+    return 0
+
+
+def dataset(args: argparse.Namespace, split: str, p: float | None = None) -> Samples:
+    """The ``--data`` split with ``--size``, ``--seed``, ``--limit`` (and ``--p``/``--q`` for Textured MNIST)."""
+    options: dict[str, Any] = {"size": args.size, "seed": args.seed, "limit": args.limit}
+    if args.data == "textured-mnist":
+        options.update(p=args.p if p is None else p, q=args.q)
+    return make_dataset(args.data, split, **options)
+
+
+def checked_checkpoint(path: str, name: str = "--checkpoint") -> dict[str, Any]:
+    """The checkpoint's content, or a usage error naming the flag (missing, unreadable, not a checkpoint)."""
+    try:
+        return load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(f"{name}: {error}") from None
+
+
+def train_model(args: argparse.Namespace) -> int:
+    """``captum-topgap train``: one model with the one training loop (or an expansion network)."""
+    config = train_config(args)
+    if args.resume:
+        checked_checkpoint(args.resume, "--resume")
+    if args.method == "expansion":
+        return train_expansion(args, config)
+    if args.method in ("topgap", "auto") and not args.model.startswith("topgap_") and args.method == "topgap":
+        raise UsageError(f"--method topgap needs a topgap_* model, got --model {args.model}")
+    torch.manual_seed(args.seed)
+    train_data, val_data = dataset(args, "train"), dataset(args, "val")
+    k = args.k if args.model.startswith("topgap_") else None
+    model, model_kwargs = trainable_model(args.model, getattr(train_data, "n_classes", 10), k)
+    method = training_method(args.method, model)
+    annotator = None
+    if method in ("reff", "rrr"):
+        train_data, annotator = explanation_setup(train_data, args.annotated, args.size, args.annotator_epochs,
+                                                  args.seed)
+    objective = make_objective(method, model, variant=args.variant, weight=args.reff_weight, sparsity=args.sparsity,
+                               annotator=annotator)
+    metadata = {"model": args.model, "model_kwargs": model_kwargs, "method": method, "data": args.data,
+                "sparsity": getattr(objective, "sparsity", 0.0),
+                "annotated": -1 if args.annotated is None else args.annotated,
+                "variant": args.variant if method == "reff" else "", "weight": getattr(objective, "weight", 0.0),
+                "p": args.p, "q": args.q, "size": args.size}
+    history = train(model, objective, train_data, val_data, config, args.out, args.resume, metadata)
+    test_accuracy = accuracy(model, dataset(args, "test", p=args.test_p), args.batch_size, args.device)
+    if is_main():
+        print(f"{args.model} ({method}): val accuracy {history[-1]['val_accuracy']:.4f}, "
+              f"test accuracy (p={args.test_p}) {test_accuracy:.4f}; checkpoints in {args.out}")
+    return 0
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The loop's settings from ``train``'s flags."""
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                       weight_decay=args.weight_decay, optimizer=args.optimizer, seed=args.seed,
+                       num_workers=args.workers, device=args.device)
+
+
+def train_expansion(args: argparse.Namespace, config: TrainConfig) -> int:
+    """Expansion CAM: train an ExpansionNet (MSE reconstruction) over the frozen ``--localizer`` checkpoint."""
+    if not args.localizer:
+        raise UsageError("--method expansion needs --localizer CKPT: the classifier trained by captum-topgap train")
+    checked_checkpoint(args.localizer, "--localizer")
+    model, metadata = expansion_setup(args.localizer, args.device)
+    metadata.update(data=args.data, p=args.p, q=args.q, size=args.size)
+    history = train(model, ExpansionObjective(), dataset(args, "train"), dataset(args, "val"), config, args.out,
+                    args.resume, metadata)
+    print(f"expansion network over {args.localizer}: final reconstruction MSE {history[-1]['train_loss']:.5f}, "
+          f"classifier val accuracy {history[-1]['val_accuracy']:.4f} (frozen); checkpoints in {args.out}")
+    return 0
+
+
+def parse_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
+    """``["augmented_gradcam.solver=primal_dual", "recipro_cam.gaussian=true"]`` -> per-method keyword arguments.
+
+    Numbers and true/false are converted; a malformed item or an unknown method is a usage error.
+
+    Example:
+        >>> parse_options(["recipro_cam.gaussian=true"])
+        {'recipro_cam': {'gaussian': True}}
+    """
+    options: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not sep or not dot or not method or not name:
+            raise UsageError(f"--option must look like METHOD.NAME=VALUE, got {item!r}")
+        try:
+            canonical = canonical_name(method)
+        except ValueError as error:
+            raise UsageError(f"--option {item!r}: {error}") from None
+        value: object = text
+        for convert in (int, float):
+            try:
+                value = convert(text)
+                break
+            except ValueError:
+                continue
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
+        options.setdefault(canonical, {})[name] = value
+    return options
+
+
+def method_names(text: str, flag: str) -> list[str]:
+    """Comma-separated registry names in their registered spelling (unknown ones: a usage error with the closest
+    names).
+
+    Example:
+        >>> method_names("gradcam_plus_plus, smooth:saliency", "--methods")
+        ['gradcam++', 'smooth:saliency']
+    """
+    try:
+        return [canonical_name(name.strip()) for name in text.split(",") if name.strip()]
+    except ValueError as error:
+        raise UsageError(f"{flag}: {error}") from None
+
+
+def evaluate_model(args: argparse.Namespace) -> int:
+    """``captum-topgap evaluate``: accuracy, heat-map scores, ERF distance, robustness and shift of a checkpoint."""
+    checked_checkpoint(args.checkpoint)
+    methods = method_names(args.methods, "--methods")
+    options = parse_options(args.option)
+    attacks = [a.strip() for a in args.robustness.split(",") if a.strip()]
+    for attack in attacks:
+        try:
+            AttackSpec.parse(attack)
+        except ValueError as error:
+            raise UsageError(f"--robustness: {error}") from None
+    regions = [r.strip() for r in args.region.split(",") if r.strip()]
+    if not set(regions) <= {"all", "background", "object"}:
+        raise UsageError(f"--region must list all, background and/or object, got {args.region!r}")
+    model = load_model(args.checkpoint, args.device)
+    data = dataset(args, "test")
+    results: dict[str, Any] = {"accuracy": accuracy(model, data, 64, args.device)}
+    if methods:
+        results["heatmaps"] = heatmap_scores(model, methods, data, limit=args.explain_limit, method_kwargs=options)
+    if args.erf_distance:
+        results["erf_distance"] = erf_scores(model, data, limit=args.explain_limit)
+    indices = shard(range(min(args.robust_limit, len(data))))
+    if attacks:
+        results["robustness"] = {
+            region: evaluate_robustness(model, batches(data, 64, indices), attacks, eps=args.eps,
+                                        region=None if region == "all" else region, seed=args.seed)
+            for region in regions}
+    if args.corruptions:
+        results["corruptions"] = corruption_accuracy(model, batches(data, 64, indices), seed=args.seed)
+    if hasattr(data, "groups"):
+        results["groups"] = group_shift(model, data)
+    if is_main():
+        print_evaluation(results, args)
+    return 0
+
+
+def print_evaluation(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """``evaluate``'s lines on the terminal, and ``--json``."""
+    print(f"accuracy {results['accuracy']:.4f}")
+    if "erf_distance" in results:
+        print("ERF distance: " + "  ".join(f"{k} {v:.4f}" for k, v in results["erf_distance"].items()))
+    for name, scores in results.get("heatmaps", {}).items():
+        print(f"{name:24s} IoU@0.5 {scores['iou']:.4f}   IoU mean over thresholds {scores['iou_mean_thresholds']:.4f}")
+    for region, table in results.get("robustness", {}).items():
+        print(f"robust accuracy ({region} pixels, eps={args.eps:.4g}): "
+              + "  ".join(f"{name} {value:.4f}" for name, value in table.items()))
+    for name, row in results.get("corruptions", {}).items():
+        print(f"corruption {name:16s} " + (f"{row:.4f}" if isinstance(row, float) else
+                                           "  ".join(f"{k} {v:.4f}" for k, v in row.items())))
+    if "groups" in results:
+        print(f"groups: average {results['groups']['average']:.4f}  worst group {results['groups']['worst_group']:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def explain_image(args: argparse.Namespace) -> int:
+    """``captum-topgap explain``: top-5 classes and heat-maps of one photo."""
+    methods = method_names(args.compare or args.method, "--compare" if args.compare else "--method")
+    options = parse_options(args.option)
+    if args.image is not None and not Path(args.image).is_file():
+        raise UsageError(f"IMAGE {args.image} does not exist; give a photo (PNG, JPEG, …) or none for the cat")
+    if args.checkpoint:
+        size = args.size or checked_checkpoint(args.checkpoint)["metadata"].get("size", 224)
+        model = load_model(args.checkpoint, args.device)
+        names = [str(c) for c in range(model(black_image(model, size, args.device)).shape[1])]
+    elif args.model:
+        if args.model not in timm.list_models():
+            raise UsageError(f"--model {args.model!r} is not a timm model name (see timm.list_models()).")
+        print(f"warning: --model {args.model} without --checkpoint has random weights (no hub downloads here)")
+        model, size = timm.create_model(args.model, pretrained=False).eval(), args.size or 224
+        names = [str(c) for c in range(model(black_image(model, size, args.device)).shape[1])]
+    else:
+        model, size, names = efficientnet_lite0(), args.size or 224, imagenet_classes()
+    if args.target is not None and args.target >= len(names):
+        raise UsageError(f"--target must be a class index in [0, {len(names)}), got {args.target}")
+    image = load_image(args.image, size).to(args.device)
+    result = explain(model, image, methods, args.out, names, args.target, options)
+    for rank, (name, probability) in enumerate(result["top"], start=1):
+        print(f"{rank}. {name:30s} {probability:.4f}")
+    print(f"explained class {result['target']} ({names[result['target']]}) with {', '.join(methods)}: {args.out}")
+    return 0
+
+
+def compare_methods(args: argparse.Namespace) -> int:
+    """``captum-topgap compare``: every method scored side by side into ``--out``."""
+    methods = method_names(args.methods, "--methods")
+    if not methods:
+        raise UsageError("--methods is empty; give comma-separated registry names (captum-topgap methods)")
+    options = parse_options(args.option)
+    config = CompareConfig.quick() if args.quick else CompareConfig()
+    model, data = None, None
+    if args.checkpoint:
+        size = args.size or checked_checkpoint(args.checkpoint)["metadata"].get("size", 64)
+        model = load_model(args.checkpoint, args.device)
+    elif args.model:
+        if args.model not in timm.list_models():
+            raise UsageError(f"--model {args.model!r} is not a timm model name (see timm.list_models()).")
+        print(f"warning: --model {args.model} without --checkpoint has random weights (no hub downloads here)")
+        size = args.size or config.size
+        model = timm.create_model(args.model, pretrained=False, num_classes=10).to(args.device).eval()
+    else:
+        size = args.size or config.size
+    config = replace(config, size=size, seed=args.seed, images=args.limit or config.images)
+    if model is not None:
+        data = dataset(argparse.Namespace(**{**vars(args), "size": size, "limit": config.images}), "test")
+    report = run_compare(args.out, methods, model, data, config, options)
+    for row in report["methods"]:
+        print(f"{row['method']:22s} " + "  ".join(f"{key} {row[key]:.3g}" for key in
+                                                  ("iou", "deletion_auc", "insertion_auc", "road",
+                                                   "randomization_similarity", "seconds_per_image"))
+              + ("  FLAGGED by the randomisation test" if row["flagged"] else ""))
+    print(f"report: {Path(args.out) / 'index.html'}")
+    return 0
+
+
+def black_image(model: torch.nn.Module, size: int, device: str) -> torch.Tensor:
+    """One black (1, C, size, size) image in the model's dtype, to read its number of classes."""
+    first = next(model.parameters())
+    channels = getattr(model, "in_chans", 3)
+    return torch.zeros(1, channels, size, size, device=device, dtype=first.dtype)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``captum-topgap demo``: both scenarios, every claim, the report."""
+    report = run_demo(args.out, quick=args.quick, seed=args.seed)
+    print(summary(report))
+    print(f"report: {Path(args.out) / 'index.html'} ({report['seconds'] / 60:.1f} min)")
+    return 0
+
+
+def sweep_candidates(args: argparse.Namespace) -> int:
+    """``captum-topgap sweep``: candidates scored on the shifted validation split, the best named."""
+    try:
+        candidates = [parse_candidate(text) for text in args.candidate]
+    except ValueError as error:
+        raise UsageError(f"--candidate: {error}") from None
+    config = replace(DemoConfig.quick() if args.quick else DemoConfig(), seeds=tuple(args.seeds))
+    rows = sweep(candidates, config, Path(args.out) / "models")
+    print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'follows bg':>10s}  collapsed")
+    for row in rows:
+        follows = row["val_follows_background"]
+        print(f"{row['label']:44s} {row['seed']:4d} {row['val_accuracy']:8.3f} "
+              f"{'–' if follows is None else f'{follows:.3f}':>10s}  {','.join(row['collapsed']) or '–'}")
+    best = choose(rows)
+    print(f"best on the shifted validation split: {best['candidate']} (mean accuracy {best['val_accuracy']:.3f})")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "sweep.json").write_text(json.dumps({"rows": rows, "best": best}, indent=1))
+    return 0
+
+
+def visualize_units(args: argparse.Namespace) -> int:
+    """``visualize patches``: a grid PNG per channel; ``visualize classes``: a PNG per class and an overview."""
+    size = checked_checkpoint(args.checkpoint)["metadata"].get("size", 64)
+    model = load_model(args.checkpoint, args.device)
+    if args.what == "patches" and not args.layer:
+        raise UsageError("visualize patches needs --layer (a dotted module name, e.g. layer3)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.what == "patches":
+        try:
+            layer = resolve_layer(model, args.layer)
+        except ValueError as error:
+            raise UsageError(f"--layer: {error}") from None
+        data = dataset(argparse.Namespace(**{**vars(args), "size": size}), "test")
+        for channel in args.channels:
+            patches = max_activating_patches(model, layer, channel, data, n=args.n)
+            path = save_patch_grid(patches, data, out / f"{args.layer}_channel{channel}.png")
+            print(f"channel {channel}: top activation {patches[0].value:.3f}, receptive field box "
+                  f"{patches[0].box} -> {path}")
+        return 0
+    n_classes = model(black_image(model, size, args.device)).shape[1]
+    classes = args.classes or list(range(n_classes))
+    if max(classes) >= n_classes:
+        raise UsageError(f"--classes must be class indices in [0, {n_classes}), got {max(classes)}")
+    pictures = []
+    for target in classes:
+        image, scores = class_model(model, target, (3, size, size), steps=args.steps, lr=args.lr, l2=args.l2,
+                                    jitter=args.jitter, blur_every=args.blur_every, seed=args.seed)
+        pictures.append(normalize_per_image(image[None])[0].cpu())
+        torchvision.utils.save_image(pictures[-1], out / f"class{target}.png")
+        print(f"class {target}: score {scores[0]:.2f} -> {scores[-1]:.2f}")
+    torchvision.utils.save_image(pictures, out / "classes.png", nrow=len(pictures), padding=2, pad_value=1.0)
+    print(f"class models in {out}")
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    """``captum-topgap bench``: the cost ratios, medians of interleaved timings."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = run_bench(args.only, args.quick, args.repeats, args.device)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'benchmark':38s} {'ratio':>7s} {'target':>7s} {'A s':>8s} {'B s':>8s}  extra")
+    for name, row in rows.items():
+        extra = "  ".join(f"{k}={v:.2f}" for k, v in row.items() if k not in ("ratio", "target", "a_s", "b_s"))
+        flag = "ok" if row["ratio"] <= row["target"] else "OVER"
+        print(f"{name:38s} {row['ratio']:7.3f} {row['target']:7.2f} {row['a_s']:8.4f} {row['b_s']:8.4f}  "
+              f"{flag} {extra}")
+    return 0
