@@ -32,18 +32,18 @@ _HOOK_DICTS = (
 )
 
 
-def _hook_keys(model: nn.Module) -> dict[tuple[int, str], set[int]]:
-    return {
-        (id(module), name): set(getattr(module, name).keys())
-        for module in model.modules()
-        for name in _HOOK_DICTS
-    }
+def _hook_keys(modules: list[nn.Module]) -> dict[tuple[int, str], set[int]]:
+    """The keys of every non-empty hook dictionary (most modules have none: this runs on every call)."""
+    return {(id(module), name): set(hooks) for module in modules for name in _HOOK_DICTS
+            if (hooks := module.__dict__.get(name))}
 
 
-def _remove_new_hooks(model: nn.Module, before: dict[tuple[int, str], set[int]]) -> None:
-    for module in model.modules():
+def _remove_new_hooks(modules: list[nn.Module], before: dict[tuple[int, str], set[int]]) -> None:
+    for module in modules:
         for name in _HOOK_DICTS:
-            hooks = getattr(module, name)
+            hooks = module.__dict__.get(name)
+            if not hooks:
+                continue
             for key in set(hooks) - before.get((id(module), name), set()):
                 del hooks[key]
                 for extra in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called",
@@ -80,22 +80,27 @@ def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Mod
         >>> net.weight.grad is None
         True
     """
-    modes = [(module, module.training) for module in model.modules()]
+    modules = list(model.modules())
+    modes = [module.training for module in modules]
     params = list(model.parameters())
     requires_grad = [p.requires_grad for p in params]
     grads = [p.grad for p in params]  # set aside, not copied: the block accumulates into fresh tensors
-    hooks = _hook_keys(model)
-    for p in params:
-        p.grad = None
-    if eval_mode:
+    hooks = _hook_keys(modules)
+    for p, grad in zip(params, grads, strict=True):
+        if grad is not None:
+            p.grad = None
+    if eval_mode and any(modes):
         model.eval()
     try:
         yield model
     finally:
-        _remove_new_hooks(model, hooks)
-        for module, mode in modes:
-            module.training = mode
+        _remove_new_hooks(modules, hooks)
+        for module, mode in zip(modules, modes, strict=True):
+            if module.training != mode:
+                module.training = mode
         with torch.no_grad():
             for p, flag, grad in zip(params, requires_grad, grads, strict=True):
-                p.requires_grad_(flag)
-                p.grad = grad
+                if p.requires_grad != flag:
+                    p.requires_grad_(flag)
+                if p.grad is not grad:
+                    p.grad = grad
