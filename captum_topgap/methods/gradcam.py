@@ -96,16 +96,21 @@ def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, 
     :func:`principal_projection`.
 
     The layer's gradient exists even when nothing before the layer has parameters (a pooling layer on the
-    input): the forward runs on a copy of the inputs that requires gradients; the caller's tensor is untouched.
+    input): the forward is then repeated on a copy of the inputs that requires gradients (only then: an input
+    gradient would cost every training step of ReFF a backward through the first layer); the caller's tensor
+    is untouched.
     """
     if weighting not in ("mean", "positive"):
         raise ValueError(f"`weighting` must be 'mean' or 'positive', got {weighting!r}")
-    x = inputs if inputs.requires_grad else inputs.detach().requires_grad_(True)
     maps = []
     with torch.enable_grad():
         with capture(layers) as seen:
-            logits = model(x)
+            logits = model(inputs)
         activations = list(seen.ready())
+        if not all(a.requires_grad for a in activations):  # nothing trainable before a layer: trace the input
+            with capture(layers) as seen:
+                logits = model(inputs.detach().requires_grad_(True))
+            activations = list(seen.ready())
         grads = list(seen.gradients(class_score(logits, target, score).sum(), create_graph=create_graph))
         if reshape is not None:
             activations, grads = [reshape(a) for a in activations], [reshape(g) for g in grads]
