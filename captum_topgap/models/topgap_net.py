@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import timm
 import torch
@@ -74,6 +74,10 @@ class TopGAPNet(nn.Module):
         **backbone_kwargs: passed to ``timm.create_model`` for the backbone (``drop_path_rate``, …).
     """
 
+    if TYPE_CHECKING:  # for the type checker only: TorchScript would read class-level annotations
+        stages: list[int]
+        feature_info: list[dict[str, Any]]
+
     def __init__(self, backbone: str | nn.Module = "resnet18", num_classes: int = 1000, k: int | float = 64,
                  in_chans: int = 3, fpn_channels: int = 64, min_reduction: int = 4, drop_rate: float = 0.0,
                  global_pool: str | None = None, **backbone_kwargs: Any) -> None:
@@ -102,7 +106,7 @@ class TopGAPNet(nn.Module):
                             f"(timm.create_model(name, features_only=True)), got {name}.")
         self.backbone: nn.Module = backbone
         channels, reductions = info.channels(), info.reduction()
-        self.stages: list[int] = [i for i, r in enumerate(reductions) if r >= min_reduction]
+        self.stages = [i for i, r in enumerate(reductions) if r >= min_reduction]
         if not self.stages:
             raise ValueError(f"`min_reduction` = {min_reduction} keeps no stage of {name} (reductions {reductions}).")
         self.lateral: nn.ModuleList = nn.ModuleList(nn.Conv2d(channels[i], fpn_channels, 1) for i in self.stages)
@@ -112,8 +116,7 @@ class TopGAPNet(nn.Module):
         self.in_chans: int = in_chans
         self.num_features: int = fpn_channels
         self.reduction = reductions[self.stages[0]]
-        self.feature_info: list[dict[str, Any]] = [{**stage, "module": f"backbone.{stage['module']}"}
-                                                   for stage in info.get_dicts()]
+        self.feature_info = [{**stage, "module": f"backbone.{stage['module']}"} for stage in info.get_dicts()]
         self.head: nn.Module = nn.Identity()
         self.reset_classifier(num_classes)
         self.pool: TopKPool = TopKPool(k)
