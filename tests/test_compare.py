@@ -25,6 +25,8 @@ from captum_topgap.evaluate.compare import (
     spearman,
 )
 
+from .test_contract import assert_same_state, snapshot
+
 WEIGHTS = torch.tensor([4.0, 3.0, 2.0, 1.0])
 """The hand-made model's logit of class 0 is Σ w_i x_i over the four pixels of a 2 × 2 image; class 1's is 0."""
 
@@ -124,6 +126,20 @@ def test_compare_scores_a_weight_ignoring_method_as_known(fixed_method: str, tin
     assert saliency["randomization_similarity"] < 1.0
     assert fixed["sensitivity"] == 0.0  # the map does not move when the input does
     assert fixed["seconds_per_image"] > 0
+
+
+def test_compare_keeps_the_model_state(tiny_net) -> None:
+    """The model-state contract holds for the whole comparison, not only inside each method: a model in train
+    mode comes back in train mode with its BatchNorm statistics, flags and no hook (the randomisation
+    cascade works on a copy).
+    """
+    model = tiny_net.train()
+    before = snapshot(model)
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    compare(model, images, torch.tensor([0, 1]), torch.ones(2, 1, 8, 8, dtype=torch.bool), ["gradcam", "saliency"],
+            n_perturb_samples=2, steps=2, progress=False)
+    assert_same_state(model, before)
+    assert model.training
 
 
 def test_compare_refuses_what_it_cannot_score(tiny_net) -> None:

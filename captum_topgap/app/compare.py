@@ -101,7 +101,7 @@ def run_compare(out: str | Path, methods: list[str], model: nn.Module | None = N
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     trained = model is None
-    model = baseline_model(config, out / "model", progress) if model is None else model.eval()
+    model = baseline_model(config, out / "model", progress) if model is None else model
     data = TexturedMNIST("test", p=1.0, q=0.0, size=config.size, limit=config.images, seed=config.seed) \
         if data is None else data
     batch = collate([data[i] for i in range(min(config.images, len(data)))])

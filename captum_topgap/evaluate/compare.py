@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from captum.metrics import infidelity, sensitivity_max
 from pytorch_grad_cam.metrics.road import ROADCombined
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
@@ -53,6 +52,8 @@ from torchvision.transforms.functional import gaussian_blur
 from tqdm.auto import tqdm
 
 from captum_topgap._checks import check_images, check_int
+from captum_topgap._state import preserved_state
+from captum_topgap.attribution import upsample_to
 from captum_topgap.evaluate.heatmaps import as_heatmap
 from captum_topgap.evaluate.metrics import energy_pointing_game, mask_iou, normalize_per_image, pointing_game
 from captum_topgap.registry import get_method
@@ -91,7 +92,7 @@ def perturbation_curve(model: nn.Module, images: torch.Tensor, heatmaps: torch.T
     sequence = torch.where(changed, end[:, None], start[:, None]).reshape(-1, *images.shape[1:])
     targets = labels.repeat_interleave(steps + 1)
     probabilities = []
-    with torch.no_grad():
+    with preserved_state(model), torch.no_grad():
         for i in range(0, len(sequence), batch_size):
             logits = model(sequence[i:i + batch_size])
             probabilities.append(logits.softmax(1).gather(1, targets[i:i + batch_size, None])[:, 0])
@@ -200,9 +201,7 @@ def heatmaps_of(explainer: Any, images: torch.Tensor, labels: torch.Tensor, batc
     """(N, 1, H, W) heat-maps of ``labels`` at input resolution, in batches, detached."""
     maps = [as_heatmap(explainer.attribute(images[i:i + batch_size], target=labels[i:i + batch_size])).detach()
             for i in range(0, len(images), batch_size)]
-    heat = torch.cat(maps)
-    return heat if heat.shape[-2:] == images.shape[-2:] else F.interpolate(heat, size=images.shape[-2:],
-                                                                           mode="bilinear", align_corners=False)
+    return upsample_to(torch.cat(maps), images.shape[-2:])  # a method built with upsample=False
 
 
 def _noise(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,31 +278,36 @@ def compare(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, masks:
     if masks.shape[0] != images.shape[0] or labels.shape[0] != images.shape[0]:
         raise ValueError(f"`labels` and `masks` must have one entry per image ({len(images)}), got "
                          f"{len(labels)} and {len(masks)}.")
-    model = model.eval()
-    device = images.device
-    sanity = slice(0, sanity_images or len(images))
     rows: dict[str, dict[str, Any]] = {}
-    bar = tqdm(methods, desc="methods", disable=not progress)
-    for name in bar:
-        bar.set_postfix_str(name)
-        options = (method_kwargs or {}).get(name, {})
-        explainer = get_method(name, model, **options)
-        torch.manual_seed(seed)
-        with peak_memory(device) as memory:
-            start = time.perf_counter()
-            heat = heatmaps_of(explainer, images, labels, batch_size)
-            seconds = time.perf_counter() - start
-        row: dict[str, Any] = {
-            "iou": float(mask_iou(heat, masks).mean()), "pointing_game": float(pointing_game(heat, masks).mean()),
-            "energy_pointing_game": float(energy_pointing_game(heat, masks).mean()),
-            **faithfulness(model, explainer, images, labels, heat, steps, n_perturb_samples, batch_size,
-                           sanity_images),
-            "seconds_per_image": seconds / len(images), "peak_memory_mb": memory["mb"],
-        }
-        cascade = randomization_cascade(model, name, images[sanity], labels[sanity], heat[sanity], options,
-                                        batch_size, seed)
-        row["randomization_cascade"] = cascade
-        row["randomization_similarity"] = float(np.mean([step["spearman"] for step in cascade]))
-        row["flagged"] = row["randomization_similarity"] >= FLAG_SIMILARITY
-        rows[name] = row
+    with preserved_state(model):  # eval mode inside; the caller's model comes back as it was
+        bar = tqdm(methods, desc="methods", disable=not progress)
+        for name in bar:
+            bar.set_postfix_str(name)
+            rows[name] = score_method(model, name, (method_kwargs or {}).get(name, {}), images, labels, masks,
+                                      steps, n_perturb_samples, sanity_images, batch_size, seed)
     return rows
+
+
+def score_method(model: nn.Module, name: str, options: dict[str, Any], images: torch.Tensor,
+                 labels: torch.Tensor, masks: torch.Tensor, steps: int, n_perturb_samples: int,
+                 sanity_images: int | None, batch_size: int, seed: int) -> dict[str, Any]:
+    """One row of :func:`compare`: the first pass (timed, its peak memory), then every measure of its maps."""
+    explainer = get_method(name, model, **options)
+    torch.manual_seed(seed)
+    with peak_memory(images.device) as memory:
+        start = time.perf_counter()
+        heat = heatmaps_of(explainer, images, labels, batch_size)
+        seconds = time.perf_counter() - start
+    faithful = faithfulness(model, explainer, images, labels, heat, steps, n_perturb_samples, batch_size,
+                            sanity_images)
+    sanity = slice(0, sanity_images or len(images))
+    cascade = randomization_cascade(model, name, images[sanity], labels[sanity], heat[sanity], options,
+                                    batch_size, seed)
+    similarity = float(np.mean([step["spearman"] for step in cascade]))
+    return {
+        "iou": float(mask_iou(heat, masks).mean()), "pointing_game": float(pointing_game(heat, masks).mean()),
+        "energy_pointing_game": float(energy_pointing_game(heat, masks).mean()),
+        **faithful, "seconds_per_image": seconds / len(images), "peak_memory_mb": memory["mb"],
+        "randomization_cascade": cascade, "randomization_similarity": similarity,
+        "flagged": similarity >= FLAG_SIMILARITY,
+    }
