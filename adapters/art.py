@@ -1,16 +1,24 @@
-"""Square attack through the Adversarial Robustness Toolbox (Foolbox has none): ``SquareAttack``, L∞.
+"""Square and Auto-PGD through the Adversarial Robustness Toolbox (Foolbox has neither).
 
-Called by :func:`captum_topgap.evaluate.robustness.adversarial_examples` for ``attack="square…"``. ART's
-``PyTorchClassifier`` carries ``clip_values=bounds`` and the normalisation as its preprocessing; ART's
-own numpy randomness is seeded for the call and restored afterwards. The initial square share
-``p_init`` is ART's 0.8, capped at 0.95·(s − ½)²/(H·W) (s = the shorter side) so that the first square
-never fills the whole image, which makes ART fail on images under 5 px.
+Called by :func:`captum_topgap.evaluate.robustness.adversarial_examples` for ``attack="square…"``,
+``"apgd_ce…"`` and ``"apgd_dlr…"``. ART's ``PyTorchClassifier`` carries ``clip_values=bounds`` and the
+normalisation as its preprocessing; ART's own numpy randomness is seeded for the call and restored
+afterwards.
+
+- **Square** (Andriushchenko et al. 2020), ``SquareAttack``, L∞, gradient-free: it only queries the model's
+  scores, so it is the audit's check that gradients are not what stops the gradient attacks. The initial
+  square share ``p_init`` is ART's 0.8, capped at 0.95·(s − ½)²/(H·W) (s = the shorter side) so that the
+  first square never fills the whole image, which makes ART fail on images under 5 px.
+- **APGD** (Croce & Hein 2020, the gradient attacks of AutoAttack), ``AutoProjectedGradientDescent``, L∞,
+  step size adapted from 2ε, one random start, on the cross-entropy (``apgd_ce``) or on the difference of
+  logits ratio DLR = −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3) (``apgd_dlr``), which does not vanish when the
+  softmax saturates and does not change when the logits are rescaled.
 
 Example:
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)).eval()
     >>> x = torch.rand(2, 3, 2, 2)
-    >>> adv = attack(net, x, torch.tensor([0, 1]), eps=0.1, steps=5, bounds=(0.0, 1.0))
+    >>> adv = square(net, x, torch.tensor([0, 1]), eps=0.1, steps=5, bounds=(0.0, 1.0))
     >>> bool((adv - x).abs().max() <= 0.1 + 1e-6)
     True
 """
@@ -18,21 +26,23 @@ Example:
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 import torch
-from art.attacks.evasion import SquareAttack
+from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 SQUARE_P_INIT = 0.8
+APGD_LOSSES = {"apgd_ce": "cross_entropy", "apgd_dlr": "difference_logits_ratio"}
 
 
-def attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
-           bounds: tuple[float, float], preprocessing: Mapping[str, Any] | None = None, seed: int = 0) -> torch.Tensor:
-    """ART ``SquareAttack(norm=inf, eps, max_iter=steps)`` on the true labels; returns the adversarial images."""
+def classifier(model: nn.Module, inputs: torch.Tensor, bounds: tuple[float, float],
+               preprocessing: Mapping[str, Any] | None) -> PyTorchClassifier:
+    """ART's ``PyTorchClassifier`` of ``model`` on images in ``bounds``, normalised by ``preprocessing``."""
     channels = inputs.shape[1]
     mean = np.broadcast_to(np.asarray((preprocessing or {}).get("mean", 0.0), np.float32), (channels,))
     std = np.broadcast_to(np.asarray((preprocessing or {}).get("std", 1.0), np.float32), (channels,))
@@ -40,20 +50,58 @@ def attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps: fl
         first = (inputs[:1] - torch.from_numpy(mean.copy()).to(inputs).view(-1, 1, 1)) / torch.from_numpy(
             std.copy()).to(inputs).view(-1, 1, 1)
         n_classes = model(first).shape[1]
-    classifier = PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(inputs.shape[1:]),
-                                   nb_classes=n_classes, clip_values=tuple(map(float, bounds)),
-                                   preprocessing=(mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)),
-                                   device_type="gpu" if inputs.device.type == "cuda" else "cpu")
-    height, width = inputs.shape[-2:]
-    p_init = min(SQUARE_P_INIT, 0.95 * (min(height, width) - 0.5) ** 2 / (height * width))
-    square = SquareAttack(classifier, norm=np.inf, eps=eps, max_iter=steps, p_init=p_init, batch_size=len(inputs),
-                          verbose=False)
+    return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(inputs.shape[1:]),
+                             nb_classes=n_classes, clip_values=tuple(map(float, bounds)),
+                             preprocessing=(mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)),
+                             device_type="gpu" if inputs.device.type == "cuda" else "cpu")
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Numpy's and Python's global generators (which ART draws from) inside; restore them after."""
     numpy_state, python_state = np.random.get_state(), random.getstate()
     np.random.seed(seed)
     random.seed(seed)
     try:
-        adversarial = square.generate(x=inputs.detach().cpu().numpy(), y=labels.cpu().numpy())
+        yield
     finally:
         np.random.set_state(numpy_state)
         random.setstate(python_state)
+
+
+def _run(make: Callable[[PyTorchClassifier], Any], model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+         bounds: tuple[float, float], preprocessing: Mapping[str, Any] | None, seed: int) -> torch.Tensor:
+    with getattr(model, "unchecked", nullcontext)():  # APGD's constructor probes the model with an image of ones
+        attack = make(classifier(model, inputs, bounds, preprocessing))
+    with seeded(seed):
+        adversarial = attack.generate(x=inputs.detach().cpu().numpy(), y=labels.cpu().numpy())
     return torch.from_numpy(adversarial).to(inputs.device)
+
+
+def square(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
+           bounds: tuple[float, float], preprocessing: Mapping[str, Any] | None = None, seed: int = 0) -> torch.Tensor:
+    """ART ``SquareAttack(norm=inf, eps, max_iter=steps)`` on the true labels; returns the adversarial images."""
+    height, width = inputs.shape[-2:]
+    p_init = min(SQUARE_P_INIT, 0.95 * (min(height, width) - 0.5) ** 2 / (height * width))
+    return _run(lambda clf: SquareAttack(clf, norm=np.inf, eps=eps, max_iter=steps, p_init=p_init,
+                                         batch_size=len(inputs), verbose=False),
+                model, inputs, labels, bounds, preprocessing, seed)
+
+
+def apgd(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
+         bounds: tuple[float, float], preprocessing: Mapping[str, Any] | None = None, seed: int = 0,
+         loss: str = "apgd_ce") -> torch.Tensor:
+    """ART ``AutoProjectedGradientDescent(norm=inf, eps, eps_step=2·eps, max_iter=steps)`` on ``loss``
+    (``"apgd_ce"`` or ``"apgd_dlr"``), one random start; returns the adversarial images.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()
+        >>> x = torch.rand(2, 3, 2, 2)
+        >>> adv = apgd(net, x, torch.tensor([0, 1]), eps=0.1, steps=5, bounds=(0.0, 1.0), loss="apgd_dlr")
+        >>> bool((adv - x).abs().max() <= 0.1 + 1e-6)
+        True
+    """
+    return _run(lambda clf: AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=steps,
+                                                         nb_random_init=1, loss_type=APGD_LOSSES[loss],
+                                                         batch_size=len(inputs), verbose=False),
+                model, inputs, labels, bounds, preprocessing, seed)

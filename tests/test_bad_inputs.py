@@ -788,7 +788,8 @@ STEPS = r"`steps` must be an integer ≥ 1"
 
 ROBUSTNESS_CASES = [
     clear("robust_accuracy:attack='fgsm'", attack(attack="fgsm"), ValueError,
-          r"attack='fgsm' is not known; use 'pgd', 'pgd20', 'pgd50', 'square' or 'square<N>'"),
+          r"attack='fgsm' is not known; use 'pgd', 'pgd20', 'pgd50', 'square', 'square<N>', 'apgd_ce<N>' or "
+          r"'apgd_dlr<N>'"),
     clear("robust_accuracy:region='middle'", attack(region="middle"), ValueError,
           r"region='middle' is not known; use None, 'background' or 'object'"),
     clear("robust_accuracy:masks=None-for-region", attack(region="background"), ValueError,

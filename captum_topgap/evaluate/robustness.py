@@ -1,7 +1,8 @@
-"""Robust accuracy under L∞ attacks run by existing engines: PGD by Foolbox, Square by ART.
+"""Robust accuracy under L∞ attacks run by existing engines: PGD by Foolbox, Square and APGD by ART.
 
 The core never imports an engine; ``captum_topgap.adapters.foolbox`` and ``captum_topgap.adapters.art``
-do, behind one signature ``attack(model, inputs, labels, eps, steps, bounds, preprocessing, radius)``.
+do, behind one signature ``attack(model, inputs, labels, eps, steps, bounds, preprocessing, seed)``.
+:mod:`captum_topgap.evaluate.audit` combines these attacks into a gradient-masking audit.
 
 Robust accuracy counts a sample as robust when it is classified correctly both clean and after the
 attack (so it never exceeds the clean accuracy); only correctly classified samples are attacked.
@@ -21,10 +22,12 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -41,14 +44,21 @@ from captum_topgap.evaluate.metrics import predict
 
 EPS = 8 / 255
 SQUARE_QUERIES = 1000
-_ENGINES = {"pgd": "captum_topgap.adapters.foolbox", "square": "captum_topgap.adapters.art"}
-_DEFAULT_STEPS = {"pgd": 20, "square": SQUARE_QUERIES}
+APGD_STEPS = 100
+_ENGINES: dict[str, tuple[str, str, dict[str, str]]] = {
+    "pgd": ("captum_topgap.adapters.foolbox", "attack", {}),
+    "square": ("captum_topgap.adapters.art", "square", {}),
+    "apgd_ce": ("captum_topgap.adapters.art", "apgd", {"loss": "apgd_ce"}),
+    "apgd_dlr": ("captum_topgap.adapters.art", "apgd", {"loss": "apgd_dlr"})}
+_DEFAULT_STEPS = {"pgd": 20, "square": SQUARE_QUERIES, "apgd_ce": APGD_STEPS, "apgd_dlr": APGD_STEPS}
+_KNOWN = "'pgd', 'pgd20', 'pgd50', 'square', 'square<N>', 'apgd_ce<N>' or 'apgd_dlr<N>'"
 _REGIONS = (None, "all", "background", "object")
 
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """An attack by name: ``"pgd20"`` = PGD with 20 steps, ``"square"`` = Square with its default queries.
+    """An attack by name: ``"pgd20"`` = PGD with 20 steps, ``"square"`` = Square with its default queries,
+    ``"apgd_dlr50"`` = APGD on the DLR loss with 50 iterations.
 
     Example:
         >>> AttackSpec.parse("pgd50"), AttackSpec.parse("square").steps
@@ -69,11 +79,10 @@ class AttackSpec:
             ValueError: `steps` must be an integer ≥ 1, got 0 in attack='pgd0'; use e.g. 'pgd20'.
         """
         if not isinstance(name, str):
-            raise TypeError(f"`attack` must be a name such as 'pgd', 'pgd20', 'square' or 'square<N>', got "
-                            f"{type(name).__name__} {name!r}.")
-        match = re.fullmatch(r"(pgd|square)(\d*)", name.strip().lower())
+            raise TypeError(f"`attack` must be a name such as {_KNOWN}, got {type(name).__name__} {name!r}.")
+        match = re.fullmatch(r"(pgd|square|apgd_ce|apgd_dlr)(\d*)", name.strip().lower().replace("-", "_"))
         if match is None:
-            raise ValueError(f"attack={name!r} is not known; use 'pgd', 'pgd20', 'pgd50', 'square' or 'square<N>'")
+            raise ValueError(f"attack={name!r} is not known; use {_KNOWN}")
         kind, digits = match.groups()
         if digits:
             if int(digits) < 1:
@@ -148,7 +157,7 @@ class RegionModel(nn.Module):
 
     def __init__(self, model: nn.Module, clean: torch.Tensor, allowed: torch.Tensor, radius: float) -> None:
         super().__init__()
-        self.model, self.radius = model, float(radius)
+        self.model, self.radius, self.checked = model, float(radius), True
         self.register_buffer("clean", clean.detach())
         self.register_buffer("allowed", allowed.detach())
         with torch.no_grad():
@@ -162,11 +171,22 @@ class RegionModel(nn.Module):
         """x₀ + a ⊙ (x − x₀) for each row's own clean image x₀ and region a."""
         with torch.no_grad():
             distance, source = torch.cdist(x.detach().flatten(1), self.clean.flatten(1), p=float("inf")).min(1)
-        if (distance > self.radius + 1e-4).any():
+        if self.checked and (distance > self.radius + 1e-4).any():
             raise RuntimeError(f"the attack moved an input {distance.max().item():.4g} from every clean image, "
                                f"more than eps ({self.radius:.4g}); the engine broke its L∞ budget")
         clean, allowed = self.clean[source], self.allowed[source]
         return clean + allowed * (x - clean)
+
+    @contextmanager
+    def unchecked(self) -> Iterator[None]:
+        """Queries beyond ``radius`` allowed inside: for an engine's probe outside any attack, such as the image
+        of ones with which ART's APGD tells logits from probabilities.
+        """
+        self.checked = False
+        try:
+            yield
+        finally:
+            self.checked = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model's logits of the composited images."""
@@ -213,8 +233,14 @@ def check_bounds(bounds: object) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def _predict(model: nn.Module, images: torch.Tensor, preprocessing: Mapping[str, Any] | None,
-             batch_size: int) -> torch.Tensor:
+def predict_normalised(model: nn.Module, images: torch.Tensor, preprocessing: Mapping[str, Any] | None,
+                       batch_size: int = 64) -> torch.Tensor:
+    """argmax_c f(normalize(x))_c per image, in batches (model in eval mode, its state restored).
+
+    Example:
+        >>> predict_normalised(torch.nn.Flatten(), torch.tensor([[[[0.0, 1.0]]]]), None).tolist()
+        [1]
+    """
     return predict(model, images, batch_size, lambda chunk: normalize(chunk, preprocessing))
 
 
@@ -226,7 +252,8 @@ def clean_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
         >>> clean_accuracy(torch.nn.Flatten(), torch.tensor([[[[0.0, 1.0]]]]), torch.tensor([1]))
         1.0
     """
-    return (_predict(model, inputs, preprocessing, batch_size) == labels.to(inputs.device)).float().mean().item()
+    predictions = predict_normalised(model, inputs, preprocessing, batch_size)
+    return (predictions == labels.to(inputs.device)).float().mean().item()
 
 
 def adversarial_examples(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: str = "pgd",
@@ -239,8 +266,9 @@ def adversarial_examples(model: nn.Module, inputs: torch.Tensor, labels: torch.T
         model: classifier on normalised images (the normalisation goes in ``preprocessing``).
         inputs: (N, C, H, W) images within ``bounds``.
         labels: (N,) class indices.
-        attack: ``"pgd"``/``"pgd20"``/``"pgd50"`` (Foolbox ``LinfPGD``, random start, step 0.25·eps) or
-            ``"square"``/``"square<N>"`` (ART ``SquareAttack``, L∞, N iterations).
+        attack: ``"pgd"``/``"pgd20"``/``"pgd50"`` (Foolbox ``LinfPGD``, random start, step 0.25·eps),
+            ``"square"``/``"square<N>"`` (ART ``SquareAttack``, L∞, N iterations) or ``"apgd_ce<N>"`` /
+            ``"apgd_dlr<N>"`` (ART ``AutoProjectedGradientDescent`` on the cross-entropy / DLR loss).
         eps: L∞ budget in input units.
         steps: iterations when the name carries none.
         region: None (all pixels), ``"background"`` (1 − mask) or ``"object"`` (mask).
@@ -266,15 +294,15 @@ def adversarial_examples(model: nn.Module, inputs: torch.Tensor, labels: torch.T
     radius = eps / float(std.min())
     with preserved_state(model):
         target = RegionModel(model, normalize(inputs, preprocessing), allowed, radius).eval()
-        engine = _engine(spec.kind)
-        raw = engine.attack(target, inputs, labels.to(inputs.device), eps=eps, steps=spec.steps, bounds=bounds,
-                            preprocessing=preprocessing, seed=seed)
+        raw = _engine(spec.kind)(target, inputs, labels.to(inputs.device), eps=eps, steps=spec.steps, bounds=bounds,
+                                 preprocessing=preprocessing, seed=seed)
     return (inputs + allowed * (raw.to(inputs) - inputs)).detach()
 
 
-def _engine(kind: str) -> Any:
+def _engine(kind: str) -> Callable[..., torch.Tensor]:
+    module, function, options = _ENGINES[kind]
     try:
-        return importlib.import_module(_ENGINES[kind])
+        return functools.partial(getattr(importlib.import_module(module), function), **options)
     except ImportError as error:
         package = "foolbox" if kind == "pgd" else "adversarial-robustness-toolbox"
         raise ImportError(f"attack {kind!r} needs {package}: pip install {package}") from error
@@ -318,7 +346,7 @@ def robust_counts(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
     allowed_region(region, masks, inputs)
     labels = labels.to(inputs.device)
     with preserved_state(model):
-        correct = _predict(model, inputs, preprocessing, batch_size) == labels
+        correct = predict_normalised(model, inputs, preprocessing, batch_size) == labels
         robust = correct.clone()
         for chunk in torch.arange(len(inputs), device=inputs.device)[correct].split(batch_size):
             if len(chunk) == 0:
@@ -326,7 +354,7 @@ def robust_counts(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
             chunk_masks = None if masks is None else masks[chunk.to(masks.device)]
             adversarial = adversarial_examples(model, inputs[chunk], labels[chunk], attack, eps, steps, region,
                                                chunk_masks, bounds, preprocessing, seed)
-            robust[chunk] = _predict(model, adversarial, preprocessing, batch_size) == labels[chunk]
+            robust[chunk] = predict_normalised(model, adversarial, preprocessing, batch_size) == labels[chunk]
     return robust, correct
 
 
@@ -358,7 +386,7 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
     for batch in bar:
         images, labels, masks = _unpack(batch)
         images, labels = images.to(device), labels.to(device)
-        correct += int((_predict(model, images, preprocessing, max(len(images), 1)) == labels).sum())
+        correct += int((predict_normalised(model, images, preprocessing, max(len(images), 1)) == labels).sum())
         for attack in attacks:
             robust[attack] += int(robust_counts(model, images, labels, attack, eps, region=region, masks=masks,
                                                 bounds=bounds, preprocessing=preprocessing, seed=seed)[0].sum())
