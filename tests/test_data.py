@@ -285,3 +285,45 @@ def test_preview_command_writes_a_png(tmp_path: Path) -> None:
                  "--out", str(out)]) == 0
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size[0] > 200
+
+
+def fake_cifar10(root: Path, n: int = 6) -> None:
+    """A cifar-10-batches-py/ folder in the python pickle layout (n images per batch file)."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        batch = {"data": generator.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 "labels": [int(v) for v in generator.integers(0, 10, n)]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
+
+
+def test_cifar10_reads_the_users_folder_and_splits_val_from_train(tmp_path: Path, monkeypatch) -> None:
+    import torchvision
+
+    from captum_topgap.data import CIFAR10Images, make_dataset
+
+    fake_cifar10(tmp_path)
+    # torchvision checks the real files' md5 sums; the fake folder has the layout, not those bytes
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: Path(path).is_file())
+    monkeypatch.setattr(CIFAR10Images, "VAL", 10)
+    train, val, test = (make_dataset("cifar10", split, root=tmp_path) for split in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (20, 10, 6)
+    image, label, mask = val[0]
+    expected = torchvision.datasets.CIFAR10(str(tmp_path), train=True).data[20]  # (H, W, C) uint8
+    assert torch.equal(image, torch.from_numpy(expected).permute(2, 0, 1).float() / 255)
+    assert mask.all() and mask.shape == (1, 32, 32) and 0 <= label < 10
+    assert len(CIFAR10Images(tmp_path, "train", size=16, limit=3)) == 3
+    assert CIFAR10Images(tmp_path, "train", size=16)[0][0].shape == (3, 16, 16)
+
+
+def test_cifar10_without_the_folder_names_root_and_never_downloads(tmp_path: Path) -> None:
+    from captum_topgap.data import CIFAR10Images
+
+    with pytest.raises(FileNotFoundError, match=r"`root` '.*' holds no readable CIFAR-10: pass the folder that "
+                                                r"contains 'cifar-10-batches-py/'.*nothing is downloaded"):
+        CIFAR10Images(tmp_path)
+    assert not any(tmp_path.iterdir())

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from captum_topgap.data.folders import MaskFolder, OxfordPetMasks
+from captum_topgap.data.folders import CIFAR10Images, MaskFolder, OxfordPetMasks
 from captum_topgap.data.sources import load_digits, load_fashion_mnist, load_textures, read_gimp_pattern
 from captum_topgap.data.spurious import SpuriousBackgrounds, group_accuracy
 from captum_topgap.data.textured_mnist import TexturedMNIST
@@ -34,6 +34,7 @@ DATASETS: dict[str, Callable[..., Samples]] = {
     "spurious-fashion-mnist": lambda split, **kw: SpuriousBackgrounds(split, objects="fashion-mnist", **kw),
     "mask-folder": lambda split, root, **kw: MaskFolder(f"{root}/{split}", **kw),
     "oxford-pet": lambda split, root, **kw: OxfordPetMasks(root, "test" if split == "test" else "trainval", **kw),
+    "cifar10": lambda split, root, **kw: CIFAR10Images(root, split, **kw),
 }
 
 
@@ -45,7 +46,8 @@ def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Samples:
 
 
 __all__ = [
-    "DATASETS", "Batch", "MaskFolder", "OxfordPetMasks", "PairedTransform", "PartiallyAnnotated", "Samples",
+    "DATASETS", "Batch", "CIFAR10Images", "MaskFolder", "OxfordPetMasks", "PairedTransform", "PartiallyAnnotated",
+    "Samples",
     "SpuriousBackgrounds", "TexturedMNIST", "batches", "collate", "group_accuracy", "load_digits",
     "load_fashion_mnist", "load_textures", "make_dataset", "read_gimp_pattern", "resize_pair",
 ]

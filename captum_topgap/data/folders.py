@@ -1,7 +1,7 @@
-"""Loaders for the formats users have: Oxford-IIIT Pet (trimaps) and an images/ + masks/ folder pair.
+"""Loaders for the formats users have: Oxford-IIIT Pet (trimaps), an images/ + masks/ folder pair and CIFAR-10.
 
-Both return ``(image float [0, 1] (3, H, W), label, mask bool (1, H, W))``; nothing is downloaded unless
-``download=True`` is passed (Oxford-IIIT Pet through torchvision).
+All return ``(image float [0, 1] (3, H, W), label, mask bool (1, H, W))``; nothing is downloaded unless
+``download=True`` is passed (Oxford-IIIT Pet through torchvision); CIFAR-10 is only read from disk.
 """
 
 from __future__ import annotations
@@ -116,3 +116,51 @@ class MaskFolder(Dataset):
         mask = torch.from_numpy(np.asarray(Image.open(mask_path).convert("L")) > 0)[None]
         image, mask = _finish(to_tensor(Image.open(image_path)), mask, self.size, self.transform, mask_path)
         return image, label, mask
+
+
+class CIFAR10Images(Dataset):
+    """CIFAR-10 as torchvision reads it from a folder you have (``cifar-10-batches-py/``); never downloaded.
+
+    The Top-GAP poster's robustness table is on CIFAR-10. Splits: ``"train"`` = the first 45 000 training
+    images, ``"val"`` = the last 5 000 (for choosing λ), ``"test"`` = the test batch. CIFAR-10 has no masks:
+    the mask is the whole image (so background-only attacks and mask IoU do not apply).
+
+    Args:
+        root: the folder holding ``cifar-10-batches-py/``.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        size: resize to size × size (default: 32, as stored).
+        limit: the first ``limit`` images of the split.
+        seed: unused (the order is the dataset's); accepted like every dataset of the CLI.
+    """
+
+    VAL = 5000
+
+    def __init__(self, root: str | Path, split: str = "train", size: int | None = None, limit: int | None = None,
+                 seed: int = 0) -> None:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"`split` must be 'train', 'val' or 'test', got {split!r}.")
+        if size is not None:
+            check_int(size, "size", minimum=1)
+        try:
+            self.data = torchvision.datasets.CIFAR10(str(root), train=split != "test", download=False)
+        except RuntimeError:
+            raise FileNotFoundError(f"`root` {str(root)!r} holds no readable CIFAR-10: pass the folder that contains "
+                                    "'cifar-10-batches-py/' (the dataset's python version, unpacked); nothing is "
+                                    "downloaded.") from None
+        count = len(self.data)
+        first, stop = {"train": (0, count - self.VAL), "val": (count - self.VAL, count), "test": (0, count)}[split]
+        if limit is not None:
+            stop = min(stop, first + check_int(limit, "limit", minimum=1))
+        self.indices, self.size = range(first, stop), size
+
+    def __len__(self) -> int:
+        """The number of images in the split."""
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """(image, label, the all-true mask)."""
+        image, label = self.data[self.indices[index]]
+        tensor = to_tensor(image)
+        mask = torch.ones(1, *tensor.shape[-2:], dtype=torch.bool)
+        tensor, mask = _finish(tensor, mask, self.size, None, f"CIFAR-10 image {index}")
+        return tensor, int(label), mask
