@@ -19,9 +19,12 @@ import captum_topgap
 from captum_topgap.app.cli import main
 from captum_topgap.app.demo import CLAIMS, SCENARIOS, DemoConfig, evaluate_claims, run_demo
 from captum_topgap.app.report import cell
+from captum_topgap.train.checkpoints import load_checkpoint
 
 TINY = DemoConfig(size=32, object_images=32, object_epochs=1, spurious_images=32, spurious_epochs=1, val_images=16,
-                  test_images=16, explain_images=4, attack_images=4, seeds=(3,))
+                  test_images=16, explain_images=4, attack_images=4, seeds=(3,), robust_size=24, robust_images=32,
+                  robust_epochs=1, audit_images=4, audit_attacks=("pgd20", "pgd30", "square20"),
+                  audit_sweep=(128 / 255,))
 
 
 class _Page(HTMLParser):
@@ -51,7 +54,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_results_json_has_both_scenarios_every_model_and_claims_that_follow_from_its_numbers(demo) -> None:
     out, _report = demo
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved["scenarios"]) == {"object", "spurious"}
+    assert set(saved["scenarios"]) == {"object", "robustness", "spurious"}
+    assert saved["scenarios"]["robustness"]["size"] == 24
     assert {"size", "object_epochs", "spurious_epochs", "spurious_images", "test_images", "seeds"} <= set(
         saved["config"])
     expected = {(s.name, m.name, 3) for s in SCENARIOS for m in s.models}
@@ -72,6 +76,31 @@ def test_results_json_has_both_scenarios_every_model_and_claims_that_follow_from
 
 
 @pytest.mark.slow
+def test_results_json_keeps_the_audit_of_every_attacked_model_with_loadable_checkpoints(demo) -> None:
+    out, _report = demo
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["audit"]) == {"robustness"} and set(saved["audit"]["robustness"]) == {"baseline", "topgap"}
+    for name, entry in saved["audit"]["robustness"].items():
+        assert entry["verdict"] in ("robust", "gradient-masked", "not robust")
+        cascade = [entry[key] for key in ("clean", "pgd20", "pgd30", "square20")]
+        assert cascade == sorted(cascade, reverse=True)  # each attack only removes images
+        other = "topgap" if name == "baseline" else "baseline"
+        assert entry["robust_accuracy"] == entry[f"transfer:{other}"] <= entry["square20"]
+        (seed,) = entry["seeds"]
+        assert set(seed["sweep"]) == {"128/255"} and seed["verdict"] == entry["verdict"]
+        checkpoint = load_checkpoint(out / seed["checkpoint"])
+        assert checkpoint["metadata"]["size"] == 24 and checkpoint["metadata"]["scenario"] == "robustness"
+        model = captum_topgap.load_model(out / seed["checkpoint"])
+        assert model(torch.zeros(1, 3, 24, 24)).shape == (1, 10)
+    row = next(m for m in saved["models"] if m["scenario"] == "robustness" and m["name"] == "topgap")
+    assert row["measures"]["pgd20"] == saved["audit"]["robustness"]["topgap"]["pgd20"]
+    assert row["measures"]["gradient_masked"] == float(row["audit"]["verdict"] == "gradient-masked")
+    claims = {c["claim"]: c for c in saved["claims"] if c["scenario"] == "robustness"}
+    assert claims["Top-GAP is more robust to PGD-20 than the baseline (the poster's attack)"]["values"] == [
+        row["measures"]["pgd20"]]
+
+
+@pytest.mark.slow
 def test_html_shows_every_claim_and_measure_and_embeds_real_pngs(demo) -> None:
     out, report = demo
     page = _Page()
@@ -85,7 +114,8 @@ def test_html_shows_every_claim_and_measure_and_embeds_real_pngs(demo) -> None:
     assert "one seed: the verdicts are indicative" in text
     held = sum(claim["held"] for claim in report["claims"])
     assert f"{held} of {len(CLAIMS)} claims held" in text
-    assert len(page.images) == 4
+    assert len(page.images) == 5
+    assert "Verdict rules (fixed in code): gradient-masked iff" in text
     for src in page.images:
         assert base64.b64decode(src.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -98,7 +128,7 @@ def test_report_renders_in_headless_chromium(demo, tmp_path: Path) -> None:
                "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*command, "--dump-dom", (out / "index.html").as_uri()], capture_output=True, text=True,
                          timeout=120)
-    assert dom.returncode == 0 and dom.stdout.count("<table>") == 4 and dom.stdout.count("<img") == 4
+    assert dom.returncode == 0 and dom.stdout.count("<table>") == 7 and dom.stdout.count("<img") == 5
     shot = tmp_path / "page.png"
     subprocess.run([*command, f"--screenshot={shot}", "--window-size=1200,3000", (out / "index.html").as_uri()],
                    capture_output=True, timeout=120, check=True)
@@ -129,7 +159,9 @@ def test_cli_demo_prints_both_scenarios_and_every_claim(tmp_path: Path, monkeypa
     monkeypatch.setattr(DemoConfig, "quick", classmethod(lambda cls, seed=0: TINY))
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert "[object]" in printed and "[spurious]" in printed
+    assert "[object]" in printed and "[spurious]" in printed and "[robustness]" in printed
+    verdicts = "(robust|gradient-masked|not robust)"
+    assert re.search(rf"^  audit topgap: robust accuracy \d\.\d{{3}}, {verdicts} \(", printed, re.M)
     assert re.search(r"^ReFF \(published\)\s+\d\.\d{3} ± ", printed, re.M)
     assert printed.count("[held, indicative]") + printed.count("[did not hold, indicative]") == len(CLAIMS)
     assert (tmp_path / "index.html").is_file()
@@ -153,6 +185,25 @@ def test_sweep_candidates_parse_and_the_choice_skips_collapsed_ones() -> None:
     assert choose(rows[:3]) == {"candidate": "b", "val_accuracy": 0.25}  # the mean over seeds
     with pytest.raises(ValueError, match="every candidate collapsed"):
         choose(rows[:1])
+
+
+def test_robustness_candidates_parse_and_the_choice_keeps_the_clean_accuracy() -> None:
+    from captum_topgap.app.selection import choose_robust, parse_candidate
+
+    spec = parse_candidate("topgap:0.08:1", "robustness")
+    assert (spec.architecture, spec.method, spec.k, spec.weight) == ("topgap_preact_resnet18", "topgap", 0.08, 1.0)
+    assert parse_candidate("topgap:16:0.01", "robustness").k == 16
+    assert parse_candidate("baseline", "robustness").architecture == "preact_resnet18_cifar"
+    for bad in ("topgap:0.08", "topgap:x:1", "reff:1:1", "topgap:0:1"):
+        with pytest.raises(ValueError, match=re.escape("use 'baseline' or 'topgap:K:λ' with K > 0")):
+            parse_candidate(bad, "robustness")
+    rows = [{"candidate": "baseline", "val_accuracy": 0.90, "val_pgd20": 0.1},
+            {"candidate": "topgap:0.02:1", "val_accuracy": 0.87, "val_pgd20": 0.9},  # 3 points less accurate
+            {"candidate": "topgap:0.25:1", "val_accuracy": 0.88, "val_pgd20": 0.4},  # exactly 2 points: kept
+            {"candidate": "topgap:0.25:1", "val_accuracy": 0.88, "val_pgd20": 0.2}]
+    assert choose_robust(rows) == {"candidate": "topgap:0.25:1", "val_accuracy": 0.88, "val_pgd20": pytest.approx(0.3)}
+    with pytest.raises(ValueError, match=r"no Top-GAP candidate is within 0\.02"):
+        choose_robust(rows[:2])
 
 
 @pytest.mark.slow

@@ -106,3 +106,13 @@ def test_cli_train_and_evaluate(tmp_path: Path, capsys) -> None:
     assert set(results["robustness"]) == {"all", "background"}
     assert set(results["corruptions"]) == {"clean", "gaussian_noise", "gaussian_blur", "contrast", "brightness", "jpeg"}
     assert "robust accuracy (background pixels, eps=0.03137)" in capsys.readouterr().out
+    audited = tmp_path / "audit.json"
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--size", "32", "--limit", "8",
+                 "--robustness", "audit", "--audit-attacks", "pgd20,pgd30,square20",
+                 "--surrogate", str(out / "best.pt"), "--robust-limit", "8", "--json", str(audited)]) == 0
+    audit = json.loads(audited.read_text())["audit"]
+    assert list(audit)[:5] == ["clean", "pgd20", "pgd30", "square20", "transfer:run"]
+    assert audit["robust_accuracy"] == audit["transfer:run"] <= audit["square20"] <= audit["pgd20"] <= audit["clean"]
+    assert set(audit["sweep"]) == {"16/255", "32/255", "64/255", "128/255"}
+    printed = capsys.readouterr().out
+    assert f"  verdict: {audit['verdict']} (" in printed and "  rules: gradient-masked iff" in printed

@@ -32,6 +32,7 @@ from captum_topgap.app.arguments import (
     top_k,
 )
 from captum_topgap.app.compare import DEFAULT_METHODS
+from captum_topgap.evaluate.audit import AUDIT_ATTACKS
 from captum_topgap.train.losses import VARIANTS
 
 DATASETS = ["textured-mnist", "spurious-mnist", "spurious-fashion-mnist"]
@@ -57,7 +58,9 @@ def _command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.
 
 
 def _data_options(parser: argparse.ArgumentParser, p: float = 0.0) -> None:
-    parser.add_argument("--data", default="textured-mnist", choices=DATASETS)
+    parser.add_argument("--data", default="textured-mnist", choices=[*DATASETS, "cifar10"])
+    parser.add_argument("--root", default=None,
+                        help="the dataset's folder on disk (cifar10: the one holding cifar-10-batches-py/)")
     parser.add_argument("--p", type=probability, default=p, help="background randomness (Textured MNIST)")
     parser.add_argument("--q", type=probability, default=0.0, help="digit-texture randomness (Textured MNIST)")
     parser.add_argument("--size", type=image_side, default=64, help="image side")
@@ -105,7 +108,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--option", action="append", default=[], metavar="METHOD.NAME=VALUE",
                           help="a method's constructor option, e.g. augmented_gradcam.solver=primal_dual")
     evaluate.add_argument("--erf-distance", action="store_true", help="also the mean ERF distance of the true class")
-    evaluate.add_argument("--robustness", default="", help="comma-separated attacks: pgd20,pgd50,square[N]")
+    evaluate.add_argument("--robustness", default="",
+                          help="comma-separated attacks: pgd20,pgd50,square[N],apgd_ce[N],apgd_dlr[N]; 'audit' adds "
+                               "the gradient-masking audit (docs/robustness.md)")
+    evaluate.add_argument("--audit-attacks", default=",".join(AUDIT_ATTACKS),
+                          help="the audit's cascade, PGD-20 first (default: %(default)s)")
+    evaluate.add_argument("--surrogate", action="append", default=[], metavar="CHECKPOINT",
+                          help="a model whose PGD-20 examples the audit transfers (repeatable)")
     evaluate.add_argument("--region", default="all", help="pixels attacked: all, background, object (comma list)")
     evaluate.add_argument("--eps", type=fraction, default=8 / 255, help="L∞ budget, e.g. 8/255")
     evaluate.add_argument("--robust-limit", type=positive_int, default=500, help="images attacked / corrupted")
@@ -172,11 +181,16 @@ def _add_small(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="demo", help="report folder (index.html, results.json, figures, models)")
     demo.add_argument("--quick", action="store_true", help="one seed, fewer test images (≤ 10 min on 2 cores)")
     demo.add_argument("--seed", type=non_negative_int, default=None, help="run this one seed instead of the preset's")
+    demo.add_argument("--scenarios", default="object,robustness,spurious",
+                      help="comma-separated scenarios to run (default: %(default)s)")
     demo.set_defaults(run=commands.demo)
 
-    sweep = _command(sub, "sweep", "choose ReFF's variant and λ on a shifted validation split")
+    sweep = _command(sub, "sweep", "choose ReFF's variant and λ, or Top-GAP's k and λ, on a validation split")
     sweep.add_argument("--candidate", action="append", required=True, metavar="METHOD[:VARIANT[:λ[:LAYERS]]]",
-                       help="e.g. baseline, reff:reff:0.001, reff:contrastive:100:layer1,layer2, rrr::10")
+                       help="e.g. baseline, reff:reff:0.001, reff:contrastive:100:layer1,layer2, rrr::10; with "
+                            "--scenario robustness: baseline, topgap:K:λ")
+    sweep.add_argument("--scenario", default="spurious", choices=["spurious", "robustness"],
+                       help="the demo scenario swept (robustness: scored by validation PGD-20)")
     sweep.add_argument("--seeds", type=int_list, default=[0], help="comma-separated training seeds")
     sweep.add_argument("--quick", action="store_true", help="the demo's --quick budget (same training)")
     sweep.add_argument("--out", default="sweep", help="folder for sweep.json and the checkpoints")

@@ -27,13 +27,14 @@ from captum_topgap._layers import resolve_layer
 from captum_topgap.app.arguments import UsageError
 from captum_topgap.app.bench import run as run_bench
 from captum_topgap.app.compare import CompareConfig, run_compare
-from captum_topgap.app.demo import DemoConfig, run_demo
+from captum_topgap.app.demo import SCENARIOS, DemoConfig, run_demo
 from captum_topgap.app.explain import explain, load_image
 from captum_topgap.app.plots import save_sample_grid
 from captum_topgap.app.report import summary
-from captum_topgap.app.selection import choose, parse_candidate, sweep
+from captum_topgap.app.selection import choose, choose_robust, parse_candidate, sweep
 from captum_topgap.app.visualize import class_model, max_activating_patches, save_patch_grid
-from captum_topgap.data import Samples, batches, make_dataset
+from captum_topgap.data import Samples, batches, collate, make_dataset
+from captum_topgap.evaluate.audit import robustness_audit
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, normalize_per_image
 from captum_topgap.evaluate.robustness import AttackSpec, evaluate_robustness
@@ -98,11 +99,18 @@ def preview(args: argparse.Namespace) -> int:
     return 0
 
 
+CIFAR_ROOT = "--data cifar10 needs --root: the folder that holds cifar-10-batches-py/ (nothing is downloaded)"
+
+
 def dataset(args: argparse.Namespace, split: str, p: float | None = None) -> Samples:
     """The ``--data`` split with ``--size``, ``--seed``, ``--limit`` (and ``--p``/``--q`` for Textured MNIST)."""
     options: dict[str, Any] = {"size": args.size, "seed": args.seed, "limit": args.limit}
     if args.data == "textured-mnist":
         options.update(p=args.p if p is None else p, q=args.q)
+    if args.data == "cifar10":
+        if args.root is None:
+            raise UsageError(CIFAR_ROOT)
+        options["root"] = args.root
     return make_dataset(args.data, split, **options)
 
 
@@ -216,18 +224,30 @@ def method_names(text: str, flag: str) -> list[str]:
 
 def evaluate_model(args: argparse.Namespace) -> int:
     """``captum-topgap evaluate``: accuracy, heat-map scores, ERF distance, robustness and shift of a checkpoint."""
-    checked_checkpoint(args.checkpoint)
-    methods = method_names(args.methods, "--methods")
-    options = parse_options(args.option)
     attacks = [a.strip() for a in args.robustness.split(",") if a.strip()]
-    for attack in attacks:
-        try:
-            AttackSpec.parse(attack)
-        except ValueError as error:
-            raise UsageError(f"--robustness: {error}") from None
+    audit = "audit" in attacks
+    attacks = [a for a in attacks if a != "audit"]
+    if args.surrogate and not audit:
+        raise UsageError("--surrogate is used by the audit only; add --robustness audit")
+    audit_attacks = [a.strip() for a in args.audit_attacks.split(",") if a.strip()]
+    for flag, names in (("--robustness", attacks), ("--audit-attacks", audit_attacks if audit else [])):
+        for attack in names:
+            try:
+                AttackSpec.parse(attack)
+            except ValueError as error:
+                raise UsageError(f"{flag}: {error}") from None
+    if audit and (not audit_attacks or AttackSpec.parse(audit_attacks[0]).name != "pgd20"):
+        raise UsageError(f"--audit-attacks must start with pgd20 (the reference attack), got {args.audit_attacks!r}")
     regions = [r.strip() for r in args.region.split(",") if r.strip()]
     if not set(regions) <= {"all", "background", "object"}:
         raise UsageError(f"--region must list all, background and/or object, got {args.region!r}")
+    if args.data == "cifar10" and args.root is None:
+        raise UsageError(CIFAR_ROOT)
+    checked_checkpoint(args.checkpoint)
+    for path in args.surrogate:
+        checked_checkpoint(path, "--surrogate")
+    methods = method_names(args.methods, "--methods")
+    options = parse_options(args.option)
     model = load_model(args.checkpoint, args.device)
     data = dataset(args, "test")
     results: dict[str, Any] = {"accuracy": accuracy(model, data, 64, args.device)}
@@ -241,6 +261,12 @@ def evaluate_model(args: argparse.Namespace) -> int:
             region: evaluate_robustness(model, batches(data, 64, indices), attacks, eps=args.eps,
                                         region=None if region == "all" else region, seed=args.seed)
             for region in regions}
+    if audit:
+        attacked = collate([data[i] for i in indices])
+        surrogates = {Path(path).parent.name or path: load_model(path, args.device) for path in args.surrogate}
+        results["audit"] = robustness_audit(model, attacked.images.to(args.device), attacked.labels.to(args.device),
+                                            eps=args.eps, attacks=audit_attacks, surrogates=surrogates,
+                                            seed=args.seed)
     if args.corruptions:
         results["corruptions"] = corruption_accuracy(model, batches(data, 64, indices), seed=args.seed)
     if hasattr(data, "groups"):
@@ -260,6 +286,13 @@ def print_evaluation(results: dict[str, Any], args: argparse.Namespace) -> None:
     for region, table in results.get("robustness", {}).items():
         print(f"robust accuracy ({region} pixels, eps={args.eps:.4g}): "
               + "  ".join(f"{name} {value:.4f}" for name, value in table.items()))
+    if "audit" in results:
+        audit = results["audit"]
+        print(f"robustness audit (eps={args.eps:.4g}, cascade): " + "  ".join(
+            f"{name} {value:.4f}" for name, value in audit.items() if isinstance(value, float)))
+        print("  eps sweep of pgd20: " + "  ".join(f"{eps} {value:.4f}" for eps, value in audit["sweep"].items()))
+        print(f"  verdict: {audit['verdict']} ({'; '.join(audit['reasons'])})")
+        print(f"  rules: {audit['rules']}")
     for name, row in results.get("corruptions", {}).items():
         print(f"corruption {name:16s} " + (f"{row:.4f}" if isinstance(row, float) else
                                            "  ".join(f"{k} {v:.4f}" for k, v in row.items())))
@@ -337,28 +370,40 @@ def black_image(model: torch.nn.Module, size: int, device: str) -> torch.Tensor:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """``captum-topgap demo``: both scenarios, every claim, the report."""
-    report = run_demo(args.out, quick=args.quick, seed=args.seed)
+    """``captum-topgap demo``: the scenarios, every claim, the report."""
+    scenarios = tuple(name.strip() for name in args.scenarios.split(",") if name.strip())
+    known = [scenario.name for scenario in SCENARIOS]
+    if not scenarios or not set(scenarios) <= set(known):
+        raise UsageError(f"--scenarios must list some of {', '.join(known)}, got {args.scenarios!r}")
+    report = run_demo(args.out, quick=args.quick, seed=args.seed, scenarios=scenarios)
     print(summary(report))
     print(f"report: {Path(args.out) / 'index.html'} ({report['seconds'] / 60:.1f} min)")
     return 0
 
 
 def sweep_candidates(args: argparse.Namespace) -> int:
-    """``captum-topgap sweep``: candidates scored on the shifted validation split, the best named."""
+    """``captum-topgap sweep``: candidates scored on the (shifted) validation split, the best named."""
     try:
-        candidates = [parse_candidate(text) for text in args.candidate]
+        candidates = [parse_candidate(text, args.scenario) for text in args.candidate]
     except ValueError as error:
         raise UsageError(f"--candidate: {error}") from None
     config = replace(DemoConfig.quick() if args.quick else DemoConfig(), seeds=tuple(args.seeds))
-    rows = sweep(candidates, config, Path(args.out) / "models")
-    print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'follows bg':>10s}  collapsed")
-    for row in rows:
-        follows = row["val_follows_background"]
-        print(f"{row['label']:44s} {row['seed']:4d} {row['val_accuracy']:8.3f} "
-              f"{'–' if follows is None else f'{follows:.3f}':>10s}  {','.join(row['collapsed']) or '–'}")
-    best = choose(rows)
-    print(f"best on the shifted validation split: {best['candidate']} (mean accuracy {best['val_accuracy']:.3f})")
+    rows = sweep(candidates, config, Path(args.out) / "models", scenario_name=args.scenario)
+    if args.scenario == "robustness":
+        print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'val PGD-20':>10s}")
+        for row in rows:
+            print(f"{row['label']:44s} {row['seed']:4d} {row['val_accuracy']:8.3f} {row['val_pgd20']:10.3f}")
+        best = choose_robust(rows)
+        print(f"best on the validation split: {best['candidate']} (mean PGD-20 {best['val_pgd20']:.3f}, accuracy "
+              f"{best['val_accuracy']:.3f})")
+    else:
+        print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'follows bg':>10s}  collapsed")
+        for row in rows:
+            follows = row["val_follows_background"]
+            print(f"{row['label']:44s} {row['seed']:4d} {row['val_accuracy']:8.3f} "
+                  f"{'–' if follows is None else f'{follows:.3f}':>10s}  {','.join(row['collapsed']) or '–'}")
+        best = choose(rows)
+        print(f"best on the shifted validation split: {best['candidate']} (mean accuracy {best['val_accuracy']:.3f})")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "sweep.json").write_text(json.dumps({"rows": rows, "best": best}, indent=1))
     return 0

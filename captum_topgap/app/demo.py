@@ -5,7 +5,13 @@ Two scenarios on Textured MNIST (p: background randomness, q: digit-texture rand
 - **object** — train and test (p, q) = (1, 0): the background is random, what decides the label lies on
   the digit (Top-GAP's setting). A baseline ResNet-18 and a Top-GAP ResNet-18: accuracy; mask IoU of the
   Top-GAP CAM vs the baseline's Grad-CAM, Recipro-CAM and Augmented Grad-CAM; ERF background share;
-  PGD-20 robust accuracy on all pixels and on the background only.
+  PGD-20 robust accuracy on the background only.
+- **robustness** — the Top-GAP poster's CIFAR-10 setting in the nearest form offline: 32-px Textured MNIST
+  with (p, q) = (1, 0), the CIFAR PreAct ResNet-18 and its Top-GAP version (k a share of the 8 × 8 CAM
+  positions, λ chosen on the validation split), both trained normally (no adversarial training, as in the
+  poster). PGD-20 as the poster measures it, and the robustness audit of
+  :mod:`captum_topgap.evaluate.audit` (stronger gradient attacks, Square, transfer from the other model of
+  the seed, an ε sweep): robust accuracy as the per-image minimum, and a verdict.
 - **spurious** — train (0, 1), test (1, 1): the background gives the class away in training and is
   random at test time (ReFF's setting, its supplementary's Table 2). A baseline, ReFF as published,
   ReFF with the contrastive share (our variant that closes the published term's loophole, docs/reff.md),
@@ -26,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -39,6 +46,7 @@ from captum_topgap._hooks import capture
 from captum_topgap._state import preserved_state
 from captum_topgap.app.report import save_figures, write_html
 from captum_topgap.data import TexturedMNIST, batches, collate
+from captum_topgap.evaluate.audit import SWEEP, robustness_audit
 from captum_topgap.evaluate.claims import Claim
 from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_diagnostic
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
@@ -47,6 +55,14 @@ from captum_topgap.evaluate.robustness import evaluate_robustness
 from captum_topgap.train.loop import TrainConfig, train
 from captum_topgap.train.objectives import make_objective
 from captum_topgap.train.workflows import trainable_model
+
+ROBUST_K = 0.25
+"""Top-GAP's k in the robustness scenario, a share of the 8 × 8 CAM positions; with ROBUST_SPARSITY (λ) chosen
+on the validation split by ``captum-topgap sweep --scenario robustness`` (docs/robustness.md)."""
+ROBUST_SPARSITY = 1.0
+DEMO_AUDIT = ("pgd20", "pgd50", "pgd100", "apgd_ce50", "apgd_dlr50", "square1000")
+"""The demo's audit: the library's (:data:`~captum_topgap.evaluate.audit.AUDIT_ATTACKS`) with APGD at 50
+iterations, the CPU budget (the PreAct ResNet-18 costs 45 ms per image and gradient step on 2 cores)."""
 
 
 @dataclass(frozen=True)
@@ -71,24 +87,41 @@ class DemoConfig:
     k: float = 1 / 16
     batch_size: int = 32
     lr: float = 1e-3
+    robust_size: int = 32
+    robust_images: int = 1500
+    robust_epochs: int = 3
+    robust_k: float = ROBUST_K
+    robust_sparsity: float = ROBUST_SPARSITY
+    audit_images: int = 32
+    audit_attacks: tuple[str, ...] = DEMO_AUDIT
+    audit_sweep: tuple[float, ...] = SWEEP
+    scenarios: tuple[str, ...] = ("object", "robustness", "spurious")
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
         """One seed (verdicts are indicative), 1 000 images × 4 epochs for the object scenario, 6 epochs for
-        the spurious one, fewer test, explained and attacked images.
+        the spurious one, 1 000 × 3 for the robustness one, fewer test, explained and attacked images (16 in the
+        audit), and an audit without PGD-100 and APGD-CE (PGD-20, PGD-50, APGD-DLR-50, Square-1000, transfer,
+        ε sweep).
         """
         return cls(object_images=1000, object_epochs=4, spurious_epochs=6, val_images=300, test_images=500,
-                   explain_images=64, attack_images=64, seeds=(seed,))
+                   explain_images=64, attack_images=64, robust_images=1000, audit_images=16,
+                   audit_attacks=("pgd20", "pgd50", "apgd_dlr50", "square1000"), seeds=(seed,))
 
     def budget(self, scenario: str) -> tuple[int, int]:
         """(training images, epochs) of a scenario.
 
         Example:
-            >>> DemoConfig().budget("spurious")
-            (1500, 10)
+            >>> DemoConfig().budget("spurious"), DemoConfig().budget("robustness")
+            ((1500, 10), (1500, 3))
         """
-        return (self.object_images, self.object_epochs) if scenario == "object" else (
-            self.spurious_images, self.spurious_epochs)
+        return {"object": (self.object_images, self.object_epochs),
+                "robustness": (self.robust_images, self.robust_epochs)}.get(
+            scenario, (self.spurious_images, self.spurious_epochs))
+
+    def image_size(self, scenario: str) -> int:
+        """The image side of a scenario: 32 px (CIFAR's) for robustness, ``size`` for the others."""
+        return self.robust_size if scenario == "robustness" else self.size
 
 
 @dataclass(frozen=True)
@@ -106,6 +139,7 @@ class ModelSpec:
     weight: float | None = None
     layers: tuple[str, ...] | None = None
     swap_background: bool = False
+    k: float | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +156,9 @@ BASELINE = ModelSpec("baseline", "ResNet-18", "resnet18")
 SCENARIOS = (
     Scenario("object", (1.0, 0.0), (1.0, 0.0),
              (BASELINE, ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap"))),
+    Scenario("robustness", (1.0, 0.0), (1.0, 0.0),
+             (ModelSpec("baseline", "PreAct ResNet-18", "preact_resnet18_cifar"),
+              ModelSpec("topgap", "Top-GAP PreAct ResNet-18", "topgap_preact_resnet18", "topgap"))),
     Scenario("spurious", (0.0, 1.0), (1.0, 1.0),
              (BASELINE, ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff"),
               ModelSpec("reff_contrastive", "ReFF (contrastive share)", "resnet18", "reff", "contrastive"),
@@ -142,13 +179,22 @@ CLAIMS = (
     Claim("Top-GAP's effective receptive field puts less mass on the background", "object",
           "erf_background_share", "topgap", "baseline", "lower", 0.01,
           "ERF figure: object pixels' gradient matters more (no number)"),
-    Claim("Top-GAP is more robust to PGD-20 than the baseline", "object", "pgd20_all", "topgap", "baseline",
-          "greater", 0.02, "CIFAR-10, PreAct ResNet-18: 0.517 vs 0.0"),
     Claim("Top-GAP's background is less susceptible to attacks (PGD-20 on the background only)", "object",
           "pgd20_background", "topgap", "baseline", "greater", 0.02, "'background is less susceptible' (no number)"),
     Claim("Augmented Grad-CAM overlaps the object better than Grad-CAM (same baseline model)", "object",
           "iou/augmented_gradcam", "baseline", "baseline", "greater", 0.01,
           "Morbidelli et al.: sharper maps (no number)", "iou/gradcam"),
+    Claim("Top-GAP keeps the baseline's clean accuracy (within 2 points), trained normally", "robustness",
+          "accuracy", "topgap", "baseline", "not_worse", 0.02, "CIFAR-10, PreAct ResNet-18: 0.951 vs 0.945"),
+    Claim("Top-GAP is more robust to PGD-20 than the baseline (the poster's attack)", "robustness", "pgd20",
+          "topgap", "baseline", "greater", 0.02, "CIFAR-10, PreAct ResNet-18: 0.517 vs 0.0"),
+    Claim("Top-GAP keeps over 50 % under PGD-20 (the poster's abstract)", "robustness", "pgd20", "topgap", None,
+          "at_least", 0.5, "CIFAR-10: 0.517"),
+    Claim("Top-GAP is more robust than the baseline under the audit (per-image minimum over every attack)",
+          "robustness", "robust_accuracy", "topgap", "baseline", "greater", 0.02,
+          "Square 0.343, PGD-50 0.313 vs 0.0 (no per-image minimum reported)"),
+    Claim("Top-GAP's PGD-20 robustness is not gradient masking (audit verdict, every seed)", "robustness",
+          "gradient_masked", "topgap", None, "below", 0.5, "— (PGD-50 and Square below PGD-20 in the poster's table)"),
     Claim("ReFF as published generalises better than the baseline under the background shift", "spurious",
           "shifted_accuracy", "reff", "baseline", "greater", 0.02,
           "Table 2, n = All: 46.4 ± 1.0 % (the supplementary gives no baseline)"),
@@ -188,15 +234,15 @@ def scenario_data(scenario: Scenario, config: DemoConfig) -> dict[str, Any]:
     """
     (p, q), (tp, tq) = scenario.train, scenario.test
     images, _ = config.budget(scenario.name)
-    test, val = render("test", tp, tq, config.size, config.test_images), render("val", tp, tq, config.size,
-                                                                                   config.val_images)
-    data = {"train": materialise(render("train", p, q, config.size, images)),
+    size = config.image_size(scenario.name)
+    test, val = render("test", tp, tq, size, config.test_images), render("val", tp, tq, size, config.val_images)
+    data = {"train": materialise(render("train", p, q, size, images)),
             "val": materialise(val), "test": materialise(test), "n_backgrounds": test.n_backgrounds,
             "backgrounds": test.background_textures(), "val_backgrounds": val.background_textures()}
     if any(spec.swap_background for spec in scenario.models):
-        data["swapped"] = materialise(render("train", 1.0, q, config.size, images))
+        data["swapped"] = materialise(render("train", 1.0, q, size, images))
     if scenario.train != scenario.test:
-        data["in_distribution"] = materialise(render("test", p, q, config.size, config.test_images))
+        data["in_distribution"] = materialise(render("test", p, q, size, config.test_images))
     return data
 
 
@@ -216,19 +262,37 @@ def train_model(spec: ModelSpec, scenario: Scenario, data: dict[str, Any], confi
     :func:`captum_topgap.load_model` needs).
     """
     torch.manual_seed(seed)
-    model, kwargs = trainable_model(spec.architecture, 10, config.k if spec.method == "topgap" else None)
-    objective = make_objective(spec.method, model, variant=spec.variant, weight=spec.weight, layers=spec.layers)
+    k, sparsity = topgap_setting(spec, scenario, config)
+    model, kwargs = trainable_model(spec.architecture, 10, k)
+    objective = make_objective(spec.method, model, variant=spec.variant, weight=spec.weight, sparsity=sparsity,
+                               layers=spec.layers)
     train_data = data["swapped"] if spec.swap_background else data["train"]
     p, q = (1.0, scenario.train[1]) if spec.swap_background else scenario.train
     metadata = {"model": spec.architecture, "model_kwargs": kwargs, "method": spec.method,
                 "variant": spec.variant or "", "weight": getattr(objective, "weight", 0.0), "data": "textured-mnist",
-                "p": p, "q": q, "size": config.size, "scenario": scenario.name, "demo_model": spec.name}
+                "sparsity": sparsity or 0.0, "p": p, "q": q, "size": config.image_size(scenario.name),
+                "scenario": scenario.name, "demo_model": spec.name}
     train_config = TrainConfig(epochs=config.budget(scenario.name)[1], batch_size=config.batch_size, lr=config.lr,
                                optimizer="adam",
                                seed=seed, progress=progress)
     start = time.perf_counter()
     history = train(model, objective, train_data, data["val"], train_config, out, metadata=metadata)
     return Trained(model.eval(), history, list(getattr(objective, "regularised", [])), time.perf_counter() - start)
+
+
+def topgap_setting(spec: ModelSpec, scenario: Scenario, config: DemoConfig) -> tuple[float | None, float | None]:
+    """(k, λ) of a Top-GAP model: the spec's own, else the scenario's (robustness: ``robust_k``,
+    ``robust_sparsity``; object: ``k`` and the loss's default λ); (None, None) for other models.
+
+    Example:
+        >>> topgap_setting(SCENARIOS[1].models[1], SCENARIOS[1], DemoConfig()) == (ROBUST_K, ROBUST_SPARSITY)
+        True
+    """
+    if spec.method != "topgap":
+        return None, None
+    robust = scenario.name == "robustness"
+    k = spec.k if spec.k is not None else config.robust_k if robust else config.k
+    return k, spec.weight if spec.weight is not None else config.robust_sparsity if robust else None
 
 
 def judge_layer(model: nn.Module, size: int, min_positions: int = 36) -> str:
@@ -258,11 +322,26 @@ def measure_object(name: str, model: nn.Module, data: dict[str, Any], config: De
     erf = erf_scores(model, explained, limit=None, progress=progress)
     measures["erf_background_share"], measures["erf_distance"] = erf["background_share"], erf["distance"]
     loader = batches(data["test"][:config.attack_images], 64)
-    for region in ("all", "background"):
-        robust = evaluate_robustness(model, loader, ["pgd20"], region=None if region == "all" else region,
-                                     progress=progress)
-        measures[f"pgd20_{region}"] = robust["pgd20"]
+    measures["pgd20_background"] = evaluate_robustness(model, loader, ["pgd20"], region="background",
+                                                       progress=progress)["pgd20"]
     return measures
+
+
+def measure_robustness(models: dict[str, nn.Module], data: dict[str, Any], config: DemoConfig,
+                       progress: bool) -> dict[str, dict[str, Any]]:
+    """Per model of one seed: test accuracy, PGD-20 as the poster measures it and the robustness audit on the
+    first ``audit_images`` test images, the seed's other models as transfer surrogates.
+    """
+    attacked = collate(data["test"][:config.audit_images])
+    measured = {}
+    for name, model in models.items():
+        audit = robustness_audit(model, attacked.images, attacked.labels, attacks=config.audit_attacks,
+                                 surrogates={other: m for other, m in models.items() if other != name},
+                                 sweep=config.audit_sweep, progress=progress)
+        measured[name] = {"accuracy": accuracy(model, data["test"]), "pgd20": audit["pgd20"],
+                          "robust_accuracy": audit["robust_accuracy"],
+                          "gradient_masked": float(audit["verdict"] == "gradient-masked"), "audit": audit}
+    return measured
 
 
 def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
@@ -292,34 +371,76 @@ def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
 
 def run_scenarios(config: DemoConfig, out: Path, progress: bool = True,
                   log: Callable[[str], None] = print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Train and measure every model of every scenario for every seed.
+    """Train and measure every model of every scenario of ``config.scenarios`` for every seed.
 
     Returns the ``models`` list (name, scenario, seed, checkpoint relative to ``out``, seconds, measures,
-    history) and, per scenario, the seed-0 models kept for the figures.
+    history; the robustness scenario's rows also hold their ``audit``) and, per scenario, the seed-0 models
+    kept for the figures.
     """
     rows: list[dict[str, Any]] = []
     kept: dict[str, dict[str, Any]] = {}
-    for scenario in SCENARIOS:
+    for scenario in (s for s in SCENARIOS if s.name in config.scenarios):
         log(f"scenario {scenario.name}: rendering Textured MNIST (train p, q = {scenario.train}, "
-            f"test {scenario.test}, {config.size} px)")
+            f"test {scenario.test}, {config.image_size(scenario.name)} px)")
         data = scenario_data(scenario, config)
         kept[scenario.name] = {"data": data, "models": {}, "options": METHOD_OPTIONS}
         for seed in config.seeds:
+            trained_models: dict[str, Trained] = {}
             for spec in scenario.models:
                 folder = out / "models" / scenario.name / spec.name / f"seed{seed}"
                 log(f"  {scenario.name} / {spec.label} / seed {seed}: training {config.budget(scenario.name)[1]} "
                     "epochs")
-                trained = train_model(spec, scenario, data, config, seed, folder, progress)
-                measures = measure_object(spec.name, trained.model, data, config, progress) \
-                    if scenario.name == "object" else measure_spurious(trained.model, data, config, trained.regularised)
+                trained = trained_models[spec.name] = train_model(spec, scenario, data, config, seed, folder, progress)
                 rows.append({"name": spec.name, "label": spec.label, "scenario": scenario.name, "seed": seed,
                              "checkpoint": str((folder / "last.pt").relative_to(out)),
-                             "train_seconds": trained.seconds, "measures": measures, "history": trained.history})
+                             "train_seconds": trained.seconds, "history": trained.history})
+                if scenario.name == "object":
+                    rows[-1]["measures"] = measure_object(spec.name, trained.model, data, config, progress)
+                elif scenario.name == "spurious":
+                    rows[-1]["measures"] = measure_spurious(trained.model, data, config, trained.regularised)
                 if seed == config.seeds[0]:
                     kept[scenario.name]["models"][spec.name] = trained.model
+            if scenario.name == "robustness":
+                log(f"  robustness / seed {seed}: auditing {len(trained_models)} models on {config.audit_images} "
+                    "test images")
+                measured = measure_robustness({name: t.model for name, t in trained_models.items()}, data, config,
+                                              progress)
+                for row in rows[-len(trained_models):]:
+                    row["audit"] = measured[row["name"]].pop("audit")
+                    row["measures"] = measured[row["name"]]
         if scenario.name == "spurious":
             kept[scenario.name]["layer"] = judge_layer(kept[scenario.name]["models"]["baseline"], config.size)
     return rows, kept
+
+
+def audit_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """results.json's ``audit``: per scenario that attacks, model name → {attack → mean robust accuracy over
+    the seeds, ``robust_accuracy``, ``verdict`` (``gradient-masked`` if any seed is, ``robust`` if every seed
+    is, else ``not robust``), ``seeds``: the per-seed audits with their checkpoints}.
+
+    Example:
+        >>> rows = [{"scenario": "r", "name": "m", "seed": 0, "checkpoint": "c.pt", "audit": {
+        ...     "clean": 1.0, "pgd20": 0.5, "robust_accuracy": 0.4, "sweep": {}, "verdict": "robust",
+        ...     "reasons": [], "rules": ""}}]
+        >>> summary = audit_summary(rows)["r"]["m"]
+        >>> summary["pgd20"], summary["robust_accuracy"], summary["verdict"]
+        (0.5, 0.4, 'robust')
+    """
+    summary: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if "audit" in row:
+            entry = summary.setdefault(row["scenario"], {}).setdefault(row["name"], {"seeds": []})
+            entry["seeds"].append({"seed": row["seed"], "checkpoint": row["checkpoint"], **row["audit"]})
+    for models in summary.values():
+        for entry in models.values():
+            audits = entry["seeds"]
+            numbers = [key for key, value in audits[0].items() if isinstance(value, float)]
+            entry.update({key: statistics.fmean(a[key] for a in audits) for key in numbers})
+            verdicts = {a["verdict"] for a in audits}
+            entry["verdict"] = "gradient-masked" if "gradient-masked" in verdicts else (
+                "robust" if verdicts == {"robust"} else "not robust")
+            entry["rules"] = audits[0]["rules"]
+    return summary
 
 
 def per_seed_values(rows: list[dict[str, Any]], scenario: str) -> dict[str, list[float]]:
@@ -341,28 +462,32 @@ def per_seed_values(rows: list[dict[str, Any]], scenario: str) -> dict[str, list
 def evaluate_claims(rows: list[dict[str, Any]], claims: Sequence[Claim] = CLAIMS) -> list[dict[str, Any]]:
     """Every claim's row (values per seed, gap, pooled sd, criterion, verdict)."""
     values = {scenario.name: per_seed_values(rows, scenario.name) for scenario in SCENARIOS}
-    return [claim.evaluate(values[claim.scenario]) for claim in claims]
+    return [claim.evaluate(values[claim.scenario]) for claim in claims if values[claim.scenario]]
 
 
 def run_demo(out: str | Path = "demo", quick: bool = False, seed: int | None = None, progress: bool = True,
-             config: DemoConfig | None = None) -> dict[str, Any]:
+             config: DemoConfig | None = None, scenarios: Sequence[str] | None = None) -> dict[str, Any]:
     """Train, measure, judge, draw; write ``out/results.json`` and ``out/index.html``; return the report.
 
-    ``seed`` replaces the seeds of the preset by that one seed.
+    ``seed`` replaces the seeds of the preset by that one seed; ``scenarios`` its scenarios by those named.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = config or (DemoConfig.quick() if quick else DemoConfig())
     if seed is not None:
         config = replace(config, seeds=(seed,))
+    if scenarios is not None:
+        config = replace(config, scenarios=tuple(scenarios))
     start = time.perf_counter()
     rows, kept = run_scenarios(config, out, progress, print if progress else (lambda _text: None))
     claims = evaluate_claims(rows)
-    figures = save_figures(rows, kept, out)
-    scenarios = {s.name: {"train": list(s.train), "test": list(s.test), "models": [m.name for m in s.models]}
-                 for s in SCENARIOS}
-    report: dict[str, Any] = {"config": {**asdict(config), "seeds": list(config.seeds)}, "scenarios": scenarios,
-                              "claims": claims, "models": rows, "seconds": time.perf_counter() - start}
+    audit = audit_summary(rows)
+    figures = save_figures(rows, kept, out, audit)
+    described = {s.name: {"train": list(s.train), "test": list(s.test), "size": config.image_size(s.name),
+                          "models": [m.name for m in s.models]} for s in SCENARIOS if s.name in config.scenarios}
+    report: dict[str, Any] = {"config": {**asdict(config), "seeds": list(config.seeds)}, "scenarios": described,
+                              "claims": claims, "audit": audit, "models": rows,
+                              "seconds": time.perf_counter() - start}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     write_html(report, figures, out)
     return report

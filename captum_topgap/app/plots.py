@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 from captum_topgap._state import preserved_state
+from captum_topgap.evaluate.audit import cascade_columns
 from captum_topgap.evaluate.metrics import normalize_per_image
 from captum_topgap.methods.erf import erf_at
 
@@ -173,6 +174,41 @@ def save_diagnostic_curves(histories: dict[str, list[list[dict]]], path: str | P
             ax.tick_params(labelsize=7)
             if row == 0 and layers:
                 ax.legend(fontsize=6)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return Path(path)
+
+
+def save_audit_curves(audit: dict[str, dict[str, Any]], path: str | Path) -> Path:
+    """The robustness audit per model (results.json's ``audit[scenario]``): left, the accuracy after each attack
+    of the cascade at ε (clean first, the robust accuracy last); right, accuracy against ε for the reference
+    attack, from ε to the largest budget of the sweep (means over seeds).
+
+    Example:
+        >>> import tempfile
+        >>> entry = {"clean": 1.0, "pgd20": 0.5, "square1000": 0.4, "robust_accuracy": 0.4,
+        ...          "seeds": [{"sweep": {"16/255": 0.1, "128/255": 0.0}}]}
+        >>> save_audit_curves({"topgap": entry}, tempfile.mkdtemp() + "/a.png").suffix
+        '.png'
+    """
+    figure, axes = new_figure(1, 2, figsize=(10.0, 3.4), squeeze=False)
+    for name, entry in audit.items():
+        columns = cascade_columns(entry)
+        attacks = list(columns)
+        axes[0, 0].plot(range(len(attacks)), list(columns.values()), marker="o", label=name)
+        axes[0, 0].set_xticks(range(len(attacks)), attacks, rotation=30, ha="right", fontsize=7)
+        budgets = list(entry["seeds"][0]["sweep"])
+        swept = [float(np.mean([seed["sweep"][eps] for seed in entry["seeds"]])) for eps in budgets]
+        first = [key for key in attacks if key != "clean"][:1]
+        axes[0, 1].plot(range(len(budgets) + 1), [columns[first[0]] if first else columns["clean"], *swept],
+                        marker="o", label=name)
+        axes[0, 1].set_xticks(range(len(budgets) + 1), ["8/255", *budgets], fontsize=7)
+    axes[0, 0].set_title("accuracy after each attack of the cascade (ε = 8/255)", fontsize=8)
+    axes[0, 1].set_title("reference attack: accuracy against ε", fontsize=8)
+    for ax in axes[0]:
+        ax.set_ylim(-0.02, 1.02)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
     figure.tight_layout()
     save_figure(figure, path)
     return Path(path)

@@ -19,8 +19,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from captum_topgap.app.plots import save_diagnostic_curves, save_overlays
+from captum_topgap.app.plots import save_audit_curves, save_diagnostic_curves, save_overlays
 from captum_topgap.data import collate
+from captum_topgap.evaluate.audit import cascade_columns
 from captum_topgap.evaluate.claims import mean_sd
 from captum_topgap.registry import get_method
 
@@ -30,8 +31,10 @@ OBJECT_COLUMNS = (("baseline", "gradcam", "ResNet-18: Grad-CAM"), ("baseline", "
 MEASURES = {
     "object": (("accuracy", "accuracy"), ("iou/gradcam", "IoU Grad-CAM"), ("iou/recipro_cam", "IoU Recipro-CAM"),
                ("iou/augmented_gradcam", "IoU Aug. Grad-CAM"), ("iou/topgap_cam", "IoU Top-GAP CAM"),
-               ("erf_background_share", "ERF on background"), ("pgd20_all", "PGD-20"),
-               ("pgd20_background", "PGD-20 background")),
+               ("erf_background_share", "ERF on background"), ("pgd20_background", "PGD-20 background")),
+    "robustness": (("accuracy", "clean accuracy"), ("pgd20", "PGD-20 (the poster's)"),
+                   ("robust_accuracy", "robust accuracy (audit)"),
+                   ("gradient_masked", "gradient-masked (share of seeds)")),
     "spurious": (("in_distribution_accuracy", "in distribution"), ("shifted_accuracy", "shifted"),
                  ("follows_background", "follows background"), ("min_positive_fraction", "min positive fraction"),
                  ("in_mask_share", "in-mask share (≥ 6 × 6)"), ("mask_area", "mask area")),
@@ -39,6 +42,11 @@ MEASURES = {
 DESCRIPTIONS = {
     "object": "Train and test (p, q) = (1, 0): the background is random, what decides the label lies on the digit "
               "— the setting of Top-GAP's localisation, ERF and attack claims.",
+    "robustness": "Train and test (p, q) = (1, 0) at 32 px: the Top-GAP poster's CIFAR-10 table in the nearest form "
+                  "offline — CIFAR PreAct ResNet-18s trained normally (no adversarial training), attacked at ε = 8/255 "
+                  "by PGD-20 as the poster does and by the robustness audit (a cascade of stronger gradient attacks, "
+                  "Square, transfer from the seed's other model, an ε sweep), whose verdict follows the rules printed "
+                  "below it.",
     "spurious": "Train (p, q) = (0, 1), test (1, 1): in training the background gives the class away and the digit "
                 "texture is random; at test time the background is random too — the setting of ReFF's Table 2.",
 }
@@ -72,15 +80,26 @@ def model_table(models: list[dict[str, Any]], scenario: str) -> tuple[list[str],
     return ["model", *[title for _, title in present], "training s"], rows
 
 
-def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path) -> dict[str, Path]:
+def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path,
+                 audit: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
     """Heat-map grids of both scenarios (first seed, four test images, mask outlined), the ERF maps of the
     object scenario and the diagnostic curves of the spurious scenario's ReFF / RRR variants.
 
     ``kept[scenario]`` holds the rendered ``data``, the first seed's ``models``, the methods' ``options``
     and, for the spurious scenario, the ``layer`` whose Grad-CAM is drawn.
     """
-    figures = {}
-    scene = kept["object"]
+    figures: dict[str, Path] = {}
+    if "object" in kept:
+        object_figures(kept["object"], out, figures)
+    if "spurious" in kept:
+        spurious_figures(rows, kept["spurious"], out, figures)
+    for scenario, models in (audit or {}).items():
+        figures[f"{scenario}_audit"] = save_audit_curves(models, out / f"{scenario}_audit.png")
+    return figures
+
+
+def object_figures(scene: dict[str, Any], out: Path, figures: dict[str, Path]) -> None:
+    """The object scenario's heat-map grid and ERF maps (first seed, four test images)."""
     batch = collate(scene["data"]["test"][:4])
     maps = {title: get_method(method, scene["models"][name], **scene["options"].get(method, {}))
             .attribute(batch.images, target=batch.labels).detach() for name, method, title in OBJECT_COLUMNS}
@@ -90,7 +109,10 @@ def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path) ->
            for name, model in scene["models"].items()}
     figures["object_erf"] = out / "object_erf.png"
     save_overlays(batch.images, erf, figures["object_erf"], batch.masks)
-    scene = kept["spurious"]
+
+
+def spurious_figures(rows: list[dict[str, Any]], scene: dict[str, Any], out: Path, figures: dict[str, Path]) -> None:
+    """The spurious scenario's Grad-CAM grid and the diagnostic curves of its ReFF / RRR variants."""
     batch = collate(scene["data"]["in_distribution"][:4])
     layer = scene["layer"]
     maps = {f"{name}: Grad-CAM {layer}": get_method("gradcam", model, layer).attribute(
@@ -103,7 +125,22 @@ def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path) ->
             histories.setdefault(row["label"], []).append(row["history"])
     if histories:
         figures["spurious_diagnostic"] = save_diagnostic_curves(histories, out / "spurious_diagnostic.png")
-    return figures
+
+
+def audit_rows(audit: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a scenario's audit (results.json's ``audit[scenario]``): per model the cascade's
+    accuracies and the sweep (means over seeds), the robust accuracy, the verdict and its first seed's reasons.
+    """
+    first = next(iter(audit.values()))
+    attacks = list(cascade_columns(first))
+    sweep = list(first["seeds"][0]["sweep"])
+    rows = []
+    for name, entry in audit.items():
+        swept = [statistics.fmean(seed["sweep"][eps] for seed in entry["seeds"]) for eps in sweep]
+        rows.append([name, *[f"{cascade_columns(entry)[a]:.3f}" for a in attacks], *[f"{v:.3f}" for v in swept],
+                     f"{entry['robust_accuracy']:.3f}", entry["verdict"], "; ".join(entry["seeds"][0]["reasons"])])
+    return ["model", *attacks, *[f"pgd20 @ {eps}" for eps in sweep], "robust accuracy", "verdict",
+            "reasons (first seed)"], rows
 
 
 def embedded_image(path: Path, alt: str) -> str:
@@ -140,13 +177,20 @@ def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> P
     one_seed = len(config["seeds"]) == 1
     held = sum(claim["held"] for claim in claims)
     sections = []
-    for scenario in ("object", "spurious"):
+    for scenario in report["scenarios"]:
         header, rows = model_table(report["models"], scenario)
         parts = [f"<h2>Scenario “{scenario}”</h2><p>{html.escape(DESCRIPTIONS[scenario])}</p>",
                  claims_table(claims, scenario, one_seed), "<h3>Measures (mean ± sd over seeds)</h3>",
                  html_table(header, rows)]
+        if scenario in report.get("audit", {}):
+            audit = report["audit"][scenario]
+            parts += ["<h3>Robustness audit (cascade at ε = 8/255, means over seeds)</h3>",
+                      html_table(*audit_rows(audit)),
+                      f"<p>Verdict rules (fixed in code): {html.escape(next(iter(audit.values()))['rules'])}.</p>"]
         for key, caption in ((f"{scenario}_heatmaps", "Heat-maps of the true class (first seed), digit mask "
                               "outlined in white."), (f"{scenario}_erf", "ERF of the true-class logit, per model."),
+                             (f"{scenario}_audit", "The robustness audit: accuracy after each attack of the "
+                              "cascade, and the reference attack's accuracy as ε grows (means over seeds)."),
                              (f"{scenario}_diagnostic", "The collapse diagnostic during training (first 64 "
                               "training images, mean over seeds): positive fraction and in-mask share of the "
                               "true class's Grad-CAM per layer, and the shifted validation accuracy.")):
@@ -164,6 +208,8 @@ img{{max-width:100%}}</style></head><body>
 <p>Textured MNIST at {config['size']} px, ResNet-18 from scratch (Adam, lr {config['lr']:g}, batch
 {config['batch_size']}), seeds {seeds}: {config['object_images']} training images × {config['object_epochs']} epochs
 in the object scenario, {config['spurious_images']} × {config['spurious_epochs']} in the spurious one;
+{config['robust_size']} px and {config['robust_images']} × {config['robust_epochs']} in the robustness one (audit on
+{config['audit_images']} test images);
 {config['test_images']} test images per split; heat-maps on {config['explain_images']} and PGD-20 (ε = 8/255,
 Foolbox) on {config['attack_images']} test images. Each claim is judged by the criterion printed beside it,
 fixed in code before the run; λ of every variant was chosen on a shifted validation split, never on the test.</p>
@@ -182,12 +228,15 @@ Total time {report['seconds'] / 60:.1f} min.</p>
 def summary(report: dict[str, Any]) -> str:
     """The terminal summary: per scenario the measures table, then every claim with its verdict."""
     lines = []
-    for scenario in ("object", "spurious"):
+    for scenario in report["scenarios"]:
         header, rows = model_table(report["models"], scenario)
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         lines.append(f"\n[{scenario}]")
         for row in [header, *rows]:
             lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+        if scenario in report.get("audit", {}):
+            for row in audit_rows(report["audit"][scenario])[1]:
+                lines.append(f"  audit {row[0]}: robust accuracy {row[-3]}, {row[-2]} ({row[-1]})")
     one_seed = len(report["config"]["seeds"]) == 1
     for claim in report["claims"]:
         verdict = ("held" if claim["held"] else "did not hold") + (", indicative" if one_seed else "")

@@ -1,4 +1,5 @@
-"""``captum-topgap sweep``: λ and the ReFF variant chosen on a shifted validation split, never on the test.
+"""``captum-topgap sweep``: λ and the ReFF variant, or Top-GAP's (k, λ), chosen on a validation split, never
+on the test.
 
 Each candidate — ``METHOD[:VARIANT[:λ[:LAYERS]]]``, e.g. ``reff:contrastive:100:layer1,layer2`` or
 ``rrr::10`` — is trained for each seed in the demo's spurious scenario (the same images, budget and
@@ -8,11 +9,17 @@ validation accuracy, the rate at which predictions follow the background, and th
 the last epoch (on the first training images). :func:`choose` picks the candidate with the best mean
 validation accuracy among those whose regularised layers never collapsed.
 
+``--scenario robustness`` sweeps Top-GAP's ``topgap:K:λ`` (and ``baseline``) in the demo's robustness
+scenario (32 px, PreAct ResNet-18s) and scores each by validation accuracy and PGD-20 at ε = 8/255 on the
+first ``audit_images`` validation images — the poster's measure; :func:`choose_robust` picks the best mean
+PGD-20 among the candidates within 2 points of the baseline's validation accuracy. The audit then runs on the
+test split only (the demo).
+
 Example:
     >>> parse_candidate("reff:contrastive:100:layer1,layer2")
     ModelSpec(name='reff:contrastive:100:layer1,layer2', label='reff contrastive λ=100 (layer1,layer2)', \
 architecture='resnet18', method='reff', variant='contrastive', weight=100.0, layers=('layer1', 'layer2'), \
-swap_background=False)
+swap_background=False, k=None)
 """
 
 from __future__ import annotations
@@ -26,12 +33,21 @@ from captum_topgap.app.demo import SCENARIOS, DemoConfig, ModelSpec, scenario_da
 from captum_topgap.data import collate
 from captum_topgap.evaluate.diagnostics import COLLAPSE_THRESHOLD, follows_background_rate
 from captum_topgap.evaluate.metrics import predict
+from captum_topgap.evaluate.robustness import robust_accuracy
 from captum_topgap.train.losses import VARIANTS
 from captum_topgap.train.objectives import METHODS
 
 
-def parse_candidate(text: str) -> ModelSpec:
-    """``METHOD[:VARIANT[:λ[:LAYERS]]]`` -> the :class:`~captum_topgap.app.demo.ModelSpec` of a resnet18."""
+def parse_candidate(text: str, scenario: str = "spurious") -> ModelSpec:
+    """``METHOD[:VARIANT[:λ[:LAYERS]]]`` -> the :class:`~captum_topgap.app.demo.ModelSpec` of a resnet18; in the
+    robustness scenario ``baseline`` or ``topgap:K:λ`` -> a (Top-GAP) PreAct ResNet-18.
+
+    Example:
+        >>> parse_candidate("topgap:0.08:1", "robustness").k, parse_candidate("topgap:0.08:1", "robustness").weight
+        (0.08, 1.0)
+    """
+    if scenario == "robustness":
+        return robust_candidate(text)
     method, variant, weight, layers = [*text.split(":"), "", "", ""][:4]
     if method not in METHODS or method == "topgap":
         raise ValueError(f"candidate {text!r}: METHOD must be baseline, reff or rrr (METHOD[:VARIANT[:λ[:LAYERS]]]).")
@@ -47,10 +63,30 @@ def parse_candidate(text: str) -> ModelSpec:
     return ModelSpec(text, label, "resnet18", method, variant or None, lam, names)
 
 
+def robust_candidate(text: str) -> ModelSpec:
+    """``baseline`` or ``topgap:K:λ`` (K positions ≥ 1 or a share in (0, 1) of the CAM's) of the robustness
+    scenario.
+    """
+    parts = text.split(":")
+    scenario = next(s for s in SCENARIOS if s.name == "robustness")
+    if parts == ["baseline"]:
+        return scenario.models[0]
+    try:
+        k, lam = float(parts[1]), float(parts[2])
+        if parts[0] != "topgap" or len(parts) != 3 or k <= 0 or lam < 0:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ValueError(f"candidate {text!r}: in the robustness scenario use 'baseline' or 'topgap:K:λ' with K > 0 "
+                         "(positions, or a share below 1) and λ ≥ 0, e.g. topgap:0.08:1.") from None
+    spec = scenario.models[1]
+    return ModelSpec(text, f"{spec.label} k={k:g} λ={lam:g}", spec.architecture, "topgap", weight=lam,
+                     k=int(k) if k >= 1 else k)
+
+
 def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
-          progress: bool = True) -> list[dict[str, Any]]:
-    """Train every candidate for every seed of ``config`` and score it on the shifted validation split."""
-    scenario = next(s for s in SCENARIOS if s.name == "spurious")
+          progress: bool = True, scenario_name: str = "spurious") -> list[dict[str, Any]]:
+    """Train every candidate for every seed of ``config`` and score it on the (shifted) validation split."""
+    scenario = next(s for s in SCENARIOS if s.name == scenario_name)
     data = scenario_data(scenario, config)
     val = collate(data["val"])
     rows = []
@@ -61,6 +97,14 @@ def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
             folder = Path(out) / spec.name.replace(":", "_").replace(",", "+") / f"seed{seed}"
             trained = train_model(spec, scenario, data, config, seed, folder, progress)
             predictions = predict(trained.model, val.images)
+            if scenario_name == "robustness":
+                attacked = slice(0, config.audit_images)
+                rows.append({"candidate": spec.name, "label": spec.label, "seed": seed,
+                             "val_accuracy": float((predictions == val.labels).float().mean()),
+                             "val_pgd20": robust_accuracy(trained.model, val.images[attacked], val.labels[attacked],
+                                                          "pgd20"),
+                             "train_seconds": trained.seconds})
+                continue
             last = trained.history[-1]
             diagnostic = last.get("diagnostic", {})
             rows.append({
@@ -93,3 +137,29 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError(f"every candidate collapsed (positive fraction < {COLLAPSE_THRESHOLD}); widen the sweep.")
     name = max(means, key=lambda key: statistics.fmean(means[key]))
     return {"candidate": name, "val_accuracy": statistics.fmean(means[name])}
+
+
+def choose_robust(rows: list[dict[str, Any]], margin: float = 0.02) -> dict[str, Any]:
+    """The Top-GAP candidate with the best mean validation PGD-20 among those whose mean validation accuracy is
+    at most ``margin`` below the baseline's (all candidates when no baseline was swept).
+
+    Example:
+        >>> rows = [{"candidate": "baseline", "val_accuracy": 0.9, "val_pgd20": 0.1},
+        ...         {"candidate": "topgap:0.02:1", "val_accuracy": 0.8, "val_pgd20": 0.6},
+        ...         {"candidate": "topgap:0.25:1", "val_accuracy": 0.89, "val_pgd20": 0.4}]
+        >>> choose_robust(rows)
+        {'candidate': 'topgap:0.25:1', 'val_accuracy': 0.89, 'val_pgd20': 0.4}
+    """
+    means: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        entry = means.setdefault(row["candidate"], {"val_accuracy": [], "val_pgd20": []})
+        entry["val_accuracy"].append(row["val_accuracy"])
+        entry["val_pgd20"].append(row["val_pgd20"])
+    mean = {name: {key: statistics.fmean(values) for key, values in entry.items()} for name, entry in means.items()}
+    floor = mean["baseline"]["val_accuracy"] - margin if "baseline" in mean else -1.0
+    kept = {name: m for name, m in mean.items() if name != "baseline" and m["val_accuracy"] >= floor}
+    if not kept:
+        raise ValueError(f"no Top-GAP candidate is within {margin:g} of the baseline's validation accuracy; widen the "
+                         "sweep.")
+    name = max(kept, key=lambda key: kept[key]["val_pgd20"])
+    return {"candidate": name, **kept[name]}
