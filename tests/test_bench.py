@@ -30,3 +30,14 @@ def test_unknown_row_is_named() -> None:
     with pytest.raises(ValueError, match=r"`--only` must be one of \[.*'topgap_cam_vs_forward'"):
         run(only="nope")
     assert "topgap_train_step_vs_baseline" in BENCHMARKS
+
+
+@pytest.mark.slow
+def test_the_audit_row_times_every_attack_of_the_cascade(capsys) -> None:
+    from captum_topgap.evaluate.audit import AUDIT_ATTACKS
+
+    assert main(["bench", "--quick", "--json", "--only", "robustness_audit_seconds_per_image"]) == 0
+    row = json.loads(capsys.readouterr().out)["robustness_audit_seconds_per_image"]
+    per_attack = [row[f"{name}_s_per_image"] for name in AUDIT_ATTACKS]
+    assert all(value > 0 for value in per_attack) and row["ratio"] == pytest.approx(sum(per_attack))
+    assert row["target"] == 20.0

@@ -286,6 +286,35 @@ def bench_augmented_defaults(size: int, batch: int, repeats: int, device: torch.
     return Row(a, 10.0, a, b)
 
 
+def bench_audit(size: int, batch: int, repeats: int, device: torch.device) -> Row:
+    """Seconds per image of each attack of the robustness audit's cascade on the demo's robustness model
+    (``topgap_preact_resnet18``, 32 px), where no image breaks (ε = 1e-4), so every step or query runs: the
+    worst case of an image that survives the whole cascade. The ratio is their sum (target: 20 s per image);
+    b_s is one forward-backward pass per image. ``quick`` times a twentieth of each attack's steps on one image,
+    scaled up.
+    """
+    from captum_topgap.evaluate.audit import AUDIT_ATTACKS
+    from captum_topgap.evaluate.robustness import AttackSpec, adversarial_examples
+    from captum_topgap.train.checkpoints import build_model
+
+    model = build_model("topgap_preact_resnet18", num_classes=10, k=0.25).to(device).eval()
+    scale = 20 if size < 224 else 1
+    images = torch.rand(1 if scale > 1 else 4, 3, 32, 32, device=device)
+    labels = model(images).argmax(1).detach()
+    per_image = {}
+    for name in AUDIT_ATTACKS:
+        spec = AttackSpec.parse(name)
+        start = time.perf_counter()
+        adversarial_examples(model, images, labels, f"{spec.kind}{max(1, spec.steps // scale)}", eps=1e-4)
+        per_image[f"{name}_s_per_image"] = (time.perf_counter() - start) * scale / len(images)
+    x = images.clone().requires_grad_(True)
+    start = time.perf_counter()
+    model(x).logsumexp(1).sum().backward()
+    step = (time.perf_counter() - start) / len(images)
+    total = sum(per_image.values())
+    return Row(total, 20.0, total, step, per_image)
+
+
 BENCHMARKS: dict[str, Callable[..., Row]] = {
     "topgap_cam_vs_forward": bench_topgap_cam,
     "topgap_train_step_vs_baseline": bench_topgap_train,
@@ -297,6 +326,7 @@ BENCHMARKS: dict[str, Callable[..., Row]] = {
     "registry_gradcam_vs_grad_cam": bench_registry_gradcam,
     "registry_layer_gradcam_vs_captum": bench_registry_layer_gradcam,
     "augmented_gradcam_defaults_seconds_per_image": bench_augmented_defaults,
+    "robustness_audit_seconds_per_image": bench_audit,
 }
 
 
