@@ -53,6 +53,7 @@ def test_a_quantising_input_layer_is_flagged_as_gradient_masked() -> None:
     assert audit["verdict"] == "gradient-masked"
     assert any(reason.startswith("square200 breaks 1.000") for reason in audit["reasons"])
     assert any(reason.startswith("at eps = 128/255 accuracy stays") for reason in audit["reasons"])
+    assert audit["input_gradient_l1"] == {"survived_reference": 0.0, "broken_by_reference": None}
 
 
 def test_a_linear_model_is_not_flagged_and_its_sweep_reaches_zero() -> None:
@@ -63,6 +64,12 @@ def test_a_linear_model_is_not_flagged_and_its_sweep_reaches_zero() -> None:
     assert audit["robust_accuracy"] == 0.0 and audit["sweep"] == {"16/255": 0.0, "128/255": 0.0}
     assert audit["verdict"] == "not robust"
     assert audit["reasons"] == ["robust accuracy 0.000 < 0.1 with no sign of masking"]
+    # ∂CE/∂x of (8(m − .13), −8(m − .13), −1): 8·(1 − p₀ + p₁)/16 per pixel, 16 pixels
+    z = 8 * (x.flatten(1).mean(1) - THRESHOLD)
+    p = torch.softmax(torch.stack([z, -z, -torch.ones_like(z)], 1), 1)
+    expected = (8 * (1 - p[:, 0] + p[:, 1])).median().item()
+    assert audit["input_gradient_l1"]["survived_reference"] is None
+    assert audit["input_gradient_l1"]["broken_by_reference"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_transfer_from_a_surrogate_counts_in_the_per_image_minimum() -> None:

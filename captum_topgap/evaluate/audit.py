@@ -42,6 +42,7 @@ from fractions import Fraction
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -52,6 +53,7 @@ from captum_topgap.evaluate.robustness import (
     AttackSpec,
     adversarial_examples,
     check_attack_inputs,
+    normalize,
     predict_normalised,
     robust_counts,
 )
@@ -183,8 +185,9 @@ def robustness_audit(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
         seed: seeds every engine's randomness (random starts, square positions).
         progress: a tqdm bar over the attacks.
 
-    Returns ``{"clean", "<attack>": accuracy after it …, "transfer:<name>": …, "robust_accuracy",
-    "sweep": {"16/255": …}, "verdict", "reasons", "rules"}`` (attacks in cascade order).
+    Returns ``{"clean", "<attack>": accuracy after it …, "transfer:<name>": …, "input_gradient_l1": {median
+    over the images the reference attack left / broke}, "robust_accuracy", "sweep": {"16/255": …}, "verdict",
+    "reasons", "rules"}`` (attacks in cascade order).
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
@@ -218,6 +221,7 @@ def robustness_audit(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
         standing = predict_normalised(model, inputs, preprocessing, batch_size) == labels
         result["clean"] = standing.float().mean().item()
         after_reference = standing
+        correct = standing.clone()
         for name, attack in cascade:
             bar.set_postfix_str(name)
             standing = _survivors(standing, attack)
@@ -225,6 +229,10 @@ def robustness_audit(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
             if name == rules.reference:
                 after_reference = standing.clone()
             bar.update()
+        norms = input_gradient_l1(model, inputs, labels, preprocessing, batch_size)
+        result["input_gradient_l1"] = {
+            "survived_reference": _median(norms[after_reference]), "broken_by_reference": _median(
+                norms[correct & ~after_reference])}
         sweep_values = {}
         for budget in budgets:  # the reference alone over growing eps, from the images it left at eps
             bar.set_postfix_str(f"{rules.reference} at eps {fraction(budget)}")
@@ -238,6 +246,34 @@ def robustness_audit(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
     result["verdict"], result["reasons"] = rules.judge(accuracies, sweep_values)
     result["rules"] = rules.describe()
     return result
+
+
+def input_gradient_l1(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                      preprocessing: Mapping[str, Any] | None = None, batch_size: int = 64) -> torch.Tensor:
+    """‖∂CE(f(x), y)/∂x‖₁ per image, in input units: the audit's evidence of *where* gradients vanish.
+
+    Images that survive a gradient attack with input gradients far smaller than those it breaks sit on a flat
+    (or masked) loss; the gradient-free and transfer stages then tell a flat loss (they fail too) from
+    masked gradients (they succeed).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> with torch.no_grad():
+        ...     net[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]]))
+        >>> round(input_gradient_l1(net, torch.zeros(1, 1, 2, 2), torch.tensor([0])).item(), 4)  # 1 − softmax₀
+        0.5
+    """
+    norms = []
+    for start in range(0, len(inputs), batch_size):
+        x = inputs[start:start + batch_size].detach().clone().requires_grad_(True)
+        loss = F.cross_entropy(model(normalize(x, preprocessing)), labels[start:start + batch_size], reduction="sum")
+        (gradient,) = torch.autograd.grad(loss, x)
+        norms.append(gradient.flatten(1).abs().sum(1).detach())
+    return torch.cat(norms) if norms else inputs.new_zeros(0)
+
+
+def _median(values: torch.Tensor) -> float | None:
+    return values.median().item() if len(values) else None
 
 
 def _survivors(standing: torch.Tensor, attack: Attack) -> torch.Tensor:
