@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -76,12 +77,21 @@ def _add(spec: MethodSpec, replace: bool = False) -> None:
         if owner is not None and owner != spec.name:
             raise ValueError(f"method name {alias!r} is already registered by {owner!r}; choose another name.")
     existing = _REGISTRY.get(spec.name)
+    if existing is not None and not replace and _same_source(existing.factory, spec.factory):
+        return  # the same file imported under a second module name (a checkout's top-level ``adapters``)
     if existing is not None and not replace and existing.factory is not spec.factory:
         raise ValueError(f"method name {spec.name!r} is already registered (origin {existing.origin!r}); choose "
                          "another name, or pass replace=True to replace it for the whole process.")
     _REGISTRY[spec.name] = spec
     for alias in (spec.name, *spec.aliases):
         _KEYS[_key(alias)] = spec.name
+
+
+def _same_source(first: Factory, second: Factory) -> bool:
+    """Two factories defined by the same code: the same qualified name in the same file."""
+    code_a, code_b = getattr(first, "__code__", None), getattr(second, "__code__", None)
+    return (code_a is not None and code_b is not None and first.__qualname__ == second.__qualname__
+            and Path(code_a.co_filename).resolve() == Path(code_b.co_filename).resolve())
 
 
 def register_method(name: str, *, origin: str = "third-party", description: str | None = None,

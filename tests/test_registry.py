@@ -137,3 +137,21 @@ def test_registering_a_taken_name_needs_replace(clean_registry, tiny_net) -> Non
     captum_topgap.register_method("saliency", replace=True)(plain)
     assert captum_topgap.method_spec("saliency").factory is plain
     captum_topgap.register_method("saliency")(plain)  # the same factory again: nothing changes, nothing refused
+
+
+def test_the_checkouts_top_level_adapters_import_beside_the_installed_name() -> None:
+    """From the repository root ``adapters/`` is importable as ``adapters`` and as ``captum_topgap.adapters``:
+    the same file under two module names registers its methods once.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import captum_topgap, adapters.grad_cam, adapters.captum, captum_topgap.adapters.grad_cam; "
+            "m = captum_topgap.get_method('gradcam', __import__('torch').nn.Sequential("
+            "__import__('torch').nn.Conv2d(3, 2, 3), __import__('torch').nn.Flatten())); "
+            "print(type(m).__module__, adapters.grad_cam.TopGAPCAM.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["captum_topgap.adapters.grad_cam", "GradCamBridge[topgap_cam]"]
