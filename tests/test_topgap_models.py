@@ -177,3 +177,25 @@ def test_torch_jit_script_gives_the_same_logits(name: str) -> None:
     x = torch.rand(2, 3, 32, 32)
     scripted = torch.jit.script(model)
     assert torch.allclose(scripted(x), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize(("arguments", "error", "message"), [
+    (lambda z, c, y: (z, None, y), TypeError, r"`cam` must be a float tensor of shape \(N, C, H, W\), got NoneType"),
+    (lambda z, c, y: (c, z, y), ValueError, r"`logits` has shape \(2, 3, 4, 4\) and `cam` \(2, 3\): the arguments "
+                                            r"look swapped"),
+    (lambda z, c, y: (z, c[:1], y), ValueError, r"`cam` must be \(N, C, H, W\) with the \(N, C\) = \(2, 3\)"),
+    (lambda z, c, y: (z, c[:, :2], y), ValueError, r"`cam` must be \(N, C, H, W\) with the \(N, C\) = \(2, 3\)"),
+    (lambda z, c, y: (z, c.flatten(2), y), ValueError, r"`cam` must be \(N, C, H, W\)"),
+    (lambda z, c, y: (z[:0], c[:0], y[:0]), ValueError, r"`logits` is an empty batch \(N = 0\)"),
+    (lambda z, c, y: (z, c, y.float()), ValueError, r"`target` must be \(2,\) integer class indices, got \(2,\)"),
+    (lambda z, c, y: (z, c, torch.eye(3)[y].long()), ValueError, r"for one-hot labels pass target.argmax\(1\)"),
+    (lambda z, c, y: (z.long(), c, y), TypeError, r"`logits` must be a float tensor of shape \(N, C\), got "
+                                                  r"torch.int64 tensor"),
+])
+def test_topgap_loss_names_the_bad_argument(arguments, error, message) -> None:
+    from captum_topgap.train.losses import topgap_loss
+
+    cam = torch.rand(2, 3, 4, 4)
+    logits, target = cam.flatten(2).mean(-1), torch.tensor([0, 2])
+    with pytest.raises(error, match=message):
+        topgap_loss(*arguments(logits, cam, target))

@@ -68,8 +68,40 @@ def topgap_loss(logits: torch.Tensor, cam: torch.Tensor, target: torch.Tensor,
         1.5986
     """
     sparsity = check_lambda(sparsity, "sparsity")
+    check_topgap_arguments(logits, cam, target)
     check_classes(target, logits.shape[-1])
     return F.cross_entropy(logits, target) + sparsity * cam.abs().mean()
+
+
+def check_topgap_arguments(logits: object, cam: object, target: object) -> None:
+    """``logits`` (N, C), ``cam`` (N, C, H, W) floats of one batch, ``target`` (N,) integers, N ≥ 1 — or an
+    error naming the argument and the call that gives it.
+
+    Example:
+        >>> check_topgap_arguments(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+        Traceback (most recent call last):
+        ...
+        ValueError: `logits` has shape (2, 3, 4, 4) and `cam` (2, 3): the arguments look swapped; ...
+    """
+    hint = "logits, cam = model(x, return_cam=True)"
+    for name, value, rank in (("logits", logits, 2), ("cam", cam, 4)):
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            kind = f"{value.dtype} tensor" if isinstance(value, torch.Tensor) else type(value).__name__
+            raise TypeError(f"`{name}` must be a float tensor of shape {'(N, C)' if rank == 2 else '(N, C, H, W)'}, "
+                            f"got {kind}; use {hint}.")
+    assert isinstance(logits, torch.Tensor) and isinstance(cam, torch.Tensor)
+    if logits.dim() == 4 and cam.dim() == 2:
+        raise ValueError(f"`logits` has shape {tuple(logits.shape)} and `cam` {tuple(cam.shape)}: the arguments look "
+                         f"swapped; call topgap_loss(logits, cam, target) with {hint}.")
+    if logits.dim() != 2 or cam.dim() != 4 or cam.shape[:2] != logits.shape:
+        raise ValueError(f"`cam` must be (N, C, H, W) with the (N, C) = {tuple(logits.shape)[:2]} of `logits`, got "
+                         f"`cam` {tuple(cam.shape)} and `logits` {tuple(logits.shape)}; use {hint}.")
+    if len(logits) == 0:
+        raise ValueError("`logits` is an empty batch (N = 0): the loss of no image is undefined; skip empty batches.")
+    if not isinstance(target, torch.Tensor) or target.is_floating_point() or target.shape != (len(logits),):
+        shape = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
+        raise ValueError(f"`target` must be ({len(logits)},) integer class indices, got {shape}; for one-hot labels "
+                         "pass target.argmax(1).")
 
 
 def default_reff_layers(model: nn.Module) -> list[nn.Module]:
