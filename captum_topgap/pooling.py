@@ -5,6 +5,9 @@
 k = H·W is global average pooling, k = 1 global max pooling; the gradient is 1/k on the k selected
 positions and 0 elsewhere, so training pulls up only the k most class-relevant positions of the map.
 A fraction k ∈ (0, 1] keeps ⌊k·H·W + ½⌋ positions (at least one). The pooling compiles with TorchScript.
+
+k is part of the module's state: ``state_dict`` holds ``count`` and ``fraction``, and loading a state dict of
+another k fails naming both values (a checkpoint from before k was stored loads as before).
 """
 
 from __future__ import annotations
@@ -112,3 +115,21 @@ class TopKPool(nn.Module):
     def extra_repr(self) -> str:
         """``k=…`` in the module's repr."""
         return f"k={self.k}"
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "count"] = torch.tensor(self.count)
+        destination[prefix + "fraction"] = torch.tensor(self.fraction, dtype=torch.float64)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, local_metadata: dict, strict: bool,
+                              missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str]) -> None:
+        stored = [state_dict.pop(prefix + key, None) for key in ("count", "fraction")]
+        if all(value is not None for value in stored):
+            count, fraction = int(stored[0]), float(stored[1])
+            k = count if count > 0 else fraction
+            if (count, fraction) != (self.count, self.fraction):
+                error_msgs.append(f"{prefix or 'TopKPool.'}k: the state dict was saved with Top-GAP k={k!r}, this "
+                                  f"model has k={self.k!r}; build the model with k={k!r} (e.g. "
+                                  f"timm.create_model(name, k={k!r})) to load it.")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)

@@ -87,10 +87,11 @@ def _add(spec: MethodSpec, replace: bool = False) -> None:
         _KEYS[_key(alias)] = spec.name
 
 
-def _same_source(first: Factory, second: Factory) -> bool:
+def _same_source(first: Factory | None, second: Factory | None) -> bool:
     """Two factories defined by the same code: the same qualified name in the same file."""
     code_a, code_b = getattr(first, "__code__", None), getattr(second, "__code__", None)
-    return (code_a is not None and code_b is not None and first.__qualname__ == second.__qualname__
+    return (code_a is not None and code_b is not None
+            and getattr(first, "__qualname__", None) == getattr(second, "__qualname__", None)
             and Path(code_a.co_filename).resolve() == Path(code_b.co_filename).resolve())
 
 

@@ -89,3 +89,24 @@ def test_k_of_wrong_type() -> None:
         TopKPool("64")
     with pytest.raises(TypeError, match=r"`k` must be an int"):
         TopKPool(True)
+
+
+def test_k_is_part_of_the_state_and_another_k_refuses_to_load() -> None:
+    import timm
+
+    import captum_topgap  # noqa: F401  (registers the Top-GAP names)
+
+    trained = timm.create_model("topgap_resnet18", num_classes=3, k=16)
+    state = trained.state_dict()
+    assert int(state["pool.count"]) == 16 and float(state["pool.fraction"]) == 0.0
+    with pytest.raises(RuntimeError, match=r"pool\.k: the state dict was saved with Top-GAP k=16, this model has "
+                                           r"k=64; build the model with k=16"):
+        timm.create_model("topgap_resnet18", num_classes=3).load_state_dict(state)
+    with pytest.raises(RuntimeError, match=r"saved with Top-GAP k=0\.25, this model has k=16"):
+        trained.load_state_dict(timm.create_model("topgap_resnet18", num_classes=3, k=0.25).state_dict())
+    same = timm.create_model("topgap_resnet18", num_classes=3, k=16)
+    same.load_state_dict(state)
+    x = torch.rand(1, 3, 64, 64)
+    assert torch.equal(same.eval()(x), trained.eval()(x))
+    older = {key: value for key, value in state.items() if not key.startswith("pool.")}  # saved before k was stored
+    assert not timm.create_model("topgap_resnet18", num_classes=3, k=16).load_state_dict(older).missing_keys

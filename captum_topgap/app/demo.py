@@ -7,7 +7,7 @@ Two scenarios on Textured MNIST (p: background randomness, q: digit-texture rand
   Top-GAP CAM vs the baseline's Grad-CAM, Recipro-CAM and Augmented Grad-CAM; ERF background share;
   PGD-20 robust accuracy on the background only.
 - **robustness** — the Top-GAP poster's CIFAR-10 setting in the nearest form offline: 32-px Textured MNIST
-  with (p, q) = (1, 0), the CIFAR PreAct ResNet-18 and its Top-GAP version (k a share of the 8 × 8 CAM
+  with (p, q) = (1, 0), the CIFAR PreAct ResNet-18 and its Top-GAP version (k a share of the 32 × 32 CAM
   positions, λ chosen on the validation split), both trained normally (no adversarial training, as in the
   poster). PGD-20 as the poster measures it, and the robustness audit of
   :mod:`captum_topgap.evaluate.audit` (stronger gradient attacks, Square, transfer from the other model of
@@ -57,7 +57,8 @@ from captum_topgap.train.objectives import make_objective
 from captum_topgap.train.workflows import trainable_model
 
 ROBUST_K = 0.25
-"""Top-GAP's k in the robustness scenario, a share of the 8 × 8 CAM positions; with ROBUST_SPARSITY (λ) chosen
+"""Top-GAP's k in the robustness scenario, a share of the 32 × 32 CAM positions (the poster's grid: 64, 256 or
+2 048 of 3 136 at 224 px → 0.02, 0.08, 0.65); with ROBUST_SPARSITY (λ) chosen
 on the validation split by ``captum-topgap sweep --scenario robustness`` (docs/robustness.md)."""
 ROBUST_SPARSITY = 1.0
 DEMO_AUDIT = ("pgd20", "pgd50", "pgd100", "apgd_ce50", "apgd_dlr50", "square1000")
