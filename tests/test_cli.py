@@ -186,3 +186,19 @@ def test_ctrl_c_says_how_to_resume_and_the_last_epoch_is_kept(tmp_path: Path, ca
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"IMAGE .*missing\.png does not exist"):
         main(["explain", str(tmp_path / "missing.png"), "--debug"])
+
+
+def test_help_lists_every_command_and_each_option_shows_its_default(capsys) -> None:
+    from captum_topgap.app.cli import build_parser
+
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert "bench" in commands and all(f"    {name} " in top for name in commands)
+    assert "compare |" not in top and "`captum-topgap COMMAND --help` lists" in " ".join(top.split())
+    assert main(["train", "--help"]) == 0
+    train = " ".join(capsys.readouterr().out.split())
+    for shown in ("--epochs EPOCHS (default: 10)", "--lr LR (default: 0.01)", "(default: sgd)",
+                  "--seed SEED (default: 0)", "--q Q digit-texture randomness (Textured MNIST) (default: 0.0)"):
+        assert shown in train, shown
+    assert "(default: None)" not in train and "(default: False)" not in train

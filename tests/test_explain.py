@@ -29,3 +29,27 @@ def test_explain_errors_name_the_argument(tmp_path: Path, capsys) -> None:
                  "--out", str(tmp_path / "x.png")]) == 2
     assert "--target must be a class index in [0, 1000), got 1000" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_16_bit_png_is_read_by_its_range_not_clipped(tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from captum_topgap.app.explain import load_image
+
+    ramp = np.linspace(0, 65535, 32 * 32).astype(np.uint16).reshape(32, 32)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    image = load_image(tmp_path / "deep.png", 32)
+    expected = torch.from_numpy(ramp.astype(np.float32) / 65535)
+    assert torch.allclose(image[0, 0], expected, atol=1e-5) and torch.equal(image[0, 0], image[0, 2])
+    assert (image == 1).float().mean() < 0.01  # convert("RGB") made 99.5 % of the pixels white
+
+
+def test_a_text_file_named_like_a_photo_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    assert main(["explain", str(tmp_path / "notes.jpg"), "--out", str(tmp_path / "e.png")]) == 2
+    err = capsys.readouterr().err
+    assert "notes.jpg is not an image PIL can read; give a photo (PNG, JPEG, …)" in err and err.count("\n") == 1
+    assert not (tmp_path / "e.png").exists()

@@ -15,8 +15,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from captum_topgap.app import commands
 from captum_topgap.app.arguments import (
@@ -38,8 +40,26 @@ from captum_topgap.train.losses import VARIANTS
 DATASETS = ["textured-mnist", "spurious-mnist", "spurious-fashion-mnist"]
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, with every option's default at the end of its line (when it has one)."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        empty = action.default is None or action.default is False or action.default in ("", [], argparse.SUPPRESS)
+        shown = not empty and action.help != argparse.SUPPRESS
+        if action.option_strings and shown and "%(default)" not in (action.help or ""):
+            action = copy.copy(action)
+            action.help = f"{action.help or ''} (default: %(default)s)".strip()
+        return super()._format_action(action)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (no usage block) that names the sub-command."""
+    """argparse, but a usage error is one line (no usage block) that names the sub-command, and the help shows
+    every default.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -222,6 +242,10 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     compare.set_defaults(run=commands.compare_methods)
 
 
+DESCRIPTION = ("Top-GAP, ReFF, Augmented Grad-CAM and Expansion CAM for Captum, pytorch-grad-cam, timm and Foolbox. "
+               "`captum-topgap COMMAND --help` lists a command's options and their defaults.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``captum-topgap`` argument parser with one sub-command per job (each takes ``--debug``).
 
@@ -229,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         >>> build_parser().parse_args(["train", "--epochs", "3"]).epochs
         3
     """
-    parser = _Parser(prog="captum-topgap", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="captum-topgap", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_small(sub)
     _add_train(sub)
