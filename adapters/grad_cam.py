@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -160,7 +161,9 @@ class GradCamBridge(BaseCAM):
     - every layer of ``target_layers`` is explained and the per-layer maps (ReLU, min-max, resized) are
       averaged and min-max scaled again (grad-cam's ``aggregate_multi_layers``); ``reshape_transform``
       reshapes a transformer's tokens; methods that read the model's own maps (Top-GAP, Expansion CAM)
-      refuse ``target_layers``;
+      accept ``target_layers`` as every grad-cam class does — the model's CAM layer (``fuse``, ``head``)
+      silently, another layer of the model with a warning that it is not used — and refuse
+      ``reshape_transform`` and modules outside the model;
     - targets: ``None`` is the predicted class. Gradient methods (``differentiable_gradcam``,
       ``positive_gradcam``) differentiate each target's own scalar — ``ClassifierOutputTarget``,
       ``ClassifierOutputSoftmaxTarget``, ``ClassifierOutputReST``, ``BinaryClassifierOutputTarget``,
@@ -197,14 +200,31 @@ class GradCamBridge(BaseCAM):
         spec = method_spec(self.method)
         factory = spec.load()
         if spec.kind != "layer":
-            if target_layers or reshape_transform is not None:
-                raise ValueError(f"`target_layers` and `reshape_transform` are not used by {spec.name!r}: it reads "
-                                 "the model's own class maps; pass target_layers=None.")
+            if reshape_transform is not None:
+                raise ValueError(f"`reshape_transform` is not used by {spec.name!r}: it reads the model's own class "
+                                 "maps, not a layer's tokens; pass reshape_transform=None.")
+            self._check_own_layers(model, list(target_layers or []), spec.name)
             self.attributions: list[MethodAttribution] = [factory(model, **{"upsample": False, **options})]
         else:
             reshape = {} if reshape_transform is None else {"reshape_transform": reshape_transform}
             self.attributions = [factory(model, layer, **{"upsample": False, **reshape, **options})
                                  for layer in (list(target_layers) if target_layers else [None])]
+
+    @staticmethod
+    def _check_own_layers(model: nn.Module, layers: list[nn.Module], method: str) -> None:
+        """grad-cam's ``target_layers`` for a method that reads the model's own maps: its CAM layers (``fuse``,
+        ``head``) are accepted silently, other layers of the model with a warning that they are not used, and
+        modules outside the model refused.
+        """
+        inside = {id(module) for module in model.modules()}
+        foreign = [type(layer).__name__ for layer in layers if id(layer) not in inside]
+        if foreign:
+            raise ValueError(f"`target_layers` {foreign} are not modules of the model; {method!r} reads the model's "
+                             "own class maps: pass its CAM layer (e.g. model.fuse) or target_layers=None.")
+        own = {id(module) for name in ("fuse", "head") if isinstance(module := getattr(model, name, None), nn.Module)}
+        if any(id(layer) not in own for layer in layers):
+            warnings.warn(f"`target_layers` is not used by {method!r}: it reads the model's own class maps (the "
+                          "result is the same for any layer).", UserWarning, stacklevel=3)
 
     @classmethod
     def of(cls, method: str) -> type[GradCamBridge]:

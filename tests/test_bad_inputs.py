@@ -845,9 +845,12 @@ BRIDGE_CASES = [
           r"`eigen_smooth` is not available for 'cam': it is a projection"),
     clear("GradCamBridge(cam):input_tensor=list", bridge("cam", input_tensor=X.tolist()), TypeError,
           r"`input_tensor` must be a torch\.Tensor of shape \(N, C, H, W\), got list"),
-    clear("GradCamBridge(topgap_cam):target_layers=[head]",
-          lambda env: GradCamBridge.of("topgap_cam")(env.topgap, [env.topgap.head]), ValueError,
-          r"`target_layers` and `reshape_transform` are not used by 'topgap_cam'.*pass target_layers=None"),
+    clear("GradCamBridge(topgap_cam):target_layers=[foreign]",
+          lambda env: GradCamBridge.of("topgap_cam")(env.topgap, [torch.nn.Conv2d(1, 1, 1)]), ValueError,
+          r"`target_layers` \['Conv2d'\] are not modules of the model; 'topgap_cam' reads the model's own"),
+    clear("GradCamBridge(topgap_cam):reshape_transform",
+          lambda env: GradCamBridge.of("topgap_cam")(env.topgap, None, reshape_transform=lambda t: t), ValueError,
+          r"`reshape_transform` is not used by 'topgap_cam': it reads the model's own class maps"),
 ]
 
 ERRORS = [*INPUT_CASES, *TARGET_CASES, *OPTION_CASES, *REGISTRY_CASES, *TOPGAP_CASES, *METRIC_CASES,

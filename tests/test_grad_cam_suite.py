@@ -123,8 +123,6 @@ def matrix() -> list[Case]:
 
 def refusal(case: Case) -> tuple[type[Exception], str] | None:
     """The documented refusal of a case (error type and message pattern), in the order the checks run."""
-    if case.build == "plain" and case.cam in MODEL_MAPS and case.layers:
-        return ValueError, rf"`target_layers` and `reshape_transform` are not used by '{case.method}'"
     if case.build == "plain" and case.cam == "ExpansionCAM":
         return ValueError, r"'expansion_cam' needs `expansion=`: an ExpansionNet built over this model"
     if case.build == "expansion" and case.backbone == "vgg11":

@@ -145,3 +145,20 @@ def test_every_target_layer_is_used_and_averaged_as_grad_cam_does(net, pictures)
         assert np.abs(both - theirs(pictures, targets)).max() < 1e-5
     with DifferentiableGradCAM(net, layers[1:]) as last_only:
         assert np.abs(both - last_only(pictures, targets)).max() > 1e-2
+
+
+def test_target_layers_is_taken_as_every_grad_cam_class_takes_it(recwarn) -> None:
+    """grad-cam's tutorial call ``Class(model=m, target_layers=[...])`` works for the classes that read the
+    model's own maps: the CAM layer silently, another layer with a warning, the same maps either way.
+    """
+    model = tiny_topgap()
+    x, targets = torch.rand(2, 3, 32, 32), [mt.ClassifierOutputTarget(1), mt.ClassifierOutputTarget(2)]
+    with TopGAPCAM(model=model, target_layers=None) as cam:
+        expected = cam(input_tensor=x, targets=targets)
+    with TopGAPCAM(model=model, target_layers=[model.fuse]) as cam:
+        assert np.array_equal(cam(input_tensor=x, targets=targets), expected)
+    assert not [w for w in recwarn if "target_layers" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"`target_layers` is not used by 'topgap_cam': it reads the model's own"):
+        other = TopGAPCAM(model=model, target_layers=[model.lateral[0]])
+    with other as cam:
+        assert np.array_equal(cam(input_tensor=x, targets=targets), expected)
