@@ -1,9 +1,9 @@
 """pytorch-grad-cam both ways: its CAM classes by name in the registry, and every registered CAM as a grad-cam class.
 
 - :class:`GradCamMethod`: a pytorch-grad-cam class (``GradCAM``, ``ScoreCAM``, …) under the project's
-  method contract — one ``ClassifierOutputTarget`` per image, the result a float tensor (N, 1, H, W) in
-  [0, 1] (grad-cam's own per-image min-max scaling) at input resolution, or at the layer's with
-  ``upsample=False``.
+  method contract — one ``ClassifierOutputTarget`` per image, the result a float tensor (N, 1, H, W) equal
+  to the grad-cam class's own output (resized to the input by grad-cam, then min-max scaled per image: each
+  maximum is exactly 1), or grad-cam's map at the layer's resolution, scaled there, with ``upsample=False``.
 - :class:`GradCamBridge`: the one bridge the other way — any registered layer or model CAM (this
   project's ``cam``, ``recipro_cam``, ``topgap_cam``, …) called the way grad-cam users call grad-cam:
   ``with Bridge(model, target_layers) as cam: cam(input_tensor=x, targets=[...])`` -> numpy (N, H, W) in
@@ -66,7 +66,8 @@ class GradCamMethod(LayerMethod):
 
     def core(self, inputs: torch.Tensor, labels: torch.Tensor, aug_smooth: bool = False,
              eigen_smooth: bool = False) -> torch.Tensor:
-        """grad-cam's map of ``labels``, scaled to [0, 1], at the layer's resolution."""
+        """grad-cam's map of ``labels`` exactly as its class returns it — resized to the input (OpenCV), then
+        min-max scaled, so each map's maximum is 1 — or at the layer's resolution with ``upsample=False``."""
         if inputs.dtype == torch.bfloat16:
             raise TypeError(f"{self.method_name!r} runs pytorch-grad-cam, which computes in numpy (no bfloat16); "
                             "pass float32, float16 or float64 inputs and model, or use 'differentiable_gradcam'.")
@@ -76,12 +77,13 @@ class GradCamMethod(LayerMethod):
         cam = self.cam_class(self.network, [self.layer], reshape_transform=self.reshape_transform, **self.cam_kwargs)
         try:
             cam.compute_input_gradient = cam.compute_input_gradient or not self.layer_has_grad
+            if not self.upsample:  # grad-cam's map at the layer's resolution; else grad-cam resizes, then scales
 
-            def layer_size(_: torch.Tensor) -> tuple[int, int]:
-                h, w = cam.activations_and_grads.activations[-1].shape[-2:]
-                return w, h
+                def layer_size(_: torch.Tensor) -> tuple[int, int]:
+                    h, w = cam.activations_and_grads.activations[-1].shape[-2:]
+                    return w, h
 
-            cam.get_target_width_height = layer_size
+                cam.get_target_width_height = layer_size
             targets = [ClassifierOutputTarget(int(t)) for t in labels]
             maps = cam(input_tensor=inputs, targets=targets, aug_smooth=check_bool(aug_smooth, "aug_smooth"),
                        eigen_smooth=check_bool(eigen_smooth, "eigen_smooth"))

@@ -162,3 +162,33 @@ def test_target_layers_is_taken_as_every_grad_cam_class_takes_it(recwarn) -> Non
         other = TopGAPCAM(model=model, target_layers=[model.lateral[0]])
     with other as cam:
         assert np.array_equal(cam(input_tensor=x, targets=targets), expected)
+
+
+@pytest.mark.parametrize("layer", ["layer1", "layer4", "vit"])
+def test_the_registrys_gradcam_is_grad_cams_own_map(layer: str) -> None:
+    """grad-cam resizes (OpenCV) and then min-max scales; the registry's map is that output to 1e-5 on a
+    16 × 16 stage, a 4 × 4 stage and a ViT block (with grad-cam's reshape of its tokens).
+    """
+    import timm
+
+    from captum_topgap import get_method
+
+    torch.manual_seed(0)
+    if layer == "vit":
+        model = timm.create_model("vit_tiny_patch16_224", num_classes=5, img_size=64).eval()
+        module = model.blocks[-1].norm1
+
+        def reshape(tokens: torch.Tensor) -> torch.Tensor:
+            grid = tokens[:, 1:].reshape(tokens.shape[0], 4, 4, tokens.shape[-1])
+            return grid.permute(0, 3, 1, 2)
+
+        options = {"reshape_transform": reshape}
+    else:
+        model, options = timm.create_model("resnet18", num_classes=5).eval(), {}
+        module = getattr(model, layer)
+    x, labels = torch.rand(2, 3, 64 if layer != "layer4" else 128, 64 if layer != "layer4" else 128), [1, 3]
+    ours = get_method("gradcam", model, module, **options).attribute(x, target=labels)[:, 0].numpy()
+    with GradCAM(model=model, target_layers=[module], **options) as cam:
+        theirs = cam(input_tensor=x, targets=[mt.ClassifierOutputTarget(c) for c in labels])
+    assert ours.shape == theirs.shape and np.abs(ours - theirs).max() < 1e-5
+    assert np.allclose(ours.reshape(2, -1).max(1), 1.0, atol=1e-5)
