@@ -224,3 +224,19 @@ def test_grad_cam_targets_must_name_a_class(tiny_net, images) -> None:
             TypeError, match=r"target function is not available for 'cam', which explains one class: pass "
                          r"ClassifierOutputTarget\(c\)"):
         cam(input_tensor=images, targets=[lambda out: out.sum()] * 2)
+
+
+@pytest.mark.parametrize("solver", ["primal_dual", "adam"])
+def test_augmented_gradcam_of_an_image_does_not_depend_on_its_batch(solver: str) -> None:
+    """Image 0 alone and image 0 beside another image: the same map (each image stops on its own)."""
+    import timm
+
+    from captum_topgap import get_method
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=4).eval()
+    x = torch.rand(2, 3, 64, 64)
+    method = get_method("augmented_gradcam", model, n_augmentations=8, iterations=30, solver=solver)
+    alone = method.attribute(x[:1], target=1)
+    together = method.attribute(x, target=[1, 3])
+    assert torch.allclose(alone[0], together[0], atol=1e-5), (alone[0] - together[0]).abs().max()
