@@ -56,11 +56,11 @@ from captum_topgap.train.loop import TrainConfig, train
 from captum_topgap.train.objectives import make_objective
 from captum_topgap.train.workflows import trainable_model
 
-ROBUST_K = 0.25
+ROBUST_K = 0.02
 """Top-GAP's k in the robustness scenario, a share of the 32 × 32 CAM positions (the poster's grid: 64, 256 or
 2 048 of 3 136 at 224 px → 0.02, 0.08, 0.65); with ROBUST_SPARSITY (λ) chosen
 on the validation split by ``captum-topgap sweep --scenario robustness`` (docs/robustness.md)."""
-ROBUST_SPARSITY = 1.0
+ROBUST_SPARSITY = 0.01
 DEMO_AUDIT = ("pgd20", "pgd50", "pgd100", "apgd_ce50", "apgd_dlr50", "square1000")
 """The demo's audit: the library's (:data:`~captum_topgap.evaluate.audit.AUDIT_ATTACKS`) with APGD at 50
 iterations, the CPU budget (the PreAct ResNet-18 costs 45 ms per image and gradient step on 2 cores)."""
