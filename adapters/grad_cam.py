@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -67,7 +68,8 @@ class GradCamMethod(LayerMethod):
     def core(self, inputs: torch.Tensor, labels: torch.Tensor, aug_smooth: bool = False,
              eigen_smooth: bool = False) -> torch.Tensor:
         """grad-cam's map of ``labels`` exactly as its class returns it — resized to the input (OpenCV), then
-        min-max scaled, so each map's maximum is 1 — or at the layer's resolution with ``upsample=False``."""
+        min-max scaled, so each map's maximum is 1 — or at the layer's resolution with ``upsample=False``.
+        """
         if inputs.dtype == torch.bfloat16:
             raise TypeError(f"{self.method_name!r} runs pytorch-grad-cam, which computes in numpy (no bfloat16); "
                             "pass float32, float16 or float64 inputs and model, or use 'differentiable_gradcam'.")
@@ -166,15 +168,17 @@ class GradCamBridge(BaseCAM):
       accept ``target_layers`` as every grad-cam class does — the model's CAM layer (``fuse``, ``head``)
       silently, another layer of the model with a warning that it is not used — and refuse
       ``reshape_transform`` and modules outside the model;
-    - targets: ``None`` is the predicted class. Gradient methods (``differentiable_gradcam``,
-      ``positive_gradcam``) differentiate each target's own scalar — ``ClassifierOutputTarget``,
-      ``ClassifierOutputSoftmaxTarget``, ``ClassifierOutputReST``, ``BinaryClassifierOutputTarget``,
-      ``FinerWeightedTarget`` or any function of one image's logits to one number; targets of the whole
-      output vector (``SoftmaxOutputTarget``, ``RawScoresOutputTarget``) are refused, naming them. The
-      gradient-free methods explain the target's ``category``: CAM its classifier row, Recipro-CAM its
-      softmax probability, Top-GAP its class map (or any function selecting one of an image's (C, h, w)
-      maps, such as :class:`TopGAPMapTarget`); other targets are refused, naming them. Targets of other
-      tasks (segmentation, detection) are refused everywhere;
+    - targets: ``None`` is the predicted class. The methods that take a ``score`` explain each target's own
+      scalar — ``ClassifierOutputTarget`` (the logit), ``ClassifierOutputSoftmaxTarget``,
+      ``ClassifierOutputReST``, ``BinaryClassifierOutputTarget``, ``FinerWeightedTarget`` or any function of
+      one image's logits to one number: the gradient methods (``differentiable_gradcam``,
+      ``positive_gradcam``) differentiate it, Recipro-CAM reads it from each masked copy's output, and
+      Augmented Grad-CAM's base Grad-CAM differentiates it on each augmented copy; targets of the whole
+      output vector (``SoftmaxOutputTarget``, ``RawScoresOutputTarget``) are refused, naming them. The other
+      gradient-free methods explain the target's ``category``: CAM its classifier row, Top-GAP its class map
+      (or any function selecting one of an image's (C, h, w) maps, such as :class:`TopGAPMapTarget`); other
+      targets are refused, naming them. Targets of other tasks (segmentation, detection) are refused
+      everywhere;
     - ``aug_smooth`` (grad-cam's test-time augmentation) works for every method; ``eigen_smooth`` only for
       methods that accept it, and is refused by the others.
 
@@ -266,11 +270,12 @@ class GradCamBridge(BaseCAM):
             raise TypeError(f"targets {sorted(set(refused))} are for segmentation or detection models; "
                             f"{attribution.method_name!r} explains a classifier's class scores.")
         class_maps = getattr(attribution, "class_maps", None)
-        if targets is None or all(isinstance(t, ClassifierOutputTarget) for t in targets):
+        takes_score = "score" in inspect.signature(getattr(attribution, "core", lambda: None)).parameters
+        if targets is not None and takes_score:  # the target's own scalar, per image or per copy
+            maps = attribution.attribute(images, target=None, score=self._score(targets), **options)[:, 0]
+        elif targets is None or all(isinstance(t, ClassifierOutputTarget) for t in targets):
             labels = None if targets is None else [self._category(t, attribution) for t in targets]
             maps = attribution.attribute(images, target=labels, **options)[:, 0]
-        elif "score" in accepted:
-            maps = attribution.attribute(images, target=None, score=self._score(targets), **options)[:, 0]
         elif callable(class_maps):
             with preserved_state(self.model):
                 _, cam = class_maps(images)
@@ -281,13 +286,14 @@ class GradCamBridge(BaseCAM):
         return maps.detach().clamp_min(0).float().cpu().numpy()
 
     @staticmethod
-    def _score(targets: list[Callable]) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Each target's own scalar of its image's logits, as one (N,) tensor (what a gradient method
-        differentiates).
+    def _score(targets: list[Callable]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """Each row's scalar by its image's own target (``owners``: the image of each row, copies included), as
+        one (M,) tensor — what a gradient method differentiates and Recipro-CAM reads per masked copy.
         """
-        def score(logits: torch.Tensor) -> torch.Tensor:
+        def score(logits: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
             values = []
-            for target, row in zip(targets, logits, strict=True):
+            for row, owner in zip(logits, owners.tolist(), strict=True):
+                target = targets[owner]
                 value = torch.as_tensor(target(row))
                 if value.numel() != 1:
                     raise ValueError(f"target {type(target).__name__} gives {value.numel()} numbers per image; a "

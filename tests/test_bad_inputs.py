@@ -294,7 +294,10 @@ OPTION_CASES = [
             NOT_POSITIVE_INT.format("chunk_size") + f", got {value!r}") for value in (0, -4, True, "8", 2.5)],
     clear("recipro_cam:reshape_transform=fn", build("recipro_cam", reshape_transform=lambda t: t), ValueError,
           r"`reshape_transform` is not supported by 'recipro_cam'; use 'gradcam'"),
-    clear("recipro_cam.attribute:foo=1", explain("recipro_cam", foo=1), ValueError, TAKES_NONE.format("recipro_cam")),
+    clear("recipro_cam.attribute:foo=1", explain("recipro_cam", foo=1), ValueError,
+          r"'recipro_cam' does not take the option\(s\) \['foo'\]; it takes \['score'\]"),
+    clear("recipro_cam.attribute:score='logit'", explain("recipro_cam", score="logit"), ValueError,
+          r"`score` of recipro_cam must be a function of the logits and the image index"),
     # rise: checked on construction and per call
     *[clear(f"rise:{option}={value!r}", build("rise", **{**RISE, option: value}), ValueError,
             NOT_POSITIVE_INT.format(option) + f", got {value!r}")
@@ -351,7 +354,7 @@ OPTION_CASES = [
           GRADCAM_SCORE.format("'prob'")),
     clear("differentiable_gradcam.attribute:score=5", explain("differentiable_gradcam", score=5), ValueError,
           GRADCAM_SCORE.format("5")),
-    clear("differentiable_gradcam.attribute:score=identity", explain("differentiable_gradcam", score=lambda z: z),
+    clear("differentiable_gradcam.attribute:score=identity", explain("differentiable_gradcam", score=lambda z, _: z),
           ValueError, r"a `score` function must give one value per image \(2,\), got shape \(2, 3\)"),
     clear("differentiable_gradcam.attribute:create_graph='yes'", explain("differentiable_gradcam", create_graph="yes"),
           ValueError, NOT_BOOL.format("create_graph", "'yes'")),
@@ -724,7 +727,7 @@ ONE = (torch.rand(3, 2, 2), 0, None)
 
 DATA_CASES = [
     clear("make_dataset:name='nope'", lambda env: make_dataset("nope"), ValueError,
-          r"`dataset` must be one of \['mask-folder', 'oxford-pet', .*\], got 'nope'"),
+          r"`dataset` must be one of \['cifar10', 'mask-folder', 'oxford-pet', .*\], got 'nope'"),
     clear("make_dataset:split='dev'", dataset(split="dev"), ValueError,
           r"`split` must be one of \['test', 'train', 'val'\], got 'dev'"),
     *[clear(f"make_dataset:{option}={value!r}", dataset(**{option: value}), ValueError,
@@ -817,7 +820,8 @@ ROBUSTNESS_CASES = [
     clear("AttackSpec.parse:name='pgd0'", lambda env: AttackSpec.parse("pgd0"), ValueError,
           STEPS + r", got 0 in attack='pgd0'; use e\.g\. 'pgd20'"),
     clear("AttackSpec.parse:name=20", lambda env: AttackSpec.parse(20), TypeError,
-          r"`attack` must be a name such as 'pgd', 'pgd20', 'square' or 'square<N>', got int 20"),
+          r"`attack` must be a name such as 'pgd', 'pgd20', 'pgd50', 'square', 'square<N>', 'apgd_ce<N>' or "
+          r"'apgd_dlr<N>', got int 20"),
 ]
 
 # --- the pytorch-grad-cam bridge ----------------------------------------------------------------------------------

@@ -333,8 +333,13 @@ def test_multi_layer_recipro_cam_is_grad_cams_aggregate_of_the_single_layer_maps
     x = torch.rand(2, 3, 80, 64, generator=torch.Generator().manual_seed(1))
     layers = [resnet.layer3, resnet.layer4]
     ours = run(grad_cam.ReciproCAM, resnet, layers, x, [ClassifierOutputTarget(100), ClassifierOutputTarget(3)])
+    classes = torch.tensor([100, 3])
+
+    def logit(logits: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:  # ClassifierOutputTarget's scalar
+        return logits[torch.arange(len(logits)), classes[owners]]
+
     per_layer = [captum_topgap.get_method("recipro_cam", resnet, layer, upsample=False).attribute(
-        x, target=[100, 3])[:, 0].clamp_min(0).numpy() for layer in layers]
+        x, target=None, score=logit)[:, 0].clamp_min(0).numpy() for layer in layers]
     expected = scale_cam_image(np.mean([scale_cam_image(maps, (64, 80)) for maps in per_layer], axis=0))
     assert ours.shape == (2, 80, 64) and expected.max() > 0
     assert np.allclose(ours, expected, atol=1e-5)

@@ -14,7 +14,7 @@ from pytorch_grad_cam import GradCAM, base_cam
 from pytorch_grad_cam.utils import model_targets as mt
 from torch import nn
 
-from captum_topgap.adapters.grad_cam import CAM, DifferentiableGradCAM, ReciproCAM, TopGAPCAM
+from captum_topgap.adapters.grad_cam import CAM, AugmentedGradCAM, DifferentiableGradCAM, ReciproCAM, TopGAPCAM
 
 from .conftest import TinyNet, tiny_topgap
 
@@ -75,18 +75,85 @@ def test_binary_target_on_a_one_logit_classifier(pictures) -> None:
             assert np.abs(ours(pictures, targets) - theirs(pictures, targets)).max() < 1e-5
 
 
-@pytest.mark.parametrize("bridge", [CAM, ReciproCAM])
 @pytest.mark.parametrize("name", sorted(GRADIENT))
-def test_gradient_free_bridges_explain_the_category_or_refuse(bridge: type, name: str, net, pictures) -> None:
+def test_cam_explains_the_category_or_refuses(name: str, net, pictures) -> None:
     make, _ = GRADIENT[name]
     targets = [make(), make()]
-    with bridge(net, [net.features]) as cam:
+    with CAM(net, [net.features]) as cam:
         if name in ("ClassifierOutputTarget", "ClassifierOutputSoftmaxTarget", "ClassifierOutputReST"):
             expected = cam(input_tensor=pictures, targets=[mt.ClassifierOutputTarget(2)] * 2)
             assert np.array_equal(cam(input_tensor=pictures, targets=targets), expected)
         else:
             with pytest.raises(TypeError, match=rf"{name}"):
                 cam(input_tensor=pictures, targets=targets)
+
+
+def recipro_by_hand(net: TinyNet, pictures: torch.Tensor, scalar) -> np.ndarray:
+    """Recipro-CAM written out: each position of ``net.features``' output alone, the rest of the network, the
+    target's scalar of that copy's logits; ReLU and min-max as grad-cam scales a map.
+    """
+    features = net.features(pictures)
+    h, w = features.shape[-2:]
+    maps = np.zeros((len(pictures), h, w), dtype=np.float32)
+    with torch.no_grad():
+        for k in range(h * w):
+            kept = torch.zeros_like(features)
+            kept.view(*features.shape[:2], -1)[..., k] = features.view(*features.shape[:2], -1)[..., k]
+            logits = net.fc(net.pool(kept).flatten(1))
+            for i in range(len(pictures)):
+                maps[i, k // w, k % w] = float(scalar(logits[i]))
+    scaled = base_cam.scale_cam_image(np.maximum(maps, 0), (pictures.shape[-1], pictures.shape[-2]))
+    return base_cam.scale_cam_image(scaled)  # grad-cam's aggregate over the (one) layer
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT))
+def test_recipro_bridge_reads_each_targets_scalar_from_every_masked_copy(name: str, net, pictures) -> None:
+    make, refusal = GRADIENT[name]
+    targets = [make(), make()]
+    with ReciproCAM(net, [net.features]) as cam:
+        if refusal is not None:
+            with pytest.raises((TypeError, ValueError), match=refusal):
+                cam(input_tensor=pictures, targets=targets)
+            return
+        maps = cam(input_tensor=pictures, targets=targets)
+    expected = recipro_by_hand(net, pictures, targets[0])
+    assert maps.shape == expected.shape and np.abs(maps - expected).max() < 1e-5
+
+
+def test_recipro_and_augmented_bridges_tell_softmax_from_logit_targets(net, pictures) -> None:
+    """The bug: both bridges gave the same map for ClassifierOutputTarget(c) and ClassifierOutputSoftmaxTarget(c)."""
+    for bridge, options in ((ReciproCAM, {}), (AugmentedGradCAM, {"n_augmentations": 4, "iterations": 10})):
+        with bridge(net, [net.features[4]], **options) as cam:
+            logit = cam(input_tensor=pictures, targets=[mt.ClassifierOutputTarget(2)] * 2)
+            softmax = cam(input_tensor=pictures, targets=[mt.ClassifierOutputSoftmaxTarget(2)] * 2)
+        assert np.abs(logit - softmax).max() > 1e-2, bridge.__name__
+
+
+@pytest.mark.parametrize("name", sorted(GRADIENT))
+def test_augmented_bridge_differentiates_each_targets_scalar_on_every_copy(name: str, net, pictures) -> None:
+    """Its base Grad-CAM differentiates the target's scalar: the bridge equals the registry's method given that
+    scalar as its ``score``; whole-vector and other-task targets are refused by name.
+    """
+    import captum_topgap
+
+    make, refusal = GRADIENT[name]
+    targets = [make(), make()]
+    options = {"n_augmentations": 4, "iterations": 10}
+    with AugmentedGradCAM(net, [net.features[4]], **options) as cam:
+        if refusal is not None:
+            with pytest.raises((TypeError, ValueError), match=refusal):
+                cam(input_tensor=pictures, targets=targets)
+            return
+        maps = cam(input_tensor=pictures, targets=targets)
+    method = captum_topgap.get_method("augmented_gradcam", net, net.features[4], upsample=False, **options)
+
+    def score(logits: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.as_tensor(targets[o](row)).reshape(()) for row, o in
+                            zip(logits, owners.tolist(), strict=True)])
+
+    direct = method.attribute(pictures, target=None, score=score)[:, 0].clamp_min(0).numpy()
+    expected = base_cam.scale_cam_image(base_cam.scale_cam_image(direct, (8, 8)))
+    assert np.abs(maps - expected).max() < 1e-5
 
 
 def test_top_gap_bridge_selects_class_maps_and_refuses_vectors() -> None:

@@ -208,9 +208,12 @@ def test_erf_of_a_conv_stack_covers_its_receptive_field() -> None:
 
 
 def test_grad_cam_classes_share_the_core(tiny_net, images) -> None:
-    for name, cls in (("cam", gc_adapters.CAM), ("recipro_cam", gc_adapters.ReciproCAM)):
-        low = captum_topgap.get_method(name, tiny_net, tiny_net.features, upsample=False).attribute(
-            images, target=[1, 0])
+    def logit(logits: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:  # ClassifierOutputTarget's scalar
+        return logits[torch.arange(len(logits)), torch.tensor([1, 0])[owners]]
+
+    for name, cls, options in (("cam", gc_adapters.CAM, {"target": [1, 0]}),
+                               ("recipro_cam", gc_adapters.ReciproCAM, {"target": None, "score": logit})):
+        low = captum_topgap.get_method(name, tiny_net, tiny_net.features, upsample=False).attribute(images, **options)
         # grad-cam scales each layer's map, then the maximum-with-0 mean over layers again (its aggregate)
         expected = scale_cam_image(scale_cam_image(low[:, 0].clamp_min(0).numpy(), (8, 8)))
         with cls(tiny_net, [tiny_net.features]) as cam:

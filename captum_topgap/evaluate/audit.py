@@ -259,7 +259,7 @@ def input_gradient_l1(model: nn.Module, inputs: torch.Tensor, labels: torch.Tens
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
         >>> with torch.no_grad():
-        ...     net[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]]))
+        ...     _ = net[1].weight.copy_(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]]))
         >>> round(input_gradient_l1(net, torch.zeros(1, 1, 2, 2), torch.tensor([0])).item(), 4)  # 1 − softmax₀
         0.5
     """

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -31,10 +32,12 @@ from torch import nn
 
 from captum_topgap._checks import check_choice, check_float, check_int
 from captum_topgap.attribution import LayerMethod
-from captum_topgap.methods.gradcam import grad_cam_maps
+from captum_topgap.methods.gradcam import Score, grad_cam_maps
 from captum_topgap.registry import method_spec, register_method
 
-BaseCAM = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+BaseCAM = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``base(images, labels, owners) -> (B, 1, h, w)``: the low-resolution maps of augmented copies, ``owners`` the
+index of the input image each copy was made from."""
 
 
 def sample_augmentations(n: int, max_rotation: float, max_shift: float, size: tuple[int, int],
@@ -212,8 +215,9 @@ def augmented_cam(base: BaseCAM, inputs: torch.Tensor, target: torch.Tensor, n_a
                   seed: int = 0) -> torch.Tensor:
     """Augmented CAM of ``inputs`` (N, C, H, W) for ``target`` (N,): (N, 1, H, W).
 
-    ``base(images, targets) -> (B, 1, h, w)`` computes the low-resolution maps (any layer method's core); all
-    N·L augmented copies go through it in batches of ``batch_size``. ``solver="adam"`` with ``iterations=200``
+    ``base(images, targets, owners) -> (B, 1, h, w)`` computes the low-resolution maps (any layer method's
+    core; ``owners``: each copy's input image); all N·L augmented copies go through it in batches of
+    ``batch_size``. ``solver="adam"`` with ``iterations=200``
     is the authors' reference; the default primal-dual solver reaches a lower objective sooner
     (``captum-topgap bench``).
     """
@@ -226,7 +230,8 @@ def augmented_cam(base: BaseCAM, inputs: torch.Tensor, target: torch.Tensor, n_a
     copies = inputs.repeat_interleave(n_augmentations, 0)
     thetas = theta.to(inputs.dtype).repeat(n, 1, 1)
     labels = target.repeat_interleave(n_augmentations, 0)
-    maps = [base(warp(copies[chunk], thetas[chunk]), labels[chunk]).detach().float()
+    owners = torch.arange(n, device=inputs.device).repeat_interleave(n_augmentations)
+    maps = [base(warp(copies[chunk], thetas[chunk]), labels[chunk], owners[chunk]).detach().float()
             for chunk in (slice(start, start + batch_size) for start in range(0, len(copies), batch_size))]
     g = torch.cat(maps).view(n, n_augmentations, 1, *maps[0].shape[-2:])
     g = g / g.flatten(2).max(2).values.clamp_min(1e-12)[..., None, None, None]
@@ -301,13 +306,17 @@ class AugmentedGradCAM(LayerMethod):
         self.base, self.options = spec.name, check_augmented_options(**options)
         self._base_method: LayerMethod | None = None
 
-    def base_core(self) -> BaseCAM:
-        """``(images, labels) -> (B, 1, h, w)`` of the base method at this layer; its object is built once."""
+    def base_core(self, score: Score | None = None) -> BaseCAM:
+        """``(images, labels, owners) -> (B, 1, h, w)`` of the base method at this layer (its object built once);
+        a callable ``score`` (a pytorch-grad-cam target's scalar, :data:`~captum_topgap.methods.gradcam.Score`)
+        is what the base differentiates on each copy, by the copy's own image.
+        """
         if self.base == "gradcam":
             layer, network, reshape = self.layer, self.network, self.reshape_transform
 
-            def own(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-                return grad_cam_maps(network, images, labels, [layer], upsample=False, reshape=reshape)[1][0]
+            def own(images: torch.Tensor, labels: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+                return grad_cam_maps(network, images, labels, [layer], upsample=False, reshape=reshape,
+                                     score=score or "logit", owners=owners)[1][0]
 
             return own
         if self._base_method is None:
@@ -315,13 +324,24 @@ class AugmentedGradCAM(LayerMethod):
                                                               **({"reshape_transform": self.reshape_transform}
                                                                  if self.reshape_transform else {}))
         base = self._base_method
+        if score is not None and (not callable(score) or "score" not in inspect.signature(base.core).parameters):
+            raise ValueError(f"`score` (a pytorch-grad-cam target other than ClassifierOutputTarget) is not available "
+                             f"with base={self.base!r}: its maps explain a class index; use base='gradcam'.")
 
-        def other(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        def other(images: torch.Tensor, labels: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
             with base.bound(self._extra):
-                return base.core(images, labels)
+                if score is None or not callable(score):
+                    return base.core(images, labels)
+                function = score
+                return base.core(images, labels, score=lambda logits, rows: function(logits, owners[rows]))
 
         return other
 
-    def core(self, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> torch.Tensor:
-        """The super-resolved map of ``labels`` at the input's resolution."""
-        return augmented_cam(self.base_core(), inputs, labels, **{**self.options, **check_augmented_options(**options)})
+    def core(self, inputs: torch.Tensor, labels: torch.Tensor, score: Score | None = None,
+             **options: Any) -> torch.Tensor:
+        """The super-resolved map of ``labels`` (or of a callable ``score``) at the input's resolution."""
+        if score is not None and not callable(score):
+            raise ValueError(f"`score` of augmented_gradcam must be a function of the logits and the image index (a "
+                             f"pytorch-grad-cam target through the bridge), got {score!r}.")
+        return augmented_cam(self.base_core(score), inputs, labels,
+                             **{**self.options, **check_augmented_options(**options)})

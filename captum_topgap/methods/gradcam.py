@@ -36,21 +36,27 @@ from captum_topgap.attribution import LayerMethod, capture, upsample_to
 from captum_topgap.registry import register_method
 
 SCORES = ("logit", "centred")
-Score = str | Callable[[torch.Tensor], torch.Tensor]
+Score = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``"logit"``, ``"centred"`` or ``score(logits (M, C), owners (M,)) -> (M,)``: each row's own scalar, ``owners``
+the index of the image (in the attributed batch) that the row's input was derived from — the image itself, or
+one of its masked or augmented copies."""
 
 
-def class_score(logits: torch.Tensor, target: torch.Tensor, score: Score = "logit") -> torch.Tensor:
-    """The explained score of each image: z_c (``"logit"``), z_c − mean_{c'} z_{c'} (``"centred"``), or
-    ``score(logits)`` for a callable (a pytorch-grad-cam target's own scalar per image): (N,).
+def class_score(logits: torch.Tensor, target: torch.Tensor, score: Score = "logit",
+                owners: torch.Tensor | None = None) -> torch.Tensor:
+    """The explained score of each row: z_c (``"logit"``), z_c − mean_{c'} z_{c'} (``"centred"``), or
+    ``score(logits, owners)`` for a callable (a pytorch-grad-cam target's own scalar per image; ``owners``
+    default to 0 … M − 1): (M,).
 
     Example:
         >>> class_score(torch.tensor([[3.0, 1.0]]), torch.tensor([0]), "centred").tolist()
         [1.0]
-        >>> class_score(torch.tensor([[3.0, 1.0]]), torch.tensor([0]), lambda z: z.softmax(1)[:, 1]).shape
+        >>> class_score(torch.tensor([[3.0, 1.0]]), torch.tensor([0]), lambda z, _: z.softmax(1)[:, 1]).shape
         torch.Size([1])
     """
     if callable(score):
-        values = score(logits)
+        rows = torch.arange(len(logits), device=logits.device) if owners is None else owners
+        values = score(logits, rows)
         if values.shape != (len(logits),):
             raise ValueError(f"a `score` function must give one value per image ({len(logits)},), got shape "
                              f"{tuple(values.shape)}.")
@@ -87,13 +93,14 @@ def principal_projection(weighted: torch.Tensor) -> torch.Tensor:
 def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, layers: Sequence[nn.Module],
                   create_graph: bool = False, upsample: bool = True, weighting: str = "mean", relu: bool = True,
                   score: Score = "logit", reshape: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                  eigen_smooth: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                  eigen_smooth: bool = False,
+                  owners: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Logits (N, C) and one Grad-CAM (N, 1, H, W) per layer (layer resolution with ``upsample=False``);
     ``weighting`` is ``"mean"`` (Grad-CAM) or ``"positive"`` (mean of the positive gradients); ``relu=False``
     keeps the signed map; ``score`` is ``"logit"``, ``"centred"`` or a function of the logits (see
     :func:`class_score`); ``reshape`` maps each layer's output (and its gradient) to (N, C, h, w) first — a
     transformer's tokens to their grid; ``eigen_smooth`` replaces the channel sum by
-    :func:`principal_projection`.
+    :func:`principal_projection`; ``owners`` go to a callable ``score`` (:data:`Score`).
 
     The layer's gradient exists even when nothing before the layer has parameters (a pooling layer on the
     input): the forward is then repeated on a copy of the inputs that requires gradients (only then: an input
@@ -111,7 +118,7 @@ def grad_cam_maps(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor, 
             with capture(layers) as seen:
                 logits = model(inputs.detach().requires_grad_(True))
             activations = list(seen.ready())
-        grads = list(seen.gradients(class_score(logits, target, score).sum(), create_graph=create_graph))
+        grads = list(seen.gradients(class_score(logits, target, score, owners).sum(), create_graph=create_graph))
         if reshape is not None:
             activations, grads = [reshape(a) for a in activations], [reshape(g) for g in grads]
         flat = [i for i, a in enumerate(activations) if a.dim() != 4]

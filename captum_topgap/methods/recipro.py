@@ -24,6 +24,7 @@ from torch import nn
 
 from captum_topgap._checks import check_bool, check_int
 from captum_topgap.attribution import LayerMethod, Reshape, capture
+from captum_topgap.methods.gradcam import Score, class_score
 from captum_topgap.registry import register_method
 
 GAUSSIAN = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
@@ -47,10 +48,12 @@ def masked_copies(features: torch.Tensor, positions: torch.Tensor, gaussian: boo
 
 
 def recipro_cam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
-                gaussian: bool = False, chunk_size: int = 256) -> torch.Tensor:
+                gaussian: bool = False, chunk_size: int = 256, score: Score | None = None) -> torch.Tensor:
     """Recipro-CAM of ``inputs`` for per-image ``target`` at ``layer``'s resolution: (N, 1, h, w).
 
-    ``layer`` must be a cut point of the network: everything after it depends on its output only.
+    ``layer`` must be a cut point of the network: everything after it depends on its output only. ``score``
+    replaces the softmax probability of ``target`` by a function of each masked copy's logits and its image's
+    index (:data:`~captum_topgap.methods.gradcam.Score`), e.g. a pytorch-grad-cam target's own scalar.
     """
     positions: list[torch.Tensor] = []
 
@@ -69,9 +72,13 @@ def recipro_cam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target
                 positions[:] = [torch.arange(start, min(start + positions_per_chunk, h * w), device=inputs.device)]
                 count = len(positions[0])
                 logits = model(inputs[images])
-                probs = logits.softmax(dim=1).view(-1, count, logits.shape[1])
-                labels = target[images].view(-1, 1, 1).expand(-1, count, 1)
-                maps[images, positions[0]] = probs.gather(2, labels)[..., 0]
+                if score is None:
+                    probs = logits.softmax(dim=1).view(-1, count, logits.shape[1])
+                    labels = target[images].view(-1, 1, 1).expand(-1, count, 1)
+                    maps[images, positions[0]] = probs.gather(2, labels)[..., 0]
+                else:
+                    owners = torch.arange(len(inputs), device=inputs.device)[images].repeat_interleave(count)
+                    maps[images, positions[0]] = class_score(logits, target, score, owners).view(-1, count)
     return maps.view(len(inputs), 1, h, w)
 
 
@@ -100,6 +107,9 @@ class ReciproCAM(LayerMethod):
         self.gaussian = check_bool(gaussian, "gaussian")
         self.chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
 
-    def core(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Recipro-CAM of ``labels`` at the layer's resolution."""
-        return recipro_cam(self.network, self.layer, inputs, labels, self.gaussian, self.chunk_size)
+    def core(self, inputs: torch.Tensor, labels: torch.Tensor, score: Score | None = None) -> torch.Tensor:
+        """Recipro-CAM of ``labels`` (or of ``score``, see :func:`recipro_cam`) at the layer's resolution."""
+        if score is not None and not callable(score):
+            raise ValueError(f"`score` of recipro_cam must be a function of the logits and the image index (a "
+                             f"pytorch-grad-cam target through the bridge), got {score!r}.")
+        return recipro_cam(self.network, self.layer, inputs, labels, self.gaussian, self.chunk_size, score)

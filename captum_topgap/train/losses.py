@@ -223,7 +223,7 @@ class ReFF:
         """
         relevant = check_relevance(mask, inputs)
 
-        def score(logits: torch.Tensor) -> torch.Tensor:  # the class score, once the number of classes is known
+        def score(logits: torch.Tensor, _owners: torch.Tensor) -> torch.Tensor:  # once the class count is known
             check_classes(target, logits.shape[1])
             return class_score(logits, target, self.score)
 
