@@ -306,6 +306,7 @@ class LayerMethod(MethodAttribution):
         self._layer = None if layer is None else resolve_layer(model, layer)
         self._checked = False
         self.layer_has_grad = True
+        self.layer_positions = 0
 
     @property
     def layer(self) -> nn.Module:
@@ -338,6 +339,7 @@ class LayerMethod(MethodAttribution):
         if self.reshape_transform is None:
             self.reshape_transform = tokens
         height, width, self.layer_has_grad = layer_shape(self.network, self._layer, example, self.reshape_transform)
+        self.layer_positions = height * width
         if height * width == 1:
             warnings.warn(f"the layer {type(self._layer).__name__} has a 1 × 1 output for {tuple(example.shape[-2:])} "
                           "inputs: every map will be constant; use larger inputs or an earlier layer.", stacklevel=4)
@@ -354,7 +356,7 @@ class LayerMethod(MethodAttribution):
             self._bind(inputs[:1])
         maps = self.core(inputs, labels, **options)
         empty = maps.flatten(1).abs().amax(1) == 0
-        if bool(empty.any()) and maps.shape[-2:].numel() > 1:
+        if bool(empty.any()) and self.layer_positions > 1:
             warnings.warn(f"{self.method_name!r} gave a map that is zero everywhere for some images: no positive "
                           "evidence for the target at this layer (see the collapse diagnostic, docs/reff.md).",
                           stacklevel=4)
