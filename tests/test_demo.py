@@ -139,10 +139,14 @@ def test_report_renders_in_headless_chromium(demo, tmp_path: Path) -> None:
 def test_every_demo_checkpoint_loads_and_explain_evaluate_visualize_accept_them(demo, tmp_path: Path) -> None:
     out, report = demo
     for row in report["models"]:
+        assert Path(row["checkpoint"]).name == "model.pt"
+        folder = (out / row["checkpoint"]).parent
+        assert sorted(p.name for p in folder.glob("*.pt")) == ["model.pt"]  # no last.pt / best.pt by default
+        stored = load_checkpoint(out / row["checkpoint"])
+        assert "optimizer" not in stored and stored["metadata"]["demo_model"] == row["name"]
+        assert {t.dtype for t in stored["model"].values() if t.is_floating_point()} <= {torch.float16, torch.float64}
         model = captum_topgap.load_model(out / row["checkpoint"])
         assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 10) and not model.training
-        best = captum_topgap.load_model(out / Path(row["checkpoint"]).with_name("best.pt"))
-        assert type(best) is type(model) and best.state_dict().keys() == model.state_dict().keys()
     topgap = next(r for r in report["models"] if r["name"] == "topgap")["checkpoint"]
     reff = next(r for r in report["models"] if r["name"] == "reff_contrastive")["checkpoint"]
     assert main(["explain", "--checkpoint", str(out / topgap), "--method", "topgap_cam",
@@ -152,6 +156,38 @@ def test_every_demo_checkpoint_loads_and_explain_evaluate_visualize_accept_them(
     assert main(["visualize", "classes", "--checkpoint", str(out / reff), "--classes", "0", "--steps", "2",
                  "--out", str(tmp_path / "v")]) == 0
     assert (tmp_path / "e.png").is_file() and (tmp_path / "v" / "class0.png").is_file()
+
+
+def test_the_demo_keeps_one_half_precision_checkpoint_per_model_unless_asked(tmp_path: Path) -> None:
+    """The footprint: model.pt holds fp16 weights (half the float32 bytes, no Adam state); the model in memory
+    holds the same rounded weights, so what is measured is what is stored; --keep-checkpoints keeps the rest.
+    """
+    from captum_topgap.train.checkpoints import save_checkpoint, slim_checkpoint
+
+    assert DemoConfig().keep_checkpoints is False and DemoConfig.quick().keep_checkpoints is False
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    net(torch.rand(1, 3, 8, 8))
+    for keep in (False, True):
+        folder = tmp_path / str(keep)
+        folder.mkdir()
+        optimizer = torch.optim.Adam(net.parameters())
+        net(torch.rand(2, 3, 8, 8)).sum().backward()
+        optimizer.step()
+        save_checkpoint(folder / "last.pt", model=net.state_dict(), optimizer=optimizer.state_dict(),
+                        metadata={"model": "x"}, history=[{"epoch": 1}])
+        save_checkpoint(folder / "best.pt", model=net.state_dict(), metadata={"model": "x"})
+        last_bytes = (folder / "last.pt").stat().st_size
+        path = slim_checkpoint(folder, net, keep=keep)
+        names = sorted(p.name for p in folder.iterdir())
+        assert names == (["best.pt", "last.pt", "model.pt"] if keep else ["model.pt"])
+        assert path.stat().st_size < last_bytes / 4
+        stored = load_checkpoint(path)
+        assert stored["history"] == [{"epoch": 1}] and "optimizer" not in stored
+        for name, tensor in net.state_dict().items():
+            assert stored["model"][name].dtype == torch.float16 and torch.equal(stored["model"][name].float(), tensor)
+    args = ["demo", "--out", str(tmp_path / "d"), "--keep-checkpoints", "--scenarios", "bogus"]
+    assert main(args) == 2  # the flag parses; the bad scenario is refused before anything is trained
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.slow

@@ -203,6 +203,8 @@ def _add_small(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=non_negative_int, default=None, help="run this one seed instead of the preset's")
     demo.add_argument("--scenarios", default="object,robustness,spurious",
                       help="comma-separated scenarios to run (default: %(default)s)")
+    demo.add_argument("--keep-checkpoints", action="store_true",
+                      help="keep each model's resumable last.pt and best.pt beside the model.pt the report lists")
     demo.set_defaults(run=commands.demo)
 
     sweep = _command(sub, "sweep", "choose ReFF's variant and λ, or Top-GAP's k and λ, on a validation split")

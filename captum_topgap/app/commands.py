@@ -375,7 +375,8 @@ def demo(args: argparse.Namespace) -> int:
     known = [scenario.name for scenario in SCENARIOS]
     if not scenarios or not set(scenarios) <= set(known):
         raise UsageError(f"--scenarios must list some of {', '.join(known)}, got {args.scenarios!r}")
-    report = run_demo(args.out, quick=args.quick, seed=args.seed, scenarios=scenarios)
+    report = run_demo(args.out, quick=args.quick, seed=args.seed, scenarios=scenarios,
+                      keep_checkpoints=args.keep_checkpoints)
     print(summary(report))
     print(f"report: {Path(args.out) / 'index.html'} ({report['seconds'] / 60:.1f} min)")
     return 0

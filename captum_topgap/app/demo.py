@@ -52,6 +52,7 @@ from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, predict
 from captum_topgap.evaluate.robustness import evaluate_robustness
+from captum_topgap.train.checkpoints import slim_checkpoint
 from captum_topgap.train.loop import TrainConfig, train
 from captum_topgap.train.objectives import make_objective
 from captum_topgap.train.workflows import trainable_model
@@ -97,6 +98,7 @@ class DemoConfig:
     audit_attacks: tuple[str, ...] = DEMO_AUDIT
     audit_sweep: tuple[float, ...] = SWEEP
     scenarios: tuple[str, ...] = ("object", "robustness", "spurious")
+    keep_checkpoints: bool = False
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
@@ -156,7 +158,8 @@ class Scenario:
 BASELINE = ModelSpec("baseline", "ResNet-18", "resnet18")
 SCENARIOS = (
     Scenario("object", (1.0, 0.0), (1.0, 0.0),
-             (BASELINE, ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap"))),
+             (BASELINE, ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap"),
+              ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff"))),
     Scenario("robustness", (1.0, 0.0), (1.0, 0.0),
              (ModelSpec("baseline", "PreAct ResNet-18", "preact_resnet18_cifar"),
               ModelSpec("topgap", "Top-GAP PreAct ResNet-18", "topgap_preact_resnet18", "topgap"))),
@@ -166,7 +169,8 @@ SCENARIOS = (
               ModelSpec("rrr", "RRR", "resnet18", "rrr"),
               ModelSpec("control", "background-swap control", "resnet18", swap_background=True))),
 )
-OBJECT_METHODS = {"baseline": ("gradcam", "recipro_cam", "augmented_gradcam"), "topgap": ("topgap_cam",)}
+OBJECT_METHODS = {"baseline": ("gradcam", "recipro_cam", "augmented_gradcam"), "topgap": ("topgap_cam",),
+                  "reff": ("gradcam",)}
 METHOD_OPTIONS = {"augmented_gradcam": {"n_augmentations": 8, "solver": "primal_dual"}}
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 
@@ -182,6 +186,9 @@ CLAIMS = (
           "ERF figure: object pixels' gradient matters more (no number)"),
     Claim("Top-GAP's background is less susceptible to attacks (PGD-20 on the background only)", "object",
           "pgd20_background", "topgap", "baseline", "greater", 0.02, "'background is less susceptible' (no number)"),
+    Claim("ReFF does not hurt training when no spurious feature exists (accuracy within 1 point)", "object",
+          "accuracy", "reff", "baseline", "not_worse", 0.01,
+          "Table 3: 'does not have any negative effect on training when no spurious features exist'"),
     Claim("Augmented Grad-CAM overlaps the object better than Grad-CAM (same baseline model)", "object",
           "iou/augmented_gradcam", "baseline", "baseline", "greater", 0.01,
           "Morbidelli et al.: sharper maps (no number)", "iou/gradcam"),
@@ -213,8 +220,16 @@ CLAIMS = (
     Claim("ReFF (contrastive share) puts more Grad-CAM mass on the digit than the baseline (≥ 6 × 6 layer)",
           "spurious", "in_mask_share", "reff_contrastive", "baseline", "greater", 0.02,
           "Fig. 3: ReFF's Grad-CAMs highlight the digits (no number)"),
+    Claim("ReFF (contrastive share) puts more of its pixel evidence (ERF mass) on the digit than the baseline",
+          "spurious", "erf_digit_share", "reff_contrastive", "baseline", "greater", 0.02,
+          "— (where ReFF's evidence comes from, in pixels; this project's measure)"),
     Claim("RRR generalises better than the baseline under the background shift (control)", "spurious",
           "shifted_accuracy", "rrr", "baseline", "greater", 0.02, "Ross et al. 2017: decoy MNIST (MLP), not here"),
+    *(Claim(f"{label} keeps the baseline's in-distribution accuracy (within 2 points)", "spurious",
+            "in_distribution_accuracy", name, "baseline", "not_worse", 0.02,
+            "Table 3 (in spirit): the regulariser costs no accuracy where the training data are")
+      for name, label in (("reff", "ReFF (published)"), ("reff_contrastive", "ReFF (contrastive share)"),
+                          ("rrr", "RRR"))),
 )
 
 
@@ -249,18 +264,23 @@ def scenario_data(scenario: Scenario, config: DemoConfig) -> dict[str, Any]:
 
 @dataclass
 class Trained:
-    """A trained model, its per-epoch history, the layers its objective regularises and the training time."""
+    """A trained model, its per-epoch history, the layers its objective regularises, the training time and
+    the checkpoint that holds it.
+    """
 
     model: nn.Module
     history: list[dict[str, Any]]
     regularised: list[str]
     seconds: float
+    checkpoint: Path
 
 
 def train_model(spec: ModelSpec, scenario: Scenario, data: dict[str, Any], config: DemoConfig, seed: int,
                 out: Path, progress: bool = True) -> Trained:
-    """Train one model for one seed into ``out`` (``best.pt``, ``last.pt`` with the metadata that
-    :func:`captum_topgap.load_model` needs).
+    """Train one model for one seed into ``out``: one weights-only ``model.pt`` with the metadata that
+    :func:`captum_topgap.load_model` needs (float16; the returned model holds the same rounded weights, so
+    every measure is of the stored model); the loop's ``best.pt`` and ``last.pt`` stay only with
+    ``config.keep_checkpoints``.
     """
     torch.manual_seed(seed)
     k, sparsity = topgap_setting(spec, scenario, config)
@@ -278,7 +298,9 @@ def train_model(spec: ModelSpec, scenario: Scenario, data: dict[str, Any], confi
                                seed=seed, progress=progress)
     start = time.perf_counter()
     history = train(model, objective, train_data, data["val"], train_config, out, metadata=metadata)
-    return Trained(model.eval(), history, list(getattr(objective, "regularised", [])), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    checkpoint = slim_checkpoint(out, model.eval(), keep=config.keep_checkpoints)
+    return Trained(model, history, list(getattr(objective, "regularised", [])), seconds, checkpoint)
 
 
 def topgap_setting(spec: ModelSpec, scenario: Scenario, config: DemoConfig) -> tuple[float | None, float | None]:
@@ -348,7 +370,10 @@ def measure_robustness(models: dict[str, nn.Module], data: dict[str, Any], confi
 def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
                      regularised: Sequence[str]) -> dict[str, float]:
     """In-distribution and shifted accuracy, follows-background rate and the collapse diagnostic at every
-    stage (on in-distribution test images); ``in_mask_share`` at the deepest stage with ≥ 6 × 6 positions;
+    stage (on in-distribution test images); ``in_mask_share`` at the deepest stage with ≥ 6 × 6 positions
+    (where Grad-CAM puts the evidence) beside ``erf_digit_share``, the share of the true class's input-gradient
+    mass on the digit's pixels (where the evidence is in the image,
+    :func:`~captum_topgap.evaluate.metrics.erf_distance`);
     ``min_positive_fraction`` over the ``regularised`` stages (all four for an unregularised model).
     """
     shifted = collate(data["test"])
@@ -363,6 +388,8 @@ def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
     for layer, row in diagnostic.items():
         measures[f"positive_fraction/{layer}"] = row["positive_fraction"]
         measures[f"in_mask_share/{layer}"] = row["in_mask_share"] or 0.0  # no positive mass: none inside
+    erf = erf_scores(model, data["in_distribution"][:config.explain_images], limit=None, progress=False)
+    measures["erf_digit_share"] = 1.0 - erf["background_share"]
     layer = judge_layer(model, config.size)
     measures["in_mask_share"] = measures[f"in_mask_share/{layer}"]
     measures["mask_area"] = diagnostic[layer]["mask_area"] or 0.0
@@ -393,7 +420,7 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True,
                     "epochs")
                 trained = trained_models[spec.name] = train_model(spec, scenario, data, config, seed, folder, progress)
                 rows.append({"name": spec.name, "label": spec.label, "scenario": scenario.name, "seed": seed,
-                             "checkpoint": str((folder / "last.pt").relative_to(out)),
+                             "checkpoint": str(trained.checkpoint.relative_to(out)),
                              "train_seconds": trained.seconds, "history": trained.history})
                 if scenario.name == "object":
                     rows[-1]["measures"] = measure_object(spec.name, trained.model, data, config, progress)
@@ -467,10 +494,12 @@ def evaluate_claims(rows: list[dict[str, Any]], claims: Sequence[Claim] = CLAIMS
 
 
 def run_demo(out: str | Path = "demo", quick: bool = False, seed: int | None = None, progress: bool = True,
-             config: DemoConfig | None = None, scenarios: Sequence[str] | None = None) -> dict[str, Any]:
+             config: DemoConfig | None = None, scenarios: Sequence[str] | None = None,
+             keep_checkpoints: bool = False) -> dict[str, Any]:
     """Train, measure, judge, draw; write ``out/results.json`` and ``out/index.html``; return the report.
 
-    ``seed`` replaces the seeds of the preset by that one seed; ``scenarios`` its scenarios by those named.
+    ``seed`` replaces the seeds of the preset by that one seed; ``scenarios`` its scenarios by those named;
+    ``keep_checkpoints`` keeps each model's resumable ``last.pt`` and its ``best.pt`` beside its ``model.pt``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -479,6 +508,8 @@ def run_demo(out: str | Path = "demo", quick: bool = False, seed: int | None = N
         config = replace(config, seeds=(seed,))
     if scenarios is not None:
         config = replace(config, scenarios=tuple(scenarios))
+    if keep_checkpoints:
+        config = replace(config, keep_checkpoints=True)
     start = time.perf_counter()
     rows, kept = run_scenarios(config, out, progress, print if progress else (lambda _text: None))
     claims = evaluate_claims(rows)

@@ -37,7 +37,8 @@ MEASURES = {
                    ("gradient_masked", "gradient-masked (share of seeds)")),
     "spurious": (("in_distribution_accuracy", "in distribution"), ("shifted_accuracy", "shifted"),
                  ("follows_background", "follows background"), ("min_positive_fraction", "min positive fraction"),
-                 ("in_mask_share", "in-mask share (≥ 6 × 6)"), ("mask_area", "mask area")),
+                 ("in_mask_share", "Grad-CAM in-mask share (≥ 6 × 6)"), ("erf_digit_share", "ERF on digit"),
+                 ("mask_area", "mask area")),
 }
 DESCRIPTIONS = {
     "object": "Train and test (p, q) = (1, 0): the background is random, what decides the label lies on the digit "

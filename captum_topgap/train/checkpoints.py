@@ -44,6 +44,51 @@ def save_checkpoint(path: Path, **content: Any) -> None:
         raise
 
 
+def half_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state dict with every float32 tensor rounded to float16, and the model's own weights set to
+    those rounded values (kept in their dtype), so the model in memory is exactly the one a checkpoint of this
+    state reloads: w ← fp32(fp16(w)). A tensor whose values float16 cannot hold (|w| > 65 504) stays as it is,
+    and so do float64 settings (Top-GAP's k fraction) and integer buffers.
+
+    Example:
+        >>> net = nn.Linear(2, 1)
+        >>> with torch.no_grad():
+        ...     net.weight.fill_(1 / 3)
+        >>> state = half_weights(net)
+        >>> state["weight"].dtype, float(net.weight[0, 0]) == float(torch.tensor(1 / 3).half())
+        (torch.float16, True)
+    """
+    state = {}
+    for name, tensor in model.state_dict().items():
+        rounded = tensor.half() if tensor.dtype == torch.float32 else tensor
+        state[name] = rounded if bool(torch.isfinite(rounded).all() or not torch.isfinite(tensor).all()) else tensor
+    model.load_state_dict(state)
+    return state
+
+
+def slim_checkpoint(folder: Path, model: nn.Module, keep: bool = False) -> Path:
+    """Replace the training loop's ``best.pt`` and ``last.pt`` of ``folder`` by one weights-only ``model.pt``
+    of ``model`` (float16, :func:`half_weights`; the metadata, config and history of ``last.pt``), about a
+    sixth of their size; ``keep=True`` leaves the two in place beside it. :func:`load_model` reads it.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> net = build_model("resnet18", num_classes=3)
+        >>> save_checkpoint(folder / "last.pt", model=net.state_dict(), metadata={"model": "resnet18",
+        ...                 "model_kwargs": {"num_classes": 3}})
+        >>> slim_checkpoint(folder, net).name, sorted(p.name for p in folder.iterdir())
+        ('model.pt', ['model.pt'])
+    """
+    last = load_checkpoint(folder / "last.pt")
+    kept = {key: last[key] for key in ("metadata", "config", "history", "epoch") if key in last}
+    save_checkpoint(folder / "model.pt", model=half_weights(model), **kept)
+    if not keep:
+        for name in ("best.pt", "last.pt"):
+            (folder / name).unlink(missing_ok=True)
+    return folder / "model.pt"
+
+
 def partial_path(path: Path) -> Path:
     """Where :func:`save_checkpoint` writes before the rename (``last.pt`` -> ``last.pt.tmp``)."""
     return path.with_name(path.name + ".tmp")
@@ -83,8 +128,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return content
 
 
-def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """A timm model by name (Top-GAP names are registered on ``import captum_topgap``), no weights.
+def build_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """A timm model by name (Top-GAP names are registered on ``import captum_topgap``), without weights unless
+    ``pretrained`` (only the packaged ``pixel_`` / ``topgap_efficientnet_lite*`` names have them offline).
 
     Example:
         >>> type(build_model("topgap_resnet18", num_classes=3, k=8)).__name__
@@ -100,7 +146,7 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         raise ValueError(f"`name` {name!r} is not a timm model; closest names: {close}. See timm.list_models() "
                          "(a model from another package must be registered with timm before it is built).")
-    return timm.create_model(name, pretrained=False, **kwargs)
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn.Module:
