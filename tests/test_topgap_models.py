@@ -12,11 +12,12 @@ import torch.nn.functional as F
 import captum_topgap  # noqa: F401  (registers the names)
 from captum_topgap.models import TopGAPNet, topgap, topgap_net
 
-NAMES = ["topgap_convnext_tiny", "topgap_efficientnet_b0", "topgap_preact_resnet18", "topgap_resnet18",
-         "topgap_resnet50", "topgap_vgg16"]
+NAMES = ["topgap_convnext_tiny", "topgap_efficientnet_b0", "topgap_efficientnet_lite0", "topgap_efficientnet_lite1",
+         "topgap_efficientnet_lite2", "topgap_preact_resnet18", "topgap_resnet18", "topgap_resnet50", "topgap_vgg16"]
 PLAIN = {"topgap_resnet18": "resnet18", "topgap_resnet50": "resnet50", "topgap_efficientnet_b0": "efficientnet_b0",
          "topgap_convnext_tiny": "convnext_tiny", "topgap_vgg16": "vgg16",
-         "topgap_preact_resnet18": "preact_resnet18_cifar"}
+         "topgap_preact_resnet18": "preact_resnet18_cifar",
+         **{f"topgap_efficientnet_lite{i}": f"pixel_efficientnet_lite{i}" for i in range(3)}}
 
 
 def test_names_are_listed_by_timm() -> None:

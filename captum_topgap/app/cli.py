@@ -92,6 +92,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train = _command(sub, "train", "train a baseline or Top-GAP model with the one training loop")
     train.add_argument("--model", default="topgap_resnet18", help="timm name (topgap_* for Top-GAP)")
     train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap", "reff", "rrr", "expansion"])
+    train.add_argument("--pretrained", action="store_true",
+                       help="fine-tune ImageNet weights (offline, from their packages): --model efficientnet_lite0/1/2 "
+                            "or topgap_efficientnet_lite0/1/2")
     train.add_argument("--k", type=top_k, default=64, help="Top-GAP k: positions (≥ 1) or a fraction in (0, 1]")
     train.add_argument("--sparsity", type=non_negative_float, default=None,
                        help="Top-GAP λ (default: train.losses.TOPGAP_SPARSITY)")

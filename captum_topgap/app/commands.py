@@ -39,7 +39,7 @@ from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, normalize_per_image
 from captum_topgap.evaluate.robustness import AttackSpec, evaluate_robustness
 from captum_topgap.evaluate.shift import corruption_accuracy, group_shift
-from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes
+from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes, pretrained_name
 from captum_topgap.registry import canonical_name, list_methods, method_spec
 from captum_topgap.train.checkpoints import load_checkpoint, load_model
 from captum_topgap.train.loop import TrainConfig, train
@@ -131,10 +131,16 @@ def train_model(args: argparse.Namespace) -> int:
         return train_expansion(args, config)
     if args.method in ("topgap", "auto") and not args.model.startswith("topgap_") and args.method == "topgap":
         raise UsageError(f"--method topgap needs a topgap_* model, got --model {args.model}")
+    name = args.model
+    if args.pretrained:
+        try:
+            name = pretrained_name(args.model)
+        except ValueError as error:
+            raise UsageError(f"--pretrained: {error}") from None
     torch.manual_seed(args.seed)
     train_data, val_data = dataset(args, "train"), dataset(args, "val")
-    k = args.k if args.model.startswith("topgap_") else None
-    model, model_kwargs = trainable_model(args.model, getattr(train_data, "n_classes", 10), k)
+    k = args.k if name.startswith("topgap_") else None
+    model, model_kwargs = trainable_model(name, getattr(train_data, "n_classes", 10), k, pretrained=args.pretrained)
     method = training_method(args.method, model)
     annotator = None
     if method in ("reff", "rrr"):
@@ -142,7 +148,8 @@ def train_model(args: argparse.Namespace) -> int:
                                                   args.seed)
     objective = make_objective(method, model, variant=args.variant, weight=args.reff_weight, sparsity=args.sparsity,
                                annotator=annotator)
-    metadata = {"model": args.model, "model_kwargs": model_kwargs, "method": method, "data": args.data,
+    metadata = {"model": name, "model_kwargs": model_kwargs, "pretrained": args.pretrained, "method": method,
+                "data": args.data,
                 "sparsity": getattr(objective, "sparsity", 0.0),
                 "annotated": -1 if args.annotated is None else args.annotated,
                 "variant": args.variant if method == "reff" else "", "weight": getattr(objective, "weight", 0.0),

@@ -4,8 +4,16 @@ network of Expansion CAM and ReFF's pix2pix pseudo-annotator.
 
 from captum_topgap.models.expansion import ExpansionNet
 from captum_topgap.models.preact import PreActResNet18, PreActResNetFeatures
+from captum_topgap.models.pretrained import pretrained_backbone
 from captum_topgap.models.pseudo_annotator import PseudoAnnotator
 from captum_topgap.models.topgap_net import TopGAPNet, topgap
 
-__all__ = ["ExpansionNet", "PreActResNet18", "PreActResNetFeatures", "PseudoAnnotator",
-           "TopGAPNet", "topgap"]
+__all__ = [
+           "ExpansionNet",
+           "PreActResNet18",
+           "PreActResNetFeatures",
+           "PseudoAnnotator",
+           "TopGAPNet",
+           "pretrained_backbone",
+           "topgap",
+]

@@ -25,17 +25,21 @@ from captum_topgap.models import ExpansionNet, PseudoAnnotator, TopGAPNet
 from captum_topgap.train.checkpoints import build_model, load_checkpoint, load_model
 
 
-def trainable_model(name: str, num_classes: int, k: int | float | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def trainable_model(name: str, num_classes: int, k: int | float | None = None,
+                    pretrained: bool = False) -> tuple[nn.Module, dict[str, Any]]:
     """A fresh timm model and the keyword arguments that rebuild it (recorded in the checkpoint metadata).
 
-    ``k`` is Top-GAP's top-k (positions or a fraction); it is refused for other models.
+    ``k`` is Top-GAP's top-k (positions or a fraction); it is refused for other models. ``pretrained``: the
+    ImageNet weights of a packaged backbone (``name`` from
+    :func:`~captum_topgap.models.pretrained.pretrained_name`: ``pixel_`` or ``topgap_efficientnet_lite*``),
+    with a new head of ``num_classes``; the checkpoint's name rebuilds the architecture, its weights the rest.
     """
     kwargs: dict[str, Any] = {"num_classes": num_classes}
     if name.startswith("topgap_"):
         kwargs["k"] = 64 if k is None else k
     elif k is not None:
         raise ValueError(f"`k` is Top-GAP's top-k; {name!r} is not a topgap_* model (leave k unset).")
-    model = build_model(name, **kwargs)
+    model = build_model(name, pretrained=pretrained, **kwargs)
     if isinstance(model, TopGAPNet):
         kwargs["fpn_channels"] = model.num_features  # rebuild exactly, whatever the default becomes
     return model, kwargs
