@@ -137,4 +137,4 @@ class Claim:
         verdict = judge(ours, reference, self.direction, self.margin)
         return {"claim": self.text, "scenario": self.scenario, "measure": self.measure, "model": self.model,
                 "reference": self.reference, "paper": self.paper, "values": ours, "reference_values": reference,
-                **verdict}
+                "direction": self.direction, "margin": self.margin, **verdict}

@@ -1,0 +1,151 @@
+"""The measured mechanism beside every claim that did not hold: fixed checks on the demo's own numbers.
+
+A "did not hold" is a finding to explain. Each check below reads what the run measured and, when its rule
+fires, writes one sentence with the numbers:
+
+- **agreement** — some seeds on the claimed side and some not (the claim fails on agreement, not on the
+  mean), or every seed on the claimed side with a mean gap inside max(margin, pooled sd);
+- **undertrained** — the model's validation accuracy still rose by more than ``RISING`` in its last epoch
+  (mean over seeds): the budget stopped it while it was learning;
+- **gamed** — a layer its explanation term regularises collapsed during training (the true class's Grad-CAM
+  positive at < 5 % of positions, :mod:`captum_topgap.evaluate.diagnostics`);
+- **evidence in the map, not in the pixels** — Grad-CAM's in-mask share is above the mask's area while the
+  ERF's share of input-gradient mass on the digit stays below the background-swap control's (the model
+  that decides by the digit);
+- **bound** — the seeds below (or at) the bound of an ``at_least`` / ``below`` claim;
+- **audit** — the audit's reasons for a model whose verdict is not *robust*.
+
+When no rule fires the sentence says so: the mechanism is then unmeasured, and the report says that too.
+
+Example:
+    >>> claim = {"model": "a", "reference": "b", "scenario": "s", "direction": "greater", "margin": 0.02,
+    ...          "values": [0.3, 0.1], "reference_values": [0.2, 0.2], "held": False, "measure": "m"}
+    >>> mechanisms(claim, [])
+    ['1 of 2 seeds on the claimed side (gaps +0.100, -0.100): the claim fails on agreement, not on the mean']
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from captum_topgap.evaluate.diagnostics import COLLAPSE_THRESHOLD
+
+RISING = 0.01
+"""A last-epoch gain in validation accuracy above this means the model was still learning."""
+
+
+def _runs(rows: Sequence[dict[str, Any]], scenario: str, name: str | None) -> list[dict[str, Any]]:
+    return [row for row in rows if row["scenario"] == scenario and row["name"] == name]
+
+
+def agreement(claim: dict[str, Any]) -> list[str]:
+    """The seeds' agreement of a comparative claim: which seeds are on the claimed side, and the gaps."""
+    reference = claim.get("reference_values")
+    if reference is None:
+        return []
+    sign = -1.0 if claim["direction"] == "lower" else 1.0
+    gaps = [sign * (a - b) for a, b in zip(claim["values"], reference, strict=True)]
+    floor = -claim["margin"] if claim["direction"] == "not_worse" else 0.0
+    on_side = sum(gap > floor if claim["direction"] != "not_worse" else gap >= floor for gap in gaps)
+    text = ", ".join(f"{gap:+.3f}" for gap in gaps)
+    if 0 < on_side < len(gaps):
+        return [f"{on_side} of {len(gaps)} seeds on the claimed side (gaps {text}): the claim fails on agreement, "
+                "not on the mean"]
+    if on_side == len(gaps) and claim["direction"] != "not_worse":
+        return [f"every seed on the claimed side, but the mean gap {statistics.fmean(gaps):+.3f} is within "
+                f"max({claim['margin']:g}, pooled sd): too small to count"]
+    return []
+
+
+def undertrained(rows: Sequence[dict[str, Any]], scenario: str, name: str) -> list[str]:
+    """Whether ``name`` was still learning when training stopped (last-epoch validation gain > ``RISING``)."""
+    gains = [run["history"][-1]["val_accuracy"] - run["history"][-2]["val_accuracy"]
+             for run in _runs(rows, scenario, name) if len(run["history"]) > 1 and "val_accuracy" in run["history"][-1]]
+    if gains and statistics.fmean(gains) > RISING:
+        last = statistics.fmean(run["history"][-1]["val_accuracy"] for run in _runs(rows, scenario, name))
+        return [f"{name}'s validation accuracy still rose {statistics.fmean(gains):+.3f} in its last epoch (to "
+                f"{last:.3f}): stopped while learning, at this budget"]
+    return []
+
+
+def gamed(rows: Sequence[dict[str, Any]], scenario: str, name: str) -> list[str]:
+    """The regularised layers of ``name`` that collapsed during training, with their last positive fraction."""
+    collapsed: dict[str, list[float]] = {}
+    for run in _runs(rows, scenario, name):
+        last = run["history"][-1]
+        for layer in {layer for record in run["history"] for layer in record.get("collapsed", [])}:
+            collapsed.setdefault(layer, []).append(last.get("diagnostic", {}).get(layer, {}).get(
+                "positive_fraction", 0.0))
+    if not collapsed:
+        return []
+    layers = ", ".join(f"{layer} (positive at {100 * statistics.fmean(v):.1f} % at the end)"
+                       for layer, v in sorted(collapsed.items()))
+    return [f"{name}'s explanation term was gamed: Grad-CAM collapsed (< {100 * COLLAPSE_THRESHOLD:.0f} % "
+            f"positive) at {layers}, which costs the classifier the layer's evidence"]
+
+
+def _mean(rows: Sequence[dict[str, Any]], scenario: str, name: str, measure: str) -> float | None:
+    values = [run["measures"][measure] for run in _runs(rows, scenario, name) if measure in run.get("measures", {})]
+    return statistics.fmean(values) if values else None
+
+
+def evidence(rows: Sequence[dict[str, Any]], scenario: str, name: str) -> list[str]:
+    """Grad-CAM mass moved into the mask while the pixel evidence (ERF) stays below the control's."""
+    share, erf = _mean(rows, scenario, name, "in_mask_share"), _mean(rows, scenario, name, "erf_digit_share")
+    area, control = _mean(rows, scenario, name, "mask_area"), _mean(rows, scenario, "control", "erf_digit_share")
+    if None in (share, erf, area, control) or name == "control":
+        return []
+    assert share is not None and erf is not None and area is not None and control is not None
+    if share > area and erf < control:
+        return [f"{name} moved Grad-CAM into the mask (in-mask share {share:.3f}, mask area {area:.3f}) but its "
+                f"pixel evidence did not follow: {erf:.3f} of its input-gradient mass is on the digit, against "
+                f"{control:.3f} for the control that decides by the digit"]
+    return []
+
+
+def bound(claim: dict[str, Any]) -> list[str]:
+    """The seeds that miss the bound of an ``at_least`` / ``below`` claim."""
+    if claim["direction"] not in ("at_least", "below"):
+        return []
+    missed = [f"{v:.3f}" for v in claim["values"]
+              if (v < claim["margin"] if claim["direction"] == "at_least" else v >= claim["margin"])]
+    return [f"{len(missed)} of {len(claim['values'])} seeds miss the bound {claim['margin']:g} "
+            f"({', '.join(missed)})"] if missed else []
+
+
+def audit(report_audit: dict[str, Any], claim: dict[str, Any]) -> list[str]:
+    """The audit's reasons for the claimed model when its verdict is not *robust*."""
+    entry = report_audit.get(claim["scenario"], {}).get(claim["model"])
+    if not entry or entry["verdict"] == "robust":
+        return []
+    reasons = sorted({reason for seed in entry["seeds"] for reason in seed["reasons"]})
+    return [f"audit verdict {entry['verdict']}: " + "; ".join(reasons)]
+
+
+def mechanisms(claim: dict[str, Any], rows: Sequence[dict[str, Any]],
+               report_audit: dict[str, Any] | None = None) -> list[str]:
+    """Every measured mechanism of a claim that did not hold (empty for a claim that held).
+
+    Example:
+        >>> rows = [{"scenario": "s", "name": "a", "measures": {}, "history": [
+        ...     {"val_accuracy": 0.6}, {"val_accuracy": 0.8, "collapsed": ["layer4"],
+        ...                             "diagnostic": {"layer4": {"positive_fraction": 0.004}}}]}]
+        >>> claim = {"model": "a", "reference": None, "scenario": "s", "direction": "at_least", "margin": 0.9,
+        ...          "values": [0.8], "held": False, "measure": "accuracy"}
+        >>> for line in mechanisms(claim, rows):
+        ...     print(line)
+        1 of 1 seeds miss the bound 0.9 (0.800)
+        a's validation accuracy still rose +0.200 in its last epoch (to 0.800): stopped while learning, at this budget
+        a's explanation term was gamed: Grad-CAM collapsed (< 5 % positive) at layer4 (positive at 0.4 % at the \
+end), which costs the classifier the layer's evidence
+    """
+    if claim["held"]:
+        return []
+    found = [*bound(claim), *agreement(claim)]
+    for name in dict.fromkeys(filter(None, (claim["model"], claim.get("reference")))):
+        found += undertrained(rows, claim["scenario"], name) + gamed(rows, claim["scenario"], name)
+    found += evidence(rows, claim["scenario"], claim["model"]) + audit(report_audit or {}, claim)
+    return found or ["no measured mechanism among the fixed checks (agreement, training, collapse, pixel evidence, "
+                     "audit): unexplained"]

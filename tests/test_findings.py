@@ -1,0 +1,79 @@
+"""The measured mechanisms beside failing claims: each rule fires on the numbers that define it, and only there."""
+
+from __future__ import annotations
+
+from captum_topgap.app.findings import agreement, audit, bound, evidence, gamed, mechanisms, undertrained
+from captum_topgap.evaluate.claims import Claim
+
+
+def row(name: str, val: list[float], scenario: str = "s", collapsed: list[str] | None = None,
+        **measures: float) -> dict:
+    history = [{"val_accuracy": v} for v in val]
+    if collapsed:
+        history[-1].update(collapsed=collapsed, diagnostic={layer: {"positive_fraction": 0.01} for layer in collapsed})
+    return {"scenario": scenario, "name": name, "history": history, "measures": measures}
+
+
+def claim(direction: str, values: list[float], reference: list[float] | None, margin: float = 0.02) -> dict:
+    spec = Claim("c", "s", "m", "a", None if reference is None else "b", direction, margin, "paper")
+    values_by_key = {"a:m": values} | ({} if reference is None else {"b:m": reference})
+    return spec.evaluate(values_by_key)
+
+
+def test_agreement_tells_a_split_from_a_gap_that_is_too_small() -> None:
+    split = claim("greater", [0.30, 0.10, 0.25], [0.20, 0.20, 0.20])
+    assert not split["held"]
+    assert agreement(split) == ["2 of 3 seeds on the claimed side (gaps +0.100, -0.100, +0.050): the claim fails on "
+                                "agreement, not on the mean"]
+    small = claim("greater", [0.21, 0.216], [0.20, 0.20])
+    assert not small["held"] and "mean gap +0.013 is within max(0.02, pooled sd)" in agreement(small)[0]
+    lower = claim("lower", [0.1, 0.3], [0.2, 0.2])
+    assert agreement(lower)[0].startswith("1 of 2 seeds")
+    worse = claim("not_worse", [0.90, 0.99], [1.0, 1.0], 0.02)
+    assert agreement(worse) == ["1 of 2 seeds on the claimed side (gaps -0.100, -0.010): the claim fails on "
+                                "agreement, not on the mean"]
+    assert agreement(claim("not_worse", [0.8], [1.0])) == []  # every seed too low: not a question of agreement
+
+
+def test_undertrained_fires_only_above_the_last_epoch_gain_threshold() -> None:
+    rows = [row("a", [0.5, 0.8, 0.85]), row("b", [0.5, 0.9, 0.905])]
+    assert undertrained(rows, "s", "a") == ["a's validation accuracy still rose +0.050 in its last epoch (to 0.850): "
+                                            "stopped while learning, at this budget"]
+    assert undertrained(rows, "s", "b") == []
+    assert undertrained(rows, "other", "a") == []
+
+
+def test_gamed_names_each_collapsed_layer_with_its_fraction() -> None:
+    rows = [row("a", [0.5, 0.6], collapsed=["layer4"]), row("b", [0.5, 0.6])]
+    assert gamed(rows, "s", "a") == ["a's explanation term was gamed: Grad-CAM collapsed (< 5 % positive) at layer4 "
+                                     "(positive at 1.0 % at the end), which costs the classifier the layer's evidence"]
+    assert gamed(rows, "s", "b") == []
+
+
+def test_evidence_needs_map_mass_in_the_mask_and_pixel_mass_below_the_control() -> None:
+    measures = {"mask_area": 0.12}
+    rows = [row("a", [0.5], in_mask_share=0.40, erf_digit_share=0.18, **measures),
+            row("b", [0.5], in_mask_share=0.07, erf_digit_share=0.11, **measures),
+            row("c", [0.5], in_mask_share=0.40, erf_digit_share=0.30, **measures),
+            row("control", [0.5], in_mask_share=0.03, erf_digit_share=0.25, **measures)]
+    assert evidence(rows, "s", "a") == ["a moved Grad-CAM into the mask (in-mask share 0.400, mask area 0.120) but "
+                                        "its pixel evidence did not follow: 0.180 of its input-gradient mass is on "
+                                        "the digit, against 0.250 for the control that decides by the digit"]
+    assert evidence(rows, "s", "b") == [] and evidence(rows, "s", "c") == [] and evidence(rows, "s", "control") == []
+    assert evidence(rows[:3], "s", "a") == []  # no control, no comparison
+
+
+def test_bound_and_audit_and_the_unexplained_case() -> None:
+    below = claim("at_least", [0.53, 0.47, 0.59], None, 0.5)
+    assert bound(below) == ["1 of 3 seeds miss the bound 0.5 (0.470)"]
+    report = {"s": {"a": {"verdict": "gradient-masked", "seeds": [{"reasons": ["square1000 breaks 0.2"]},
+                                                                     {"reasons": ["square1000 breaks 0.2"]}]}}}
+    masked = claim("below", [1.0], None, 0.5)
+    assert audit(report, masked) == ["audit verdict gradient-masked: square1000 breaks 0.2"]
+    assert audit({"s": {"a": {"verdict": "robust", "seeds": []}}}, masked) == []
+    held = claim("greater", [0.9], [0.1])
+    assert held["held"] and mechanisms(held, []) == []
+    tie = claim("greater", [0.2], [0.2])
+    assert mechanisms(tie, [row("a", [0.2]), row("b", [0.2])]) == [
+        "no measured mechanism among the fixed checks (agreement, training, collapse, pixel evidence, audit): "
+        "unexplained"]
