@@ -206,6 +206,9 @@ def _add_small(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seed", type=non_negative_int, default=None, help="run this one seed instead of the preset's")
     demo.add_argument("--scenarios", default="object,robustness,spurious",
                       help="comma-separated scenarios to run (default: %(default)s)")
+    demo.add_argument("--backbone", default="scratch", choices=["scratch", "pretrained"],
+                      help="object and spurious scenarios: ResNet-18s from scratch at 48 px, or the papers' protocol — "
+                           "fine-tune ImageNet EfficientNet-Lite0 at 192 px (over the 45-min budget, docs/demo.md)")
     demo.add_argument("--keep-checkpoints", action="store_true",
                       help="keep each model's resumable last.pt and best.pt beside the model.pt the report lists")
     demo.set_defaults(run=commands.demo)

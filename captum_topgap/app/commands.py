@@ -383,7 +383,7 @@ def demo(args: argparse.Namespace) -> int:
     if not scenarios or not set(scenarios) <= set(known):
         raise UsageError(f"--scenarios must list some of {', '.join(known)}, got {args.scenarios!r}")
     report = run_demo(args.out, quick=args.quick, seed=args.seed, scenarios=scenarios,
-                      keep_checkpoints=args.keep_checkpoints)
+                      keep_checkpoints=args.keep_checkpoints, backbone=args.backbone)
     print(summary(report))
     print(f"report: {Path(args.out) / 'index.html'} ({report['seconds'] / 60:.1f} min)")
     return 0

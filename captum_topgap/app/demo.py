@@ -42,8 +42,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from captum_topgap._checks import check_choice
 from captum_topgap._hooks import capture
 from captum_topgap._state import preserved_state
+from captum_topgap.app.findings import mechanisms
 from captum_topgap.app.report import save_figures, write_html
 from captum_topgap.data import TexturedMNIST, batches, collate
 from captum_topgap.evaluate.audit import SWEEP, robustness_audit
@@ -52,8 +54,9 @@ from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, predict
 from captum_topgap.evaluate.robustness import evaluate_robustness
-from captum_topgap.train.checkpoints import slim_checkpoint
+from captum_topgap.train.checkpoints import save_model
 from captum_topgap.train.loop import TrainConfig, train
+from captum_topgap.train.losses import default_reff_layers, layer_names
 from captum_topgap.train.objectives import make_objective
 from captum_topgap.train.workflows import trainable_model
 
@@ -69,11 +72,16 @@ iterations, the CPU budget (the PreAct ResNet-18 costs 45 ms per image and gradi
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Budget of the demo. The default preset fits 45 minutes on 2 CPU cores, :meth:`quick` 10.
+    """Budget of the demo. The default preset aims at 45 minutes on 2 CPU cores, :meth:`quick` at 10.
 
     The spurious scenario trains longer than the object scenario: a network kept off the background must
     learn the digit's shape from scratch, and its shifted validation accuracy still climbs at epoch 10
     (docs/reff.md); the object scenario's models converge within 5 epochs.
+
+    ``backbone="pretrained"`` is the papers' protocol for the object and spurious scenarios: every model
+    fine-tunes the same ImageNet EfficientNet-Lite0 (:data:`PRETRAINED`) at ``pretrained_size`` px, where its
+    last stage has 6 × 6 positions; ``"scratch"`` (the default, which the budget allows) trains ResNet-18s
+    from random weights at ``size`` px. ``optimizer`` / ``lr`` / ``momentum`` are the loop's for every model.
     """
 
     size: int = 48
@@ -89,6 +97,8 @@ class DemoConfig:
     k: float = 1 / 16
     batch_size: int = 32
     lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.8
     robust_size: int = 32
     robust_images: int = 1500
     robust_epochs: int = 3
@@ -99,17 +109,25 @@ class DemoConfig:
     audit_sweep: tuple[float, ...] = SWEEP
     scenarios: tuple[str, ...] = ("object", "robustness", "spurious")
     keep_checkpoints: bool = False
+    backbone: str = "scratch"
+    pretrained_size: int = 192
 
     @classmethod
     def quick(cls, seed: int = 0) -> DemoConfig:
-        """One seed (verdicts are indicative), 1 000 images × 4 epochs for the object scenario, 6 epochs for
+        """One seed (verdicts are indicative), 1 000 images × 4 epochs for the object scenario, 1 000 × 6 for
         the spurious one, 1 000 × 3 for the robustness one, fewer test, explained and attacked images (16 in the
         audit), and an audit without PGD-100 and APGD-CE (PGD-20, PGD-50, APGD-DLR-50, Square-1000, transfer,
         ε sweep).
         """
-        return cls(object_images=1000, object_epochs=4, spurious_epochs=6, val_images=300, test_images=500,
+        return cls(object_images=1000, object_epochs=4, spurious_images=1000, spurious_epochs=6, val_images=300,
+                   test_images=500,
                    explain_images=64, attack_images=64, robust_images=1000, audit_images=16,
                    audit_attacks=("pgd20", "pgd50", "apgd_dlr50", "square1000"), seeds=(seed,))
+
+    def __post_init__(self) -> None:
+        """The backbone and optimiser named, checked before any work."""
+        check_choice(self.backbone, "backbone", ("scratch", "pretrained"))
+        check_choice(self.optimizer, "optimizer", ("adam", "sgd"))
 
     def budget(self, scenario: str) -> tuple[int, int]:
         """(training images, epochs) of a scenario.
@@ -123,8 +141,24 @@ class DemoConfig:
             scenario, (self.spurious_images, self.spurious_epochs))
 
     def image_size(self, scenario: str) -> int:
-        """The image side of a scenario: 32 px (CIFAR's) for robustness, ``size`` for the others."""
-        return self.robust_size if scenario == "robustness" else self.size
+        """The image side of a scenario: 32 px (CIFAR's) for robustness, ``size`` for the others
+        (``pretrained_size`` with the pretrained backbone).
+        """
+        if scenario == "robustness":
+            return self.robust_size
+        return self.pretrained_size if self.backbone == "pretrained" else self.size
+
+    def architecture(self, spec: ModelSpec, scenario: str) -> tuple[str, bool]:
+        """(timm name, load ImageNet weights) of a model: the spec's own, or with the pretrained backbone the
+        EfficientNet-Lite0 in its place (:data:`PRETRAINED`) for the object and spurious scenarios.
+
+        Example:
+            >>> DemoConfig(backbone="pretrained").architecture(BASELINE, "spurious")
+            ('pixel_efficientnet_lite0', True)
+        """
+        if self.backbone == "pretrained" and scenario != "robustness":
+            return PRETRAINED[spec.architecture], True
+        return spec.architecture, False
 
 
 @dataclass(frozen=True)
@@ -156,6 +190,9 @@ class Scenario:
 
 
 BASELINE = ModelSpec("baseline", "ResNet-18", "resnet18")
+PRETRAINED = {"resnet18": "pixel_efficientnet_lite0", "topgap_resnet18": "topgap_efficientnet_lite0"}
+"""The papers' protocol (``backbone="pretrained"``): every model of the object and spurious scenarios starts
+from the same ImageNet EfficientNet-Lite0 (:mod:`captum_topgap.models.pretrained`), its head new."""
 SCENARIOS = (
     Scenario("object", (1.0, 0.0), (1.0, 0.0),
              (BASELINE, ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap"),
@@ -172,7 +209,6 @@ SCENARIOS = (
 OBJECT_METHODS = {"baseline": ("gradcam", "recipro_cam", "augmented_gradcam"), "topgap": ("topgap_cam",),
                   "reff": ("gradcam",)}
 METHOD_OPTIONS = {"augmented_gradcam": {"n_augmentations": 8, "solver": "primal_dual"}}
-STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 CLAIMS = (
     Claim("Top-GAP keeps the baseline's accuracy (within 2 points)", "object", "accuracy", "topgap", "baseline",
@@ -279,27 +315,30 @@ def train_model(spec: ModelSpec, scenario: Scenario, data: dict[str, Any], confi
                 out: Path, progress: bool = True) -> Trained:
     """Train one model for one seed into ``out``: one weights-only ``model.pt`` with the metadata that
     :func:`captum_topgap.load_model` needs (float16; the returned model holds the same rounded weights, so
-    every measure is of the stored model); the loop's ``best.pt`` and ``last.pt`` stay only with
+    every measure is of the stored model); the loop writes its per-epoch ``best.pt`` and ``last.pt`` only with
     ``config.keep_checkpoints``.
     """
     torch.manual_seed(seed)
     k, sparsity = topgap_setting(spec, scenario, config)
-    model, kwargs = trainable_model(spec.architecture, 10, k)
+    architecture, pretrained = config.architecture(spec, scenario.name)
+    model, kwargs = trainable_model(architecture, 10, k, pretrained=pretrained)
     objective = make_objective(spec.method, model, variant=spec.variant, weight=spec.weight, sparsity=sparsity,
                                layers=spec.layers)
     train_data = data["swapped"] if spec.swap_background else data["train"]
     p, q = (1.0, scenario.train[1]) if spec.swap_background else scenario.train
-    metadata = {"model": spec.architecture, "model_kwargs": kwargs, "method": spec.method,
+    metadata = {"model": architecture, "model_kwargs": kwargs, "pretrained": pretrained, "method": spec.method,
                 "variant": spec.variant or "", "weight": getattr(objective, "weight", 0.0), "data": "textured-mnist",
                 "sparsity": sparsity or 0.0, "p": p, "q": q, "size": config.image_size(scenario.name),
                 "scenario": scenario.name, "demo_model": spec.name}
     train_config = TrainConfig(epochs=config.budget(scenario.name)[1], batch_size=config.batch_size, lr=config.lr,
-                               optimizer="adam",
-                               seed=seed, progress=progress)
+                               optimizer=config.optimizer, momentum=config.momentum, seed=seed, progress=progress)
     start = time.perf_counter()
-    history = train(model, objective, train_data, data["val"], train_config, out, metadata=metadata)
+    history = train(model, objective, train_data, data["val"], train_config,
+                    out if config.keep_checkpoints else None, metadata=metadata)
     seconds = time.perf_counter() - start
-    checkpoint = slim_checkpoint(out, model.eval(), keep=config.keep_checkpoints)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = save_model(out / "model.pt", model.eval(), metadata=metadata, config=asdict(train_config),
+                            history=history)
     return Trained(model, history, list(getattr(objective, "regularised", [])), seconds, checkpoint)
 
 
@@ -318,18 +357,32 @@ def topgap_setting(spec: ModelSpec, scenario: Scenario, config: DemoConfig) -> t
     return k, spec.weight if spec.weight is not None else config.robust_sparsity if robust else None
 
 
+def stages(model: nn.Module) -> dict[str, nn.Module]:
+    """The four stages whose Grad-CAM the spurious scenario diagnoses, by name: ReFF's default layers (a
+    ResNet's ``layer1`` … ``layer4``, else the last four of timm's ``feature_info``).
+
+    Example:
+        >>> import timm
+        >>> list(stages(timm.create_model("pixel_efficientnet_lite0", num_classes=2)))
+        ['blocks.1', 'blocks.2', 'blocks.4', 'blocks.6']
+    """
+    layers = default_reff_layers(model)
+    return dict(zip(layer_names(model, layers), layers, strict=True))
+
+
 def judge_layer(model: nn.Module, size: int, min_positions: int = 36) -> str:
-    """The deepest ResNet stage with at least ``min_positions`` (6 × 6) positions at this image size.
+    """The deepest of :func:`stages` with at least ``min_positions`` (6 × 6) positions at this image size.
 
     Example:
         >>> import timm
         >>> judge_layer(timm.create_model("resnet18", num_classes=2), 48)
         'layer2'
     """
-    with preserved_state(model), torch.no_grad(), capture([getattr(model, name) for name in STAGES]) as seen:
+    named = stages(model)
+    with preserved_state(model), torch.no_grad(), capture(list(named.values())) as seen:
         model(torch.zeros(1, 3, size, size))
     positions = [out.shape[-2] * out.shape[-1] for out in seen.ready()]
-    return [name for name, count in zip(STAGES, positions, strict=True) if count >= min_positions][-1]
+    return [name for name, count in zip(named, positions, strict=True) if count >= min_positions][-1]
 
 
 def measure_object(name: str, model: nn.Module, data: dict[str, Any], config: DemoConfig,
@@ -383,17 +436,17 @@ def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
                 "follows_background": follows_background_rate(predictions, shifted.labels, data["backgrounds"],
                                                               data["n_backgrounds"], 10) or 0.0}
     probe = collate(data["in_distribution"][:config.explain_images])
-    stages = {name: getattr(model, name) for name in STAGES}
-    diagnostic = gradcam_diagnostic(model, stages, probe.images, probe.labels, probe.masks)
+    diagnostic = gradcam_diagnostic(model, stages(model), probe.images, probe.labels, probe.masks)
     for layer, row in diagnostic.items():
         measures[f"positive_fraction/{layer}"] = row["positive_fraction"]
         measures[f"in_mask_share/{layer}"] = row["in_mask_share"] or 0.0  # no positive mass: none inside
     erf = erf_scores(model, data["in_distribution"][:config.explain_images], limit=None, progress=False)
     measures["erf_digit_share"] = 1.0 - erf["background_share"]
-    layer = judge_layer(model, config.size)
+    layer = judge_layer(model, config.image_size("spurious"))
     measures["in_mask_share"] = measures[f"in_mask_share/{layer}"]
     measures["mask_area"] = diagnostic[layer]["mask_area"] or 0.0
-    measures["min_positive_fraction"] = min(measures[f"positive_fraction/{name}"] for name in regularised or STAGES)
+    measures["min_positive_fraction"] = min(measures[f"positive_fraction/{name}"]
+                                            for name in regularised or stages(model))
     return measures
 
 
@@ -437,7 +490,8 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True,
                     row["audit"] = measured[row["name"]].pop("audit")
                     row["measures"] = measured[row["name"]]
         if scenario.name == "spurious":
-            kept[scenario.name]["layer"] = judge_layer(kept[scenario.name]["models"]["baseline"], config.size)
+            kept[scenario.name]["layer"] = judge_layer(kept[scenario.name]["models"]["baseline"],
+                                                       config.image_size(scenario.name))
     return rows, kept
 
 
@@ -495,11 +549,12 @@ def evaluate_claims(rows: list[dict[str, Any]], claims: Sequence[Claim] = CLAIMS
 
 def run_demo(out: str | Path = "demo", quick: bool = False, seed: int | None = None, progress: bool = True,
              config: DemoConfig | None = None, scenarios: Sequence[str] | None = None,
-             keep_checkpoints: bool = False) -> dict[str, Any]:
+             keep_checkpoints: bool = False, backbone: str | None = None) -> dict[str, Any]:
     """Train, measure, judge, draw; write ``out/results.json`` and ``out/index.html``; return the report.
 
     ``seed`` replaces the seeds of the preset by that one seed; ``scenarios`` its scenarios by those named;
-    ``keep_checkpoints`` keeps each model's resumable ``last.pt`` and its ``best.pt`` beside its ``model.pt``.
+    ``keep_checkpoints`` keeps each model's resumable ``last.pt`` and its ``best.pt`` beside its ``model.pt``;
+    ``backbone`` replaces the preset's (``"scratch"`` or ``"pretrained"``, :attr:`DemoConfig.backbone`).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -510,10 +565,14 @@ def run_demo(out: str | Path = "demo", quick: bool = False, seed: int | None = N
         config = replace(config, scenarios=tuple(scenarios))
     if keep_checkpoints:
         config = replace(config, keep_checkpoints=True)
+    if backbone is not None:
+        config = replace(config, backbone=backbone)
     start = time.perf_counter()
     rows, kept = run_scenarios(config, out, progress, print if progress else (lambda _text: None))
     claims = evaluate_claims(rows)
     audit = audit_summary(rows)
+    for claim in claims:
+        claim["mechanism"] = mechanisms(claim, rows, audit)
     figures = save_figures(rows, kept, out, audit)
     described = {s.name: {"train": list(s.train), "test": list(s.test), "size": config.image_size(s.name),
                           "models": [m.name for m in s.models]} for s in SCENARIOS if s.name in config.scenarios}

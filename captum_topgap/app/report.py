@@ -166,10 +166,11 @@ def claims_table(claims: list[dict[str, Any]], scenario: str, one_seed: bool) ->
             continue
         verdict = "held" if claim["held"] else "did not hold"
         rows.append([claim["claim"], claim["paper"], cell(claim), claim["criterion"],
+                     "; ".join(claim.get("mechanism", [])) or "–",
                      verdict + (" (indicative: 1 seed)" if one_seed else "")])
         classes.append("held" if claim["held"] else "not")
-    return html_table(["claim", "paper", "ours (mean ± sd over seeds)", "criterion (fixed before the run)", "verdict"],
-                  rows, classes)
+    return html_table(["claim", "paper", "ours (mean ± sd over seeds)", "criterion (fixed before the run)",
+                       "measured mechanism (when it did not hold)", "verdict"], rows, classes)
 
 
 def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> Path:
@@ -242,4 +243,5 @@ def summary(report: dict[str, Any]) -> str:
     for claim in report["claims"]:
         verdict = ("held" if claim["held"] else "did not hold") + (", indicative" if one_seed else "")
         lines.append(f"[{verdict}] {claim['claim']}: {cell(claim)} ({claim['criterion']})")
+        lines += [f"    why: {reason}" for reason in claim.get("mechanism", [])]
     return "\n".join(lines)
