@@ -211,3 +211,26 @@ def test_group_shift_is_the_group_accuracy_of_the_models_predictions() -> None:
     assert len([k for k in scores if k.startswith("group_")]) == 4
     with pytest.raises(ValueError, match=r"data must have \.groups"):
         group_shift(net, [(torch.rand(3, 16, 16), 0, None)])
+
+
+def test_square_pays_one_forward_per_iteration_and_finds_what_arts_own_loop_finds() -> None:
+    """ART's Square queries the current images twice more per iteration; the memory answers those repeats
+    with the model's own outputs (a linear model: exactly), so the attack is the same and 3 × cheaper.
+    """
+    import numpy as np
+    from art.attacks.evasion import SquareAttack
+
+    from captum_topgap.adapters.art import RecentQueries, _run
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 6, 4)).eval()
+    x, y = torch.rand(5, 3, 6, 6), torch.tensor([0, 1, 2, 3, 0])
+    counted = RecentQueries(net)
+
+    def attack(model: nn.Module) -> torch.Tensor:
+        return _run(lambda clf: SquareAttack(clf, norm=np.inf, eps=0.05, max_iter=30, p_init=0.5, batch_size=5,
+                                             verbose=False), model, x, y, (0.0, 1.0), None, 7)
+
+    assert torch.equal(attack(counted), attack(net))
+    assert counted.rows <= 5 * (30 + 3)  # ≤ one row per image and iteration (+ start), not three
+    assert counted.forwards <= 30 + 4
