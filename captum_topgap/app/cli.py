@@ -221,6 +221,13 @@ def _add_small(sub: argparse._SubParsersAction) -> None:
                        help="the demo scenario swept (robustness: scored by validation PGD-20)")
     sweep.add_argument("--seeds", type=int_list, default=[0], help="comma-separated training seeds")
     sweep.add_argument("--quick", action="store_true", help="the demo's --quick budget (same training)")
+    sweep.add_argument("--backbone", default="scratch", choices=["scratch", "pretrained"],
+                       help="the demo's backbone: ResNet-18s from scratch, or ImageNet EfficientNet-Lite0 fine-tuned")
+    sweep.add_argument("--pretrained-size", type=positive_int, default=192,
+                       help="image side with --backbone pretrained")
+    sweep.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="every candidate's optimiser")
+    sweep.add_argument("--lr", type=positive_float, default=1e-3, help="every candidate's learning rate")
+    sweep.add_argument("--momentum", type=probability, default=0.8, help="SGD's momentum")
     sweep.add_argument("--out", default="sweep", help="folder for sweep.json and the checkpoints")
     sweep.set_defaults(run=commands.sweep_candidates)
 

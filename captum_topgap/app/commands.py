@@ -395,7 +395,9 @@ def sweep_candidates(args: argparse.Namespace) -> int:
         candidates = [parse_candidate(text, args.scenario) for text in args.candidate]
     except ValueError as error:
         raise UsageError(f"--candidate: {error}") from None
-    config = replace(DemoConfig.quick() if args.quick else DemoConfig(), seeds=tuple(args.seeds))
+    config = replace(DemoConfig.quick() if args.quick else DemoConfig(), seeds=tuple(args.seeds),
+                     backbone=args.backbone, pretrained_size=args.pretrained_size, optimizer=args.optimizer,
+                     lr=args.lr, momentum=args.momentum)
     rows = sweep(candidates, config, Path(args.out) / "models", scenario_name=args.scenario)
     if args.scenario == "robustness":
         print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'val PGD-20':>10s}")

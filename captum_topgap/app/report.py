@@ -173,6 +173,19 @@ def claims_table(claims: list[dict[str, Any]], scenario: str, one_seed: bool) ->
                        "measured mechanism (when it did not hold)", "verdict"], rows, classes)
 
 
+def backbone_text(config: dict[str, Any]) -> str:
+    """How the object and spurious scenarios' models start, for the report's first line.
+
+    Example:
+        >>> backbone_text({"size": 48, "backbone": "scratch"})
+        '48 px, ResNet-18 from scratch'
+    """
+    if config.get("backbone") == "pretrained":
+        return (f"{config['pretrained_size']} px, ImageNet EfficientNet-Lite0 fine-tuned (the papers' protocol; λ "
+                "and optimiser as chosen for the from-scratch ResNet-18, not re-chosen for this backbone)")
+    return f"{config['size']} px, ResNet-18 from scratch"
+
+
 def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> Path:
     """``out/index.html``: one self-contained page (figures embedded as data URIs, no script)."""
     config, claims = report["config"], report["claims"]
@@ -207,7 +220,7 @@ table{{border-collapse:collapse;margin:1em 0;font-size:14px}}td,th{{border:1px s
 tr.held td:last-child{{color:#176317;font-weight:bold}}tr.not td:last-child{{color:#a11;font-weight:bold}}
 img{{max-width:100%}}</style></head><body>
 <h1>captum-topgap demo</h1>
-<p>Textured MNIST at {config['size']} px, ResNet-18 from scratch (Adam, lr {config['lr']:g}, batch
+<p>Textured MNIST at {backbone_text(config)} ({config.get('optimizer', 'adam')}, lr {config['lr']:g}, batch
 {config['batch_size']}), seeds {seeds}: {config['object_images']} training images × {config['object_epochs']} epochs
 in the object scenario, {config['spurious_images']} × {config['spurious_epochs']} in the spurious one;
 {config['robust_size']} px and {config['robust_images']} × {config['robust_epochs']} in the robustness one (audit on
