@@ -9,7 +9,7 @@ fires, writes one sentence with the numbers:
   (mean over seeds): the budget stopped it while it was learning;
 - **gamed** — a layer its explanation term regularises collapsed during training (the true class's Grad-CAM
   positive at < 5 % of positions, :mod:`captum_topgap.evaluate.diagnostics`);
-- **evidence in the map, not in the pixels** — Grad-CAM's in-mask share is above the mask's area while the
+- **evidence in the map, not in the pixels** — Grad-CAM's in-mask share is ``MOVED`` above the mask's area while the
   ERF's share of input-gradient mass on the digit stays below the background-swap control's (the model
   that decides by the digit);
 - **bound** — the seeds below (or at) the bound of an ``at_least`` / ``below`` claim;
@@ -34,6 +34,8 @@ from captum_topgap.evaluate.diagnostics import COLLAPSE_THRESHOLD
 
 RISING = 0.01
 """A last-epoch gain in validation accuracy above this means the model was still learning."""
+MOVED = 0.05
+"""Grad-CAM's in-mask share this far above the mask's area counts as mass moved into the mask."""
 
 
 def _runs(rows: Sequence[dict[str, Any]], scenario: str, name: str | None) -> list[dict[str, Any]]:
@@ -98,7 +100,7 @@ def evidence(rows: Sequence[dict[str, Any]], scenario: str, name: str) -> list[s
     if None in (share, erf, area, control) or name == "control":
         return []
     assert share is not None and erf is not None and area is not None and control is not None
-    if share > area and erf < control:
+    if share > area + MOVED and erf < control:
         return [f"{name} moved Grad-CAM into the mask (in-mask share {share:.3f}, mask area {area:.3f}) but its "
                 f"pixel evidence did not follow: {erf:.3f} of its input-gradient mass is on the digit, against "
                 f"{control:.3f} for the control that decides by the digit"]
