@@ -40,7 +40,7 @@ from pytorch_grad_cam.utils.model_targets import (
 )
 from torch import nn
 
-from captum_topgap._checks import check_bool, check_images, check_keywords
+from captum_topgap._checks import check_bool, check_choice, check_float, check_images, check_int, check_keywords
 from captum_topgap._state import preserved_state
 from captum_topgap.attribution import LayerMethod, MethodAttribution
 from captum_topgap.registry import method_spec, register_method
@@ -63,6 +63,9 @@ class GradCamMethod(LayerMethod):
         self.method_name = name
         super().__init__(model, layer, upsample, input_size, reshape_transform)
         check_keywords(cam_class, cam_kwargs, f"{cam_class.__name__}.__init__()")
+        for option, check in CAM_OPTIONS.items():
+            if option in cam_kwargs:
+                cam_kwargs[option] = check(cam_kwargs[option], option)
         self.cam_class, self.cam_kwargs = cam_class, cam_kwargs
 
     def core(self, inputs: torch.Tensor, labels: torch.Tensor, aug_smooth: bool = False,
@@ -93,6 +96,16 @@ class GradCamMethod(LayerMethod):
             cam.activations_and_grads.release()
         return torch.from_numpy(maps).unsqueeze(1).to(inputs.device, inputs.dtype)
 
+
+CAM_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
+    "batch_size": lambda value, name: check_int(value, name, minimum=1),
+    "ratio_channels_to_ablate": lambda value, name: check_float(value, name, 0.0, 1.0, strict_minimum=True),
+    "k": lambda value, name: check_float(value, name, 0.0, strict_minimum=True),
+    "kernel": lambda value, name: check_choice(value, name, ("linear", "poly", "rbf", "sigmoid", "cosine")),
+}
+"""grad-cam constructor options checked before grad-cam sees them (AblationCAM's ``batch_size`` and
+``ratio_channels_to_ablate`` ∈ (0, 1], FEM's ``k`` > 0 standard deviations, KPCA-CAM's scikit-learn
+``kernel``): grad-cam would otherwise fail mid-call with a numpy or torch message, or run on a misread value."""
 
 NUMPY_LINALG = (gc.EigenCAM, gc.EigenGradCAM, gc.KPCA_CAM)
 """grad-cam classes that decompose their activations with numpy's linalg (no float16 there)."""

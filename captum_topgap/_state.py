@@ -1,7 +1,9 @@
 """The model-state contract, implemented once and used by every method (docs/architecture.md).
 
 An attribution must leave the model exactly as it came: every submodule's ``training`` flag, every
-parameter's ``requires_grad`` flag and ``.grad``, and no hook left behind — also when the call raises.
+parameter's ``requires_grad`` flag and ``.grad``, no hook left behind, and every submodule where it was (a
+library that swaps a layer for its own during the call — pytorch-grad-cam's ``AblationLayer`` — and raises
+before swapping it back leaves no trace) — also when the call raises.
 Parameters and buffers cannot change because methods run the model in eval mode (BatchNorm does not
 update its running statistics, Dropout is off) and never step an optimiser.
 
@@ -65,8 +67,9 @@ def count_hooks(model: nn.Module) -> int:
 def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
     """Run a block with ``model`` in eval mode and restore its exact state afterwards.
 
-    Restores each submodule's ``training`` flag, each parameter's ``requires_grad`` and ``.grad``,
-    and removes every module hook added inside the block, whether the block returns or raises.
+    Restores each submodule's ``training`` flag, each parameter's ``requires_grad`` and ``.grad``, puts back
+    every child module replaced inside the block, and removes every module hook added inside the block,
+    whether the block returns or raises.
 
     Args:
         model: the network being explained.
@@ -86,6 +89,7 @@ def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Mod
     requires_grad = [p.requires_grad for p in params]
     grads = [p.grad for p in params]  # set aside, not copied: the block accumulates into fresh tensors
     hooks = _hook_keys(modules)
+    children = [(module, list(module._modules.items())) for module in modules if module._modules]
     for p, grad in zip(params, grads, strict=True):
         if grad is not None:
             p.grad = None
@@ -94,6 +98,10 @@ def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Mod
     try:
         yield model
     finally:
+        for module, items in children:
+            if list(module._modules.items()) != items:  # a child swapped (compared by identity) and left
+                module._modules.clear()
+                module._modules.update(items)
         _remove_new_hooks(modules, hooks)
         for module, mode in zip(modules, modes, strict=True):
             if module.training != mode:

@@ -941,3 +941,20 @@ def test_the_cases_are_counted() -> None:
     kinds = [case.id for case in [*ERRORS, *RESULTS]]
     assert len(set(kinds)) == len(kinds), "every case is a distinct (entry point, argument, value)"
     assert len(kinds) >= 150
+
+
+@pytest.mark.parametrize(("name", "option", "value", "message"), [
+    ("ablationcam", "batch_size", 0, r"`batch_size` must be an integer ≥ 1, got 0"),
+    ("ablationcam", "batch_size", -1, r"`batch_size` must be an integer ≥ 1, got -1"),
+    ("ablationcam", "batch_size", "8", r"`batch_size` must be an integer ≥ 1, got '8' \(str\)"),
+    ("ablationcam", "ratio_channels_to_ablate", 0, r"`ratio_channels_to_ablate` must be a finite number > 0 and ≤ 1"),
+    ("ablationcam", "ratio_channels_to_ablate", 2.0, r"`ratio_channels_to_ablate` must be .* ≤ 1, got 2.0"),
+    ("fem", "k", -1, r"`k` must be a finite number > 0, got -1"),
+    ("fem", "k", "x", r"`k` must be a finite number > 0, got 'x'"),
+    ("kpca_cam", "kernel", "bogus", r"`kernel` must be one of \['cosine', 'linear', 'poly', 'rbf', 'sigmoid'\]"),
+])
+def test_grad_cam_options_are_checked_before_grad_cam_runs(name: str, option: str, value: object, message: str,
+                                                           tiny_net) -> None:
+    """Options grad-cam would misread (ratio 2.0, k = −1) or fail on mid-call are refused at construction."""
+    with pytest.raises(ValueError, match=message):
+        captum_topgap.get_method(name, tiny_net, **{option: value})

@@ -63,6 +63,36 @@ def test_every_method_keeps_the_model_state(name: str, tiny_net, images) -> None
     assert_same_state(model, before)
 
 
+@pytest.mark.parametrize("name", captum_topgap.list_methods())
+def test_a_failure_mid_call_leaves_every_module_where_it_was(name: str, tiny_net, images) -> None:
+    """The model fails in the last forward of a call — when pytorch-grad-cam's AblationCAM has swapped a layer
+    for its AblationLayer — and the model still has its own modules, state and a working forward.
+    """
+    model = model_for(name, tiny_net)
+    method = captum_topgap.get_method(name, model)
+    method.attribute(images, target=[0, 2], **FAST.get(name, {}))  # traced and bound: later calls are alike
+    before, modules = snapshot(model), [(n, id(m)) for n, m in model.named_modules()]
+    last = list(model.modules())[-1]
+    calls, fail_at = [], [0]
+
+    def fail_at_the_last_forward(*_: object) -> None:
+        calls.append(1)
+        if len(calls) == fail_at[0]:
+            raise RuntimeError("the model failed in the call's last forward, on purpose")
+
+    handle = last.register_forward_hook(fail_at_the_last_forward)
+    try:
+        method.attribute(images, target=[0, 2], **FAST.get(name, {}))
+        fail_at[0], calls[:] = len(calls), []
+        with pytest.raises(RuntimeError, match="on purpose"):
+            method.attribute(images, target=[0, 2], **FAST.get(name, {}))
+    finally:
+        handle.remove()
+    assert [(n, id(m)) for n, m in model.named_modules()] == modules
+    assert_same_state(model, before)
+    model(images)
+
+
 def live_objects() -> int:
     gc.collect()
     return len(gc.get_objects())
