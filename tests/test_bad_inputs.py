@@ -28,7 +28,8 @@ from captum_topgap import registry
 from captum_topgap.adapters.grad_cam import GradCamBridge
 from captum_topgap.data import PartiallyAnnotated, SpuriousBackgrounds, batches, collate, make_dataset, resize_pair
 from captum_topgap.evaluate import metrics
-from captum_topgap.evaluate.robustness import AttackSpec, robust_accuracy
+from captum_topgap.evaluate.robustness import AttackSpec, clean_accuracy, evaluate_robustness, robust_accuracy
+from captum_topgap.evaluate.shift import corrupt
 from captum_topgap.methods.erf import erf_at
 from captum_topgap.models import TopGAPNet
 from captum_topgap.pooling import TopKPool, top_k_pool
@@ -808,7 +809,21 @@ ROBUSTNESS_CASES = [
           LABELS_SHAPE.format(r"\(4, 2\)")),
     clear("robust_accuracy:labels=list", attack(labels=[0, 1, 0, 1]), ValueError, LABELS_SHAPE.format("list")),
     clear("robust_accuracy:preprocessing=std-0", attack(eps=0.1, preprocessing={"mean": 0.5, "std": 0.0}), ValueError,
-          r"std evaluated to zero"),
+          r"`preprocessing\['std'\]` must be one finite number or 3 \(one per channel\), each > 0, got 0\.0"),
+    clear("robust_accuracy:preprocessing=mu", attack(eps=0.1, preprocessing={"mu": 0.5}), ValueError,
+          r"`preprocessing` takes the keys 'mean' and 'std' \(Foolbox's\), got 'mu'"),
+    clear("robust_accuracy:preprocessing=mean-2-values", attack(preprocessing={"mean": [0.5, 0.5]}), ValueError,
+          r"`preprocessing\['mean'\]` must be one finite number or 3 \(one per channel\), got \[0\.5, 0\.5\]"),
+    clear("robust_accuracy:labels>=classes", attack(labels=torch.tensor([0, 1, 2, 5])), ValueError,
+          r"`labels` must be class indices in \[0, 2\) for this model's 2 classes, got 5"),
+    clear("clean_accuracy:labels=y[:1]", lambda env: clean_accuracy(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)),
+                                                                     XS, YS[:1]), ValueError,
+          r"`labels` must be integer class indices of shape \(4,\), one per image, got \(1,\)"),
+    clear("evaluate_robustness:loader=[]", lambda env: evaluate_robustness(
+        nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), [], ["pgd2"], progress=False), ValueError,
+          r"`loader` yielded no image: robust accuracy over nothing is undefined"),
+    clear("corrupt:images*255", lambda env: corrupt(XS * 255, "contrast", 1), ValueError,
+          r"`images` must lie in \[0, 1\] \(min .*\); divide 8-bit images by 255 first"),
     *[clear(f"robust_accuracy:eps={value!r}", attack(eps=value), ValueError, EPS + f", got {shown}")
       for value, shown in ((-0.1, r"-0\.1\."), (NAN, r"nan\."), ("0.1", r"'0\.1'\."))],
     clear("robust_accuracy:bounds=(1,0)", attack(bounds=(1.0, 0.0)), ValueError,

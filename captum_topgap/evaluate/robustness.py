@@ -106,10 +106,37 @@ def normalize(images: torch.Tensor, preprocessing: Mapping[str, Any] | None) -> 
     """
     if not preprocessing:
         return images
-    channels = images.shape[1]
-    mean = torch.as_tensor(preprocessing.get("mean", 0.0), dtype=torch.float64).expand(channels).tolist()
-    std = torch.as_tensor(preprocessing.get("std", 1.0), dtype=torch.float64).expand(channels).tolist()
+    mean, std = check_preprocessing(preprocessing, images.shape[1])
     return TF.normalize(images, mean, std)
+
+
+def check_preprocessing(preprocessing: Mapping[str, Any], channels: int) -> tuple[list[float], list[float]]:
+    """Per-channel (mean, std) of Foolbox's ``preprocessing=dict(mean=…, std=…)``: one value or one per channel
+    each, finite, std > 0; any other key is refused by name.
+
+    Example:
+        >>> check_preprocessing({"mu": 0.5}, 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: `preprocessing` takes the keys 'mean' and 'std' (Foolbox's), got 'mu'.
+    """
+    if not isinstance(preprocessing, Mapping):
+        raise ValueError(f"`preprocessing` must be dict(mean=..., std=...), got {type(preprocessing).__name__}.")
+    unknown = sorted(set(preprocessing) - {"mean", "std"})
+    if unknown:
+        raise ValueError(f"`preprocessing` takes the keys 'mean' and 'std' (Foolbox's), got "
+                         f"{', '.join(map(repr, unknown))}.")
+    values = []
+    for key, default in (("mean", 0.0), ("std", 1.0)):
+        try:
+            value = torch.as_tensor(preprocessing.get(key, default), dtype=torch.float64).flatten()
+        except (TypeError, ValueError, RuntimeError):
+            value = torch.tensor([math.nan])
+        if len(value) not in (1, channels) or not torch.isfinite(value).all() or (key == "std" and (value <= 0).any()):
+            raise ValueError(f"`preprocessing['{key}']` must be one finite number or {channels} (one per channel)"
+                             f"{', each > 0' if key == 'std' else ''}, got {preprocessing.get(key)!r}.")
+        values.append(value.expand(channels).tolist())
+    return values[0], values[1]
 
 
 def allowed_region(region: str | None, masks: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
@@ -252,8 +279,33 @@ def clean_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
         >>> clean_accuracy(torch.nn.Flatten(), torch.tensor([[[[0.0, 1.0]]]]), torch.tensor([1]))
         1.0
     """
+    if not isinstance(labels, torch.Tensor) or labels.shape != (len(inputs),) or labels.is_floating_point():
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"`labels` must be integer class indices of shape ({len(inputs)},), one per image, got "
+                         f"{shape}.")
+    check_label_range(model, inputs, labels, preprocessing)
     predictions = predict_normalised(model, inputs, preprocessing, batch_size)
     return (predictions == labels.to(inputs.device)).float().mean().item()
+
+
+def check_label_range(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                      preprocessing: Mapping[str, Any] | None) -> None:
+    """Labels in [0, C) for the model's C classes (one image's forward tells C), else an error naming both.
+
+    Example:
+        >>> check_label_range(torch.nn.Flatten(), torch.zeros(1, 1, 1, 2), torch.tensor([2]), None)
+        Traceback (most recent call last):
+        ...
+        ValueError: `labels` must be class indices in [0, 2) for this model's 2 classes, got 2.
+    """
+    if not len(labels):
+        return
+    with preserved_state(model), torch.no_grad():
+        classes = model(normalize(inputs[:1], preprocessing)).shape[-1]
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        raise ValueError(f"`labels` must be class indices in [0, {classes}) for this model's {classes} classes, "
+                         f"got {low if low < 0 else high}.")
 
 
 def adversarial_examples(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: str = "pgd",
@@ -345,6 +397,7 @@ def robust_counts(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
     check_attack_inputs(inputs, labels, bounds)
     allowed_region(region, masks, inputs)
     labels = labels.to(inputs.device)
+    check_label_range(model, inputs, labels, preprocessing)
     with preserved_state(model):
         correct = predict_normalised(model, inputs, preprocessing, batch_size) == labels
         robust = correct.clone()
@@ -392,6 +445,9 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
                                                 bounds=bounds, preprocessing=preprocessing, seed=seed)[0].sum())
         count += len(labels)
     correct, *totals, count = all_sum([correct, *robust.values(), count])
+    if count == 0:
+        raise ValueError("`loader` yielded no image: robust accuracy over nothing is undefined; pass a loader of "
+                         "(images, labels) batches.")
     return {"clean": correct / max(count, 1), **{name: value / max(count, 1) for name, value in
                                                  zip(robust, totals, strict=True)}}
 

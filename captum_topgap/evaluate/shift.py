@@ -92,6 +92,12 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> to
         raise ValueError(f"corruption {name!r} is not known; use one of {sorted(CORRUPTIONS)}")
     if severity not in range(1, 6):
         raise ValueError(f"severity must be 1 … 5, got {severity}")
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        kind = getattr(images, "dtype", type(images).__name__)
+        raise ValueError(f"`images` must be a float tensor of [0, 1] images, got {kind}.")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"`images` must lie in [0, 1] (min {images.min().item():.4g}, max {images.max().item():.4g}); "
+                         "divide 8-bit images by 255 first — the corruptions would clamp them.")
     generator = torch.Generator().manual_seed(seed)
     return CORRUPTIONS[name](images, SEVERITIES[name][severity - 1], generator)
 
