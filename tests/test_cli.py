@@ -90,6 +90,8 @@ USAGE = [  # (argv, what stderr names)
     (["bench", "--repeats", "0"], "argument --repeats: must be a whole number ≥ 1, got '0'"),
     (["bench", "--threads", "-2"], "argument --threads: must be a whole number ≥ 1, got '-2'"),
     (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+    (["train", "--model", "resnet18", "--k", "8"],
+     "--k is Top-GAP's top-k; --model resnet18 is not a topgap_* model (drop --k, or train topgap_resnet18)"),
 ]
 
 
@@ -102,6 +104,14 @@ def test_usage_errors_are_one_line_with_exit_status_2(argv: list[str], message: 
     assert captured.err.count("\n") == 1 and message in captured.err, captured.err
     assert "Traceback" not in captured.err and not captured.out
     assert not any(tmp_path.iterdir()), "a refused command wrote files"
+
+
+def test_explain_and_preview_report_the_file_they_wrote(tmp_path: Path, capsys) -> None:
+    assert main(["preview", "--n", "2", "--size", "32", "--out", str(tmp_path / "grid")]) == 0
+    assert (tmp_path / "grid.png").is_file() and f"wrote {tmp_path / 'grid.png'} " in capsys.readouterr().out
+    assert main(["explain", "--model", "resnet18", "--size", "32", "--method", "gradcam",
+                 "--out", str(tmp_path / "cat")]) == 0
+    assert (tmp_path / "cat.png").is_file() and capsys.readouterr().out.rstrip().endswith(f": {tmp_path / 'cat.png'}")
 
 
 def test_the_usage_cases_are_counted() -> None:

@@ -63,6 +63,19 @@ def test_resume_continues_to_the_same_result(tiny_data, tmp_path: Path) -> None:
     assert resumed_history == straight_history and len(resumed_history) == 3
 
 
+def test_resume_applies_a_new_learning_rate_and_says_so(tiny_data, tmp_path: Path) -> None:
+    run(tiny_data, 1, tmp_path)
+    torch.manual_seed(1)
+    model = tiny_topgap(num_classes=10)
+    config = TrainConfig(epochs=2, batch_size=8, lr=0.5, progress=False, seed=3)
+    with pytest.warns(UserWarning, match=r"resume: continuing with lr 0\.5 \(was 0\.05\)"):
+        train(model, TopGAPObjective(0.01), tiny_data, tiny_data, config, tmp_path, tmp_path / "last.pt")
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert {group["lr"] for group in last["optimizer"]["param_groups"]} == {0.5} and last["config"]["lr"] == 0.5
+    with pytest.raises(ValueError, match=r"`train_data` is empty: there is nothing to train on"):
+        train(model, TopGAPObjective(0.01), [], tiny_data, config)
+
+
 def test_checkpoints_load_with_weights_only(tiny_data, tmp_path: Path) -> None:
     _model, history = run(tiny_data, 2, tmp_path)
     last = torch.load(tmp_path / "last.pt", weights_only=True)

@@ -95,7 +95,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--pretrained", action="store_true",
                        help="fine-tune ImageNet weights (offline, from their packages): --model efficientnet_lite0/1/2 "
                             "or topgap_efficientnet_lite0/1/2")
-    train.add_argument("--k", type=top_k, default=64, help="Top-GAP k: positions (≥ 1) or a fraction in (0, 1]")
+    train.add_argument("--k", type=top_k, default=None,
+                       help="Top-GAP k: positions (≥ 1) or a fraction in (0, 1]; topgap_* models only (default 64)")
     train.add_argument("--sparsity", type=non_negative_float, default=None,
                        help="Top-GAP λ (default: train.losses.TOPGAP_SPARSITY)")
     train.add_argument("--annotated", type=positive_int, default=None,

@@ -29,7 +29,7 @@ from captum_topgap.app.bench import run as run_bench
 from captum_topgap.app.compare import CompareConfig, run_compare
 from captum_topgap.app.demo import SCENARIOS, DemoConfig, run_demo
 from captum_topgap.app.explain import explain, load_image
-from captum_topgap.app.plots import save_sample_grid
+from captum_topgap.app.plots import png_path, save_sample_grid
 from captum_topgap.app.report import summary
 from captum_topgap.app.selection import choose, choose_robust, parse_candidate, sweep
 from captum_topgap.app.visualize import class_model, max_activating_patches, save_patch_grid
@@ -139,7 +139,10 @@ def train_model(args: argparse.Namespace) -> int:
             raise UsageError(f"--pretrained: {error}") from None
     torch.manual_seed(args.seed)
     train_data, val_data = dataset(args, "train"), dataset(args, "val")
-    k = args.k if name.startswith("topgap_") else None
+    if args.k is not None and not name.startswith("topgap_"):
+        raise UsageError(f"--k is Top-GAP's top-k; --model {args.model} is not a topgap_* model (drop --k, or train "
+                         f"topgap_{args.model})")
+    k = args.k
     model, model_kwargs = trainable_model(name, getattr(train_data, "n_classes", 10), k, pretrained=args.pretrained)
     method = training_method(args.method, model)
     annotator = None
@@ -333,7 +336,8 @@ def explain_image(args: argparse.Namespace) -> int:
     result = explain(model, image, methods, args.out, names, args.target, options)
     for rank, (name, probability) in enumerate(result["top"], start=1):
         print(f"{rank}. {name:30s} {probability:.4f}")
-    print(f"explained class {result['target']} ({names[result['target']]}) with {', '.join(methods)}: {args.out}")
+    print(f"explained class {result['target']} ({names[result['target']]}) with {', '.join(methods)}: "
+          f"{png_path(args.out)}")
     return 0
 
 

@@ -41,7 +41,7 @@ def save_sample_grid(samples: Sequence[tuple], path: str | Path, columns: int = 
         ax.set_title(class_names[label] if class_names else str(label), fontsize=8)
     figure.tight_layout()
     save_figure(figure, path)
-    return Path(path)
+    return png_path(path)
 
 
 def overlay(image: torch.Tensor, heatmap: torch.Tensor) -> np.ndarray:
@@ -227,8 +227,20 @@ def new_figure(rows: int, columns: int, figsize: tuple[float, float],
     return figure, figure.subplots(rows, columns, **options)
 
 
-def save_figure(figure: Figure, path: str | Path) -> None:
-    """Write ``figure`` as a PNG at 100 dpi, creating the folder."""
+def png_path(path: str | Path) -> Path:
+    """Where :func:`save_figure` writes ``path``: as given, or with ``.png`` appended when it has no suffix
+    (``--out runs/cat`` writes ``runs/cat.png``).
+
+    Example:
+        >>> str(png_path("runs/cat")), str(png_path("runs/cat.png"))
+        ('runs/cat.png', 'runs/cat.png')
+    """
     path = Path(path)
+    return path if path.suffix else path.with_name(path.name + ".png")
+
+
+def save_figure(figure: Figure, path: str | Path) -> None:
+    """Write ``figure`` as a PNG at 100 dpi at :func:`png_path` of ``path``, creating the folder."""
+    path = png_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -114,6 +115,9 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
         metadata: plain values stored in the checkpoints (model name, its keyword arguments, …).
     """
     config = config or TrainConfig()
+    if len(train_data) == 0:
+        raise ValueError("`train_data` is empty: there is nothing to train on; pass a dataset of (image, label, "
+                         "mask_or_None) samples.")
     device = torch.device(config.device)
     model.to(device)
     world = world_size()
@@ -191,7 +195,9 @@ def resume_from(path: str | Path, model: nn.Module, optimizer: torch.optim.Optim
     """Restore weights, optimiser and RNG from a ``last.pt``; returns (first epoch, best score, history).
 
     A ``best.pt`` (no optimiser state), a checkpoint of another optimiser or architecture, or one that has
-    already run ``config.epochs`` epochs is a ``ValueError`` that says what to pass instead.
+    already run ``config.epochs`` epochs is a ``ValueError`` that says what to pass instead. A new ``lr``,
+    ``momentum`` or ``weight_decay`` is applied to the restored optimiser (Adam's moments and SGD's momentum
+    buffers are kept), with a warning naming the old and new values.
     """
     state = load_checkpoint(path, device)
     if "optimizer" not in state or "torch_rng" not in state:
@@ -209,6 +215,16 @@ def resume_from(path: str | Path, model: nn.Module, optimizer: torch.optim.Optim
     except (RuntimeError, ValueError) as error:
         raise ValueError(f"resume: {path} does not fit this model ({str(error).splitlines()[0][:100]}); pass the "
                          "same --model, --k and data as the run that wrote it.") from None
+    saved_config = state.get("config", {})
+    changed = {key: (saved_config.get(key), getattr(config, key)) for key in ("lr", "momentum", "weight_decay")
+               if saved_config.get(key, getattr(config, key)) != getattr(config, key)}
+    for group in optimizer.param_groups:
+        group["lr"], group["weight_decay"] = config.lr, config.weight_decay
+        if "momentum" in group:
+            group["momentum"] = config.momentum
+    if changed:
+        warnings.warn("resume: continuing with " + ", ".join(f"{key} {new:g} (was {old:g})" for key, (old, new) in
+                                                          changed.items()), stacklevel=3)
     torch.set_rng_state(state["torch_rng"])
     return state["epoch"] + 1, tuple(state["best"]), list(state["history"])
 
