@@ -119,6 +119,18 @@ CAPTUM_OPTIONS: dict[str, Callable[[object, torch.Tensor], object]] = {
 }
 """Captum's per-call options that are checked here, so a bad value is named before Captum fails deep inside."""
 
+INIT_OPTIONS: dict[str, Callable[[object, str], object]] = {
+    "multiply_by_inputs": check_bool,
+}
+"""Captum constructor options checked here (Captum reads ``multiply_by_inputs="no"`` as true)."""
+
+
+def _checked_init(captum_class: type, init_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``init_kwargs`` of ``captum_class`` with unknown keywords refused by name and known options checked."""
+    check_keywords(captum_class, init_kwargs, f"{captum_class.__name__}.__init__()")
+    return {name: INIT_OPTIONS[name](value, name) if name in INIT_OPTIONS else value
+            for name, value in init_kwargs.items()}
+
 
 def _run(inner: Attribution, inputs: torch.Tensor, labels: torch.Tensor, defaults: Defaults | None,
          options: dict[str, Any]) -> torch.Tensor:
@@ -152,7 +164,7 @@ class CaptumMethod(MethodAttribution):
                  defaults: Defaults | None = None, **init_kwargs: Any) -> None:
         self.method_name = name
         super().__init__(model, layer)
-        self.inner, self.defaults = captum_class(model, **init_kwargs), defaults
+        self.inner, self.defaults = captum_class(model, **_checked_init(captum_class, init_kwargs)), defaults
 
     def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> Any:
         return _detached(_run(self.inner, inputs, labels, self.defaults, options))
@@ -177,7 +189,7 @@ class CaptumLayerMethod(LayerMethod):
                  reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **init_kwargs: Any) -> None:
         self.method_name = name
         super().__init__(model, layer, upsample, input_size, reshape_transform)
-        check_keywords(captum_class, init_kwargs, f"{captum_class.__name__}.__init__()")
+        init_kwargs = _checked_init(captum_class, init_kwargs)
         self.captum_class, self.cam, self.defaults, self.init_kwargs = captum_class, cam, defaults, init_kwargs
         self._inner: Attribution | None = None
 

@@ -59,6 +59,9 @@ def pool_top_k(x: torch.Tensor, count: int, fraction: float) -> torch.Tensor:
         tensor([[4.]])
     """
     positions = x.shape[-2] * x.shape[-1]
+    if count > positions:
+        raise ValueError("TopKPool: k (a count of positions) is larger than the map's H·W positions; pass a smaller "
+                         "k or a fraction in (0, 1]")
     k = kept_positions(positions, count, fraction)
     if k >= positions:
         return F.adaptive_avg_pool2d(x, 1).flatten(1)

@@ -973,3 +973,17 @@ def test_grad_cam_options_are_checked_before_grad_cam_runs(name: str, option: st
     """Options grad-cam would misread (ratio 2.0, k = −1) or fail on mid-call are refused at construction."""
     with pytest.raises(ValueError, match=message):
         captum_topgap.get_method(name, tiny_net, **{option: value})
+
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("deep_lift", {"multiply_by_inputs": "no"}, r"`multiply_by_inputs` must be True or False, got 'no'"),
+    ("integrated_gradients", {"multiply_by_inputs": 1}, r"`multiply_by_inputs` must be True or False, got 1"),
+    ("saliency", {"bogus": 1}, r"Saliency.__init__\(\) got an unexpected keyword argument 'bogus'; it takes"),
+    ("integrated_gradients", {"n_step": 5}, r"IntegratedGradients.__init__\(\) got an unexpected keyword argument "
+                                            r"'n_step'; it takes \["),
+])
+def test_captum_constructor_options_are_named(name: str, options: dict, message: str, tiny_net) -> None:
+    """Captum would read ``multiply_by_inputs="no"`` as true, and an unknown keyword ends in Python's bare error."""
+    with pytest.raises((ValueError, TypeError), match=message):
+        captum_topgap.get_method(name, tiny_net, **options)

@@ -82,6 +82,10 @@ def test_k_larger_than_the_map_is_rejected_at_forward_time() -> None:
     assert pool(torch.zeros(1, 2, 5, 5)).shape == (1, 2)
     with pytest.raises(ValueError, match=r"`k` = 17 exceeds the 16 positions of the map \(H·W\)"):
         pool(torch.zeros(1, 2, 4, 4))
+    scripted = torch.jit.script(pool)  # TorchScript's path refuses too, instead of average pooling
+    assert torch.equal(scripted(torch.ones(1, 2, 5, 5)), pool(torch.ones(1, 2, 5, 5)))
+    with pytest.raises(Exception, match=r"k \(a count of positions\) is larger than the map's H·W positions"):
+        scripted(torch.zeros(1, 2, 4, 4))
 
 
 def test_k_of_wrong_type() -> None:

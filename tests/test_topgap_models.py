@@ -200,3 +200,9 @@ def test_topgap_loss_names_the_bad_argument(arguments, error, message) -> None:
     logits, target = cam.flatten(2).mean(-1), torch.tensor([0, 2])
     with pytest.raises(error, match=message):
         topgap_loss(*arguments(logits, cam, target))
+
+
+def test_return_cam_must_be_a_bool() -> None:
+    model = timm.create_model("topgap_resnet18", num_classes=3, k=4).eval()
+    with pytest.raises(ValueError, match=r"`return_cam` must be True or False, got 'yes'"):
+        model(torch.zeros(1, 3, 32, 32), return_cam="yes")

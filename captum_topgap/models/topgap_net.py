@@ -52,7 +52,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from timm.models._features import feature_take_indices
 from torch import nn
 
-from captum_topgap._checks import check_int
+from captum_topgap._checks import check_bool, check_int
 from captum_topgap.models._timm import no_pretrained
 from captum_topgap.models.preact import CIFAR_CFG, PreActResNetFeatures
 from captum_topgap.pooling import TopKPool
@@ -184,6 +184,8 @@ class TopGAPNet(nn.Module):
 
     def forward(self, x: torch.Tensor, return_cam: bool = False) -> Any:
         """Logits (N, C); with ``return_cam=True`` also the CAM from the same forward."""
+        if not torch.jit.is_scripting():
+            check_bool(return_cam, "return_cam")
         cam = self.cam(x)
         logits = self.pool(cam)
         if return_cam:
