@@ -53,9 +53,9 @@ def half_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     Example:
         >>> net = nn.Linear(2, 1)
         >>> with torch.no_grad():
-        ...     net.weight.fill_(1 / 3)
+        ...     _ = net.weight.fill_(1 / 3)
         >>> state = half_weights(net)
-        >>> state["weight"].dtype, float(net.weight[0, 0]) == float(torch.tensor(1 / 3).half())
+        >>> state["weight"].dtype, float(net.weight[0, 0].detach()) == float(torch.tensor(1 / 3).half())
         (torch.float16, True)
     """
     state = {}
