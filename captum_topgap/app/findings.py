@@ -95,11 +95,11 @@ def _mean(rows: Sequence[dict[str, Any]], scenario: str, name: str, measure: str
 
 def evidence(rows: Sequence[dict[str, Any]], scenario: str, name: str) -> list[str]:
     """Grad-CAM mass moved into the mask while the pixel evidence (ERF) stays below the control's."""
-    share, erf = _mean(rows, scenario, name, "in_mask_share"), _mean(rows, scenario, name, "erf_digit_share")
-    area, control = _mean(rows, scenario, name, "mask_area"), _mean(rows, scenario, "control", "erf_digit_share")
-    if None in (share, erf, area, control) or name == "control":
+    found = [_mean(rows, scenario, model, measure) for model, measure in (
+        (name, "in_mask_share"), (name, "erf_digit_share"), (name, "mask_area"), ("control", "erf_digit_share"))]
+    if name == "control" or None in found:
         return []
-    assert share is not None and erf is not None and area is not None and control is not None
+    share, erf, area, control = (float(value or 0.0) for value in found)
     if share > area + MOVED and erf < control:
         return [f"{name} moved Grad-CAM into the mask (in-mask share {share:.3f}, mask area {area:.3f}) but its "
                 f"pixel evidence did not follow: {erf:.3f} of its input-gradient mass is on the digit, against "

@@ -57,11 +57,16 @@ def half_weights(model: nn.Module) -> dict[str, torch.Tensor]:
         >>> state = half_weights(net)
         >>> state["weight"].dtype, float(net.weight[0, 0].detach()) == float(torch.tensor(1 / 3).half())
         (torch.float16, True)
+        >>> with torch.no_grad():
+        ...     _ = net.weight.fill_(1e6)  # beyond float16: kept in float32
+        >>> half_weights(net)["weight"].dtype, half_weights(net)["bias"].dtype
+        (torch.float32, torch.float16)
     """
     state = {}
     for name, tensor in model.state_dict().items():
         rounded = tensor.half() if tensor.dtype == torch.float32 else tensor
-        state[name] = rounded if bool(torch.isfinite(rounded).all() or not torch.isfinite(tensor).all()) else tensor
+        overflow = torch.isinf(rounded) & torch.isfinite(tensor)  # beyond float16's ±65 504
+        state[name] = tensor if bool(overflow.any()) else rounded
     model.load_state_dict(state)
     return state
 
