@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import inspect
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -96,28 +98,94 @@ def _forget_removed_handles(attribution: Attribution) -> None:
             _forget_removed_handles(value)
 
 
-def _baselines(value: object, inputs: torch.Tensor) -> object:
-    """A tensor baseline must broadcast to the images: (1 or N, C, H, W) (numbers pass through)."""
+def _baselines(value: object, inputs: torch.Tensor, inner: Attribution) -> object:
+    """A finite number, or a finite tensor that broadcasts to the images: (1 or N, C, H, W); the Shap methods
+    take a distribution of any number of baselines (K, C, H, W).
+    """
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, torch.Tensor)):
+        raise TypeError(f"`baselines` must be a number or a tensor like the images, got {value!r}; pass 0.0 for "
+                        "black, or a tensor of shape (1, C, H, W).")
+    if not bool(torch.isfinite(torch.as_tensor(value)).all()):
+        raise ValueError("`baselines` contains NaN or Inf; pass a finite number or tensor (0.0: black).")
     if isinstance(value, torch.Tensor) and value.dim() > 0:
         n, c, h, w = inputs.shape
-        if value.dim() != 4 or value.shape[0] not in (1, n) or tuple(value.shape[1:]) != (c, h, w):
+        rows_ok = value.dim() == 4 and ("Shap" in type(inner).__name__ or value.shape[0] in (1, n))
+        if not rows_ok or tuple(value.shape[1:]) != (c, h, w):
             raise ValueError(f"`baselines` has shape {tuple(value.shape)}; pass a number or a tensor of shape "
                              f"(1, {c}, {h}, {w}) or ({n}, {c}, {h}, {w}) like the images.")
     return value
 
 
-CAPTUM_OPTIONS: dict[str, Callable[[object, torch.Tensor], object]] = {
-    "n_steps": lambda v, _: check_int(v, "n_steps", minimum=1),
-    "n_samples": lambda v, _: check_int(v, "n_samples", minimum=1),
-    "perturbations_per_eval": lambda v, _: check_int(v, "perturbations_per_eval", minimum=1),
-    "internal_batch_size": lambda v, _: None if v is None else check_int(v, "internal_batch_size", minimum=0),
-    "method": lambda v, _: check_choice(v, "method", SUPPORTED_METHODS),
-    "abs": lambda v, _: check_bool(v, "abs"),
-    "relu_attributions": lambda v, _: check_bool(v, "relu_attributions"),
-    "stdevs": lambda v, _: check_float(v, "stdevs", minimum=0.0),
+def _window(value: object, name: str, inputs: torch.Tensor) -> object:
+    """``sliding_window_shapes`` / ``strides``: (C, h, w) of integers ≥ 1 within the image (strides: also one
+    integer).
+    """
+    if name == "strides" and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return check_int(value, name, minimum=1)
+    shape = tuple(inputs.shape[1:])
+    fix = f"pass ({shape[0]}, h, w) with 1 ≤ h ≤ {shape[1]} and 1 ≤ w ≤ {shape[2]}"
+    if not isinstance(value, tuple) or len(value) != len(shape):
+        raise ValueError(f"`{name}` must be a tuple of {len(shape)} integers (C, h, w), got {value!r}; {fix}.")
+    for side, limit in zip(value, shape, strict=True):
+        if isinstance(side, bool) or not isinstance(side, numbers.Integral) or not 1 <= int(side) <= limit:
+            raise ValueError(f"`{name}` {value!r} must hold integers ≥ 1 within the image {shape}; {fix}.")
+    return value
+
+
+def _feature_mask(value: object, inputs: torch.Tensor, inner: Attribution) -> object:
+    """An integer tensor of group indices that broadcasts to the images ((1 or N, 1 or C, H, W)); LIME and
+    Kernel SHAP fit a surrogate over the groups, so they need two at least.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"`feature_mask` must be a tensor of group indices, got {type(value).__name__}; "
+                        "e.g. captum_topgap.adapters.captum.patch_mask(inputs).")
+    if value.is_floating_point() or value.dtype == torch.bool:
+        raise TypeError(f"`feature_mask` must hold integer group indices, got dtype {value.dtype} "
+                        f"({value.unique().numel()} distinct values would be as many groups); pass mask.long().")
+    n, c, h, w = inputs.shape
+    if value.dim() != 4 or value.shape[0] not in (1, n) or value.shape[1] not in (1, c) or value.shape[2:] != (h, w):
+        raise ValueError(f"`feature_mask` has shape {tuple(value.shape)} but the images are {tuple(inputs.shape)}; "
+                         f"pass (1, 1, {h}, {w}) (resize a coarse mask with nearest interpolation).")
+    if isinstance(inner, (attr.Lime, attr.KernelShap)) and value.unique().numel() < 2:
+        raise ValueError(f"`feature_mask` has one group; {type(inner).__name__} fits a surrogate over the groups "
+                         "and needs two at least (the default is an 8 × 8 grid of patches).")
+    return value
+
+
+INTERPOLATION = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+"""The modes ``torch.nn.functional.interpolate`` takes for images (GuidedGradCam's ``interpolate_mode``)."""
+
+CAPTUM_OPTIONS: dict[str, Callable[[object, torch.Tensor, Attribution], object]] = {
+    "n_steps": lambda v, *_: check_int(v, "n_steps", minimum=1),
+    "n_samples": lambda v, *_: check_int(v, "n_samples", minimum=1),
+    "perturbations_per_eval": lambda v, *_: check_int(v, "perturbations_per_eval", minimum=1),
+    "internal_batch_size": lambda v, *_: None if v is None else check_int(v, "internal_batch_size", minimum=0),
+    "method": lambda v, *_: check_choice(v, "method", SUPPORTED_METHODS),
+    "abs": lambda v, *_: check_bool(v, "abs"),
+    "relu_attributions": lambda v, *_: check_bool(v, "relu_attributions"),
+    "stdevs": lambda v, *_: check_float(v, "stdevs", minimum=0.0),
+    "interpolate_mode": lambda v, *_: check_choice(v, "interpolate_mode", INTERPOLATION),
+    "sliding_window_shapes": lambda v, inputs, _: _window(v, "sliding_window_shapes", inputs),
+    "strides": lambda v, inputs, _: _window(v, "strides", inputs),
     "baselines": _baselines,
+    "feature_mask": _feature_mask,
 }
-"""Captum's per-call options that are checked here, so a bad value is named before Captum fails deep inside."""
+"""Captum's per-call options that are checked here, so a bad value is named before Captum fails deep inside
+(or, for a float ``feature_mask`` or ``strides=0``, returns a wrong map)."""
+
+
+def attribute_options(captum_class: type[Attribution]) -> set[str] | None:
+    """The per-call options of a Captum class: its ``attribute``'s named parameters (``FeatureAblation``'s
+    ``**kwargs`` serve only its subclasses, so an unknown keyword is refused rather than ignored).
+
+    Example:
+        >>> sorted(attribute_options(attr.Saliency))
+        ['abs', 'additional_forward_args']
+    """
+    parameters = list(inspect.signature(captum_class.attribute).parameters.values())
+    return {p.name for p in parameters if p.name not in ("self", "inputs", "target")
+            and p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+
 
 INIT_OPTIONS: dict[str, Callable[[object, str], object]] = {
     "multiply_by_inputs": check_bool,
@@ -134,7 +202,7 @@ def _checked_init(captum_class: type, init_kwargs: dict[str, Any]) -> dict[str, 
 
 def _run(inner: Attribution, inputs: torch.Tensor, labels: torch.Tensor, defaults: Defaults | None,
          options: dict[str, Any]) -> torch.Tensor:
-    options = {name: CAPTUM_OPTIONS[name](value, inputs) if name in CAPTUM_OPTIONS else value
+    options = {name: CAPTUM_OPTIONS[name](value, inputs, inner) if name in CAPTUM_OPTIONS else value
                for name, value in options.items()}
     try:
         return inner.attribute(inputs, target=labels, **{**(defaults(inputs) if defaults else {}), **options})
@@ -173,6 +241,10 @@ class CaptumMethod(MethodAttribution):
         """Whether the Captum method can return a convergence delta."""
         return self.inner.has_convergence_delta()
 
+    def accepted_options(self) -> set[str] | None:
+        """The Captum class's own per-call options (:func:`attribute_options`)."""
+        return attribute_options(type(self.inner))
+
 
 class CaptumLayerMethod(LayerMethod):
     """A Captum layer attribution class over the contract's layer; CAM outputs (``cam=True``) are summed over
@@ -192,6 +264,10 @@ class CaptumLayerMethod(LayerMethod):
         init_kwargs = _checked_init(captum_class, init_kwargs)
         self.captum_class, self.cam, self.defaults, self.init_kwargs = captum_class, cam, defaults, init_kwargs
         self._inner: Attribution | None = None
+
+    def accepted_options(self) -> set[str] | None:
+        """The Captum class's own per-call options (:func:`attribute_options`)."""
+        return attribute_options(self.captum_class)
 
     def core(self, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> torch.Tensor:
         """The Captum method's attributions at the layer (summed over channels for a CAM)."""

@@ -12,7 +12,9 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import tempfile
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -81,6 +83,26 @@ def check_choice(value: object, name: str, choices: Collection[object]) -> objec
     return value
 
 
+def check_index(index: object, length: int) -> int:
+    """A sample index of a dataset of ``length`` samples, counting from the end when negative (as a list does).
+
+    Example:
+        >>> check_index(-1, 4)
+        3
+        >>> check_index(4, 4)
+        Traceback (most recent call last):
+        ...
+        IndexError: sample index 4 out of range for a dataset of 4 samples; use 0 … 3 (or −4 … −1 from the end).
+    """
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"dataset indices must be integers, got {index!r} ({type(index).__name__}).")
+    number = int(index)
+    if not -length <= number < length:
+        raise IndexError(f"sample index {number} out of range for a dataset of {length} samples; use 0 … "
+                         f"{length - 1} (or −{length} … −1 from the end).")
+    return number % length
+
+
 def check_input_size(value: object, name: str = "input_size") -> tuple[int, int, int]:
     """An image size (C, H, W) of three positive integers.
 
@@ -108,6 +130,52 @@ def check_keywords(function: Callable[..., object], options: Collection[str], ow
     if unknown:
         taken = sorted(n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
         raise TypeError(f"{owner} got an unexpected keyword argument {unknown[0]!r}; it takes {taken}.")
+
+
+def check_writable(path: str | Path, name: str, folder: bool) -> Path:
+    """Refuse an output that could not be written, before any work: a file where a folder is wanted (or the
+    reverse), or a place that cannot be written (a read-only disk, ``/proc``); the probe leaves nothing behind.
+
+    Example:
+        >>> check_writable("/proc/x", "out_dir", folder=True)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: `out_dir` /proc/x cannot be written: ...; pass a folder you can write to.
+    """
+    target = Path(path)
+    kind = "a folder" if folder else "a file name"
+    label = name if name.startswith("--") else f"`{name}`"
+    if target.exists() and target.is_dir() != folder:
+        raise ValueError(f"{label} {target} is {'a file' if folder else 'a folder'}; pass {kind} (it is written "
+                         f"{'into' if folder else 'as a file'}).")
+    existing = target if folder else target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{label} {target} cannot be written: {existing} is a file; pass {kind} under a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise ValueError(f"{label} {target} cannot be written: {error.strerror or error}; pass {kind} you can "
+                         "write to.") from None
+    return target
+
+
+def check_device(device: object) -> torch.device:
+    """A device torch knows and this machine has (``"cuda"`` only where CUDA is available).
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    try:
+        checked = torch.device(device if isinstance(device, (str, int, torch.device)) else repr(device))
+    except (RuntimeError, TypeError):
+        raise ValueError(f"`device` {device!r} is not a torch device; pass 'cpu', 'cuda' or 'cuda:0'.") from None
+    if checked.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` {device!r}: this machine has no CUDA device torch can use; pass device='cpu'.")
+    return checked
 
 
 def _range_text(minimum: int | None, maximum: int | None) -> str:

@@ -81,6 +81,8 @@ def top_k_pool(x: torch.Tensor, k: int | float) -> torch.Tensor:
     """
     if x.dim() != 4:
         raise ValueError(f"TopKPool expects (N, C, H, W) maps, got shape {tuple(x.shape)}.")
+    if not x.is_floating_point():
+        raise TypeError(f"TopKPool averages its maps, so they must be floating point, got {x.dtype}; pass x.float().")
     resolve_k(k, x.shape[-2] * x.shape[-1])
     return pool_top_k(x, k if isinstance(k, int) else 0, k if isinstance(k, float) else 0.0)
 

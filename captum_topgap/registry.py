@@ -29,6 +29,8 @@ from typing import Any
 
 from torch import nn
 
+from captum_topgap._checks import check_keywords
+
 ENTRY_POINT_GROUP = "captum_topgap.methods"
 _BUILTIN_MODULES = ("captum_topgap.methods", "captum_topgap.adapters.captum", "captum_topgap.adapters.grad_cam")
 """Loaded by name on first use, like entry points: this project's methods and the two libraries' adapters."""
@@ -235,4 +237,6 @@ def get_method(name: str, model: nn.Module, layer: nn.Module | str | None = None
     prefix, composed, inner = canonical_name(name).partition(":")
     if composed:
         return _COMPOSITIONS[prefix](inner, model, layer, **kwargs)
-    return method_spec(prefix).load()(model, layer=layer, **kwargs)
+    factory = method_spec(prefix).load()
+    check_keywords(factory, kwargs, f"{factory.__name__}.__init__()" if isinstance(factory, type) else f"{prefix!r}")
+    return factory(model, layer=layer, **kwargs)

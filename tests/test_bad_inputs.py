@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from re import escape as re_escape
 from typing import Any
 
 import numpy as np
@@ -311,7 +312,9 @@ OPTION_CASES = [
     clear("rise.attribute:n_masks=0", explain("rise", options=RISE, n_masks=0), ValueError,
           NOT_POSITIVE_INT.format("n_masks") + ", got 0"),
     clear("rise:foo=1", build("rise", foo=1), TypeError, UNEXPECTED.format(r"RISE\.__init__\(\)")),
-    clear("rise.attribute:foo=1", explain("rise", options=RISE, foo=1), TypeError, UNEXPECTED.format(r"rise\(\)")),
+    clear("rise.attribute:foo=1", explain("rise", options=RISE, foo=1), ValueError,
+          r"'rise' does not take the option\(s\) \['foo'\]; it takes \['batch_size', 'cell_size', 'n_masks', 'p', "
+          r"'seed'\]"),
     # smooth: NoiseTunnel's options, checked before Captum sees them
     *[clear(f"smooth:saliency:{option}={value!r}", build("smooth:saliency", **{**SMOOTH, option: value}),
             ValueError, message)
@@ -364,8 +367,9 @@ OPTION_CASES = [
     clear("positive_gradcam.attribute:create_graph=1", explain("positive_gradcam", create_graph=1), ValueError,
           NOT_BOOL.format("create_graph", "1")),
     # Captum's methods: options go to Captum
-    clear("integrated_gradients.attribute:foo=1", explain("integrated_gradients", foo=1), TypeError,
-          UNEXPECTED.format(r"IntegratedGradients\.attribute\(\)")),
+    clear("integrated_gradients.attribute:foo=1", explain("integrated_gradients", foo=1), ValueError,
+          r"'integrated_gradients' does not take the option\(s\) \['foo'\]; it takes \['additional_forward_args', "
+          r"'baselines', 'internal_batch_size', 'method', 'n_steps', 'return_convergence_delta'\]"),
     *[clear(f"integrated_gradients.attribute:n_steps={value!r}", explain("integrated_gradients", n_steps=value),
             ValueError, NOT_POSITIVE_INT.format("n_steps")) for value in (0, -1, "4")],
     clear("integrated_gradients.attribute:method='simpson'", explain("integrated_gradients", method="simpson", **IG),
@@ -377,14 +381,15 @@ OPTION_CASES = [
           explain("integrated_gradients", return_convergence_delta="yes", **IG), ValueError,
           NOT_BOOL.format("return_convergence_delta", "'yes'")),
     clear("saliency:foo=1", build("saliency", foo=1), TypeError, UNEXPECTED.format(r"Saliency\.__init__\(\)")),
-    clear("saliency.attribute:foo=1", explain("saliency", foo=1), TypeError,
-          UNEXPECTED.format(r"Saliency\.attribute\(\)")),
+    clear("saliency.attribute:foo=1", explain("saliency", foo=1), ValueError,
+          r"'saliency' does not take the option\(s\) \['foo'\]; it takes \['abs', 'additional_forward_args'\]"),
     clear("saliency.attribute:return_convergence_delta=True", explain("saliency", return_convergence_delta=True),
           ValueError, NO_DELTA.format("saliency")),
     clear("saliency.attribute:abs='False'", explain("saliency", abs="False"), ValueError,
           NOT_BOOL.format("abs", "'False'")),
-    clear("layer_gradcam.attribute:foo=1", explain("layer_gradcam", foo=1), TypeError,
-          UNEXPECTED.format(r"LayerGradCam\.attribute\(\)")),
+    clear("layer_gradcam.attribute:foo=1", explain("layer_gradcam", foo=1), ValueError,
+          r"'layer_gradcam' does not take the option\(s\) \['foo'\]; it takes \['additional_forward_args', "
+          r"'attr_dim_summation', 'attribute_to_layer_input', 'grad_kwargs', 'relu_attributions'\]"),
     clear("layer_gradcam:reshape_transform=fn", build("layer_gradcam", reshape_transform=lambda t: t), ValueError,
           r"`reshape_transform` is not supported by 'layer_gradcam'; use 'gradcam'"),
     clear("layer_gradcam.attribute:return_convergence_delta=True",
@@ -484,6 +489,8 @@ K_TYPE = r"`k` must be an int \(positions\) or a float fraction, got {}\."
 DROP_RATE = r"`drop_rate` must be in \[0, 1\), got {}\."
 
 TOPGAP_CASES = [
+    clear("top_k_pool:x=int64", lambda env: top_k_pool(torch.ones(1, 1, 2, 2, dtype=torch.long), 2), TypeError,
+          r"TopKPool averages its maps, so they must be floating point, got torch\.int64; pass x\.float\(\)"),
     clear("timm.create_model(topgap_resnet18):k=0",
           lambda env: timm.create_model("topgap_resnet18", k=0, num_classes=3), ValueError, K_INT.format(0)),
     clear("timm.create_model(topgap_resnet18):global_pool='avg'",
@@ -505,7 +512,8 @@ TOPGAP_CASES = [
     *[clear(f"TopGAPNet:drop_rate={value!r}", topgap_net(drop_rate=value), ValueError, DROP_RATE.format(value))
       for value in (1.0, -0.1, NAN)],
     clear("TopGAPNet:min_reduction=64", topgap_net(min_reduction=64), ValueError,
-          r"`min_reduction` = 64 keeps no stage of TinyFeatures \(reductions \[1, 2\]\)"),
+          r"`min_reduction` = 64 keeps no stage of TinyFeatures \(its stages reduce the input by \[1, 2\]\); pass "
+          r"min_reduction ≤ 2 \(the default is 4\)"),
     clear("TopGAPNet.reset_classifier:global_pool='avg'",
           lambda env: env.topgap.reset_classifier(3, global_pool="avg"), ValueError,
           r"`global_pool`='avg' is not available: Top-GAP pools with top-k"),
@@ -554,7 +562,7 @@ METRIC_CASES = [
     clear("roc_auc:labels=one-class", lambda env: metrics.roc_auc(torch.rand(4), torch.ones(4)), ValueError,
           r"`labels` must contain both classes \(0 and 1\) for a ROC curve"),
     clear("accuracy:batch_size=0", lambda env: metrics.accuracy(env.net, SAMPLES, batch_size=0), ValueError,
-          r"batch_size should be a positive integer value, but got batch_size=0"),
+          r"`batch_size` must be an integer ≥ 1, got 0\."),
     clear("erf_distance:masks=other-size", lambda env: metrics.erf_distance(env.net, X, MASK[..., :4, :], LABELS),
           ValueError, SHAPES.format(r"\(2, 1, 4, 8\)")),
     *[clear(f"mask_iou:threshold={value!r}", lambda env, t=value: metrics.mask_iou(HEAT, MASK, threshold=t),
@@ -617,12 +625,40 @@ def fit(**config: Any) -> Call:
     return lambda env: train(env.net, CrossEntropy(), SAMPLES, None, TrainConfig(**settings))
 
 
+def written(path: Path) -> Path:
+    """``path``, created as a small text file."""
+    path.write_text("taken")
+    return path
+
+
+def empty(path: Path) -> Path:
+    """``path``, created as an empty folder."""
+    path.mkdir(exist_ok=True)
+    return path
+
+
+QUIET = TrainConfig(epochs=1, batch_size=2, progress=False)
 CAM = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(5))
 SPARSITY = r"`sparsity` \(λ\) must be ≥ 0"
 READ_SAFELY = r"is not a checkpoint torch can read safely \(.*\); pass a best\.pt or last\.pt"
 NAN_WEIGHTS = {"model": {"w": torch.tensor([NAN])}, "metadata": {"model": "test_resnet", "model_kwargs": {}}}
 
+LOSSES: dict[str, Callable[[Env], Callable[..., torch.Tensor]]] = {
+    "ReFF": lambda env: ReFF(env.net, [env.net.features[2]], weights=(1.0,)),
+    "RRR": lambda env: RRR(env.net),
+}
+"""The explanation losses, each called as loss(inputs, target, mask)."""
+
 TRAINING_CASES = [
+    *[clear(f"{loss}:target={kind}", lambda env, loss=loss, t=target: LOSSES[loss](env)(X, t, MASK.float()),
+            ValueError, rf"`target` must be \(2,\) integer class indices, got {found}; for one-hot labels pass "
+            r"target\.argmax\(1\)") for loss in LOSSES for kind, target, found in (
+        ("float", LABELS.float(), r"a torch\.float32 tensor of shape \(2,\)"),
+        ("one-hot", torch.eye(3)[LABELS].long(), r"a torch\.int64 tensor of shape \(2, 3\)"),
+        ("1-for-2-images", LABELS[:1], r"a torch\.int64 tensor of shape \(1,\)"),
+        ("list", [0, 1], "list"))],
+    clear("topgap_loss:target=one-hot", lambda env: topgap_loss(CAM.mean((2, 3)), CAM, torch.eye(3)[LABELS]),
+          ValueError, r"`target` must be \(2,\) integer class indices, got a torch\.float32 tensor of shape \(2, 3\)"),
     clear("topgap_loss:sparsity=-0.1", lambda env: topgap_loss(CAM.mean((2, 3)), CAM, LABELS, sparsity=-0.1),
           ValueError, SPARSITY + r", got -0\.1\."),
     *[clear(f"topgap_loss:sparsity={value!r}", lambda env, s=value: topgap_loss(CAM.mean((2, 3)), CAM, LABELS, s),
@@ -685,7 +721,30 @@ TRAINING_CASES = [
     clear("load_model:checkpoint=NaN-weights", checkpoint(lambda p: torch.save(NAN_WEIGHTS, p), load_model),
           ValueError, r"has non-finite weights \(w\): its training diverged; retrain with a lower --lr"),
     clear("load_model:checkpoint=no-metadata", checkpoint(lambda p: torch.save({"epoch": 1}, p), load_model),
-          ValueError, r"has no model name in its metadata; it was not written by captum-topgap train or demo"),
+          ValueError, r"has no `model` entry \(the weights\): it holds \['epoch'\]; pass a best\.pt, last\.pt"),
+    clear("load_model:checkpoint=weights-without-metadata",
+          checkpoint(lambda p: torch.save({"model": {}}, p), load_model),
+          ValueError, r"has weights but no model name in its metadata; it was not written by captum-topgap"),
+    clear("load_model:checkpoint=model_kwargs-list", checkpoint(
+        lambda p: torch.save({"model": {}, "metadata": {"model": "resnet18", "model_kwargs": [3]}}, p), load_model),
+          ValueError, r"has `model_kwargs` \[3\] in its metadata, not a dictionary of keyword arguments"),
+    clear("load_model:checkpoint=model_kwargs-unknown", checkpoint(
+        lambda p: torch.save({"model": {}, "metadata": {"model": "resnet18", "model_kwargs": {"colour": 3}}}, p),
+        load_model), ValueError, r"metadata builds resnet18 with `model_kwargs` \{'colour': 3\}, which it does not "
+                                 r"take: .*colour"),
+    clear("load_model:checkpoint=other-class-count", checkpoint(lambda p: torch.save(
+        {"model": timm.create_model("resnet18", num_classes=5).state_dict(),
+         "metadata": {"model": "resnet18", "model_kwargs": {"num_classes": 3}}}, p), load_model), ValueError,
+          r"weights do not fit the resnet18 its metadata names \(size mismatch for fc\.weight: .*\); the file was "
+          r"edited, or its metadata is of another model"),
+    clear("load_model:checkpoint=other-architecture", checkpoint(lambda p: torch.save(
+        {"model": TinyNet().state_dict(), "metadata": {"model": "resnet18", "model_kwargs": {"num_classes": 3}}}, p),
+        load_model), ValueError, r"weights do not fit the resnet18 its metadata names \((Missing|Unexpected) key"),
+    *[clear(f"load_model:device={device!r}", lambda env, d=device: load_model(env.folder / "any.pt", d), ValueError,
+            message) for device, message in (
+        ("bogus", r"`device` 'bogus' is not a torch device; pass 'cpu', 'cuda' or 'cuda:0'"),
+        *([("cuda", r"`device` 'cuda': this machine has no CUDA device torch can use; pass device='cpu'")]
+          if not torch.cuda.is_available() else []))],
     clear("load_checkpoint:path=text-'hello'", checkpoint(lambda p: p.write_text("hello")), ValueError, READ_SAFELY),
     clear("load_checkpoint:path=3", lambda env: load_checkpoint(3), TypeError,
           r"`path` must be a file path \(str or pathlib\.Path\), got int"),
@@ -707,7 +766,22 @@ TRAINING_CASES = [
     clear("train:momentum=1.5", fit(momentum=1.5), ValueError, r"`momentum` must be a finite number ≥ 0 and ≤ 1"),
     clear("train:lr=0", fit(lr=0.0), ValueError, r"`lr` must be a finite number > 0"),
     clear("train:device='tpu'", fit(device="tpu"), ValueError,
-          r"`device` must be a torch device such as 'cpu' or 'cuda:0', got 'tpu'"),
+          r"`device` 'tpu' is not a torch device; pass 'cpu', 'cuda' or 'cuda:0'"),
+    *([clear("train:device='cuda'-without-CUDA", fit(device="cuda"), ValueError,
+             r"`device` 'cuda': this machine has no CUDA device torch can use")] if not torch.cuda.is_available()
+      else []),
+    clear("train:out_dir=existing-file", lambda env: train(env.net, CrossEntropy(), SAMPLES, None, QUIET,
+                                                            out_dir=written(env.folder / "taken.txt")), ValueError,
+          r"`out_dir` .*taken\.txt is a file; pass a folder"),
+    clear("train:out_dir=/proc/x", lambda env: train(env.net, CrossEntropy(), SAMPLES, None, QUIET, out_dir="/proc/x"),
+          ValueError, r"`out_dir` /proc/x cannot be written: .*; pass a folder you can write to"),
+    clear("train:train_data=label-5", lambda env: train(env.net, CrossEntropy(), [(X[0], 5, None)] * 2, None, QUIET),
+          ValueError, r"`labels of `train_data`` \[5\] out of range for a model with 3 outputs"),
+    clear("train:train_data=NaN-image",
+          lambda env: train(env.net, CrossEntropy(), [(torch.full_like(X[0], NAN), 0, None)] * 2, None, QUIET),
+          ValueError, r"batch 1 of epoch 1 holds NaN or Inf pixels: the data, not the optimisation, is broken"),
+    clear("TopGAPObjective:model=plain-CNN", lambda env: TopGAPObjective()(env.net, collate(SAMPLES)), TypeError,
+          r"TopGAPObjective needs a Top-GAP model \(forward\(x, return_cam=True\)\), got TinyNet"),
 ]
 
 # --- datasets -----------------------------------------------------------------------------------------------------
@@ -755,9 +829,25 @@ DATA_CASES = [
     clear("collate:mask=other-size", lambda env: collate([(X[0], 0, torch.ones(1, 4, 4, dtype=torch.bool))]),
           ValueError, r"`mask` of sample 0 has size \(4, 4\) but its image is \(8, 8\); resize both together"),
     *[clear(f"PartiallyAnnotated:n_annotated={value}", lambda env, n=value: PartiallyAnnotated([ONE] * 3, n),
-            ValueError, rf"`n_annotated` must be in \[0, 3\], got {value}") for value in (-1, 5)],
+            ValueError, rf"`n_annotated` must be an integer in \[0, 3\], got {value}") for value in (-1, 5)],
+    clear("PartiallyAnnotated:n_annotated=1.5", lambda env: PartiallyAnnotated([ONE] * 3, 1.5), ValueError,
+          r"`n_annotated` must be an integer in \[0, 3\], got 1\.5 \(float\)"),
+    clear("make_dataset:textures=a-file", dataset(size=8, textures=__file__, limit=2), NotADirectoryError,
+          r"`textures` .*test_bad_inputs\.py is a file; pass the folder that holds the textures"),
+    clear("make_dataset:textures=empty-folder", lambda env: make_dataset(
+        "textured-mnist", "test", size=8, limit=2, textures=empty(env.folder / "no_textures")), FileNotFoundError,
+          r"`textures` folder .*no_textures holds neither GIMP \.pat files nor a torchvision DTD dataset"),
+    *[clear(f"TexturedMNIST.__getitem__:index={index!r}", lambda env, i=index: make_dataset(
+        "textured-mnist", "test", size=8, limit=2)[i], error, message) for index, error, message in (
+        (2, IndexError, r"sample index 2 out of range for a dataset of 2 samples; use 0 … 1 \(or −2 … −1"),
+        (-3, IndexError, r"sample index -3 out of range for a dataset of 2 samples"),
+        (1.5, TypeError, r"dataset indices must be integers, got 1\.5 \(float\)"))],
+    clear("PartiallyAnnotated.__getitem__:index=3", lambda env: PartiallyAnnotated([ONE] * 3)[3], IndexError,
+          r"sample index 3 out of range for a dataset of 3 samples"),
+    clear("collate:images=mixed-sizes", lambda env: collate([ONE, (X[0], 0, None)]), ValueError,
+          r"`samples` hold images of 2 sizes \[\(3, 2, 2\), \(3, 8, 8\)\]; a batch needs one size: resize them"),
     clear("batches:batch_size=0", lambda env: batches([ONE] * 3, 0), ValueError,
-          r"batch_size should be a positive integer value, but got batch_size=0"),
+          r"`batch_size` must be an integer ≥ 1, got 0\."),
     clear("make_dataset:p=True", first_image(size=8, p=True), ValueError, PROBABILITY.format("p", "True")),
     *[clear(f"make_dataset:size={value!r}", dataset(size=value), ValueError, SIZE + rf", got {value}\.")
       for value in (0, -5)],
@@ -872,8 +962,51 @@ BRIDGE_CASES = [
           r"`reshape_transform` is not used by 'topgap_cam': it reads the model's own class maps"),
 ]
 
+# --- Captum's per-call options, checked before Captum reads them ---------------------------------------------------
+
+LONG_MASK = torch.arange(64).view(1, 1, 8, 8) // 16
+"""Four feature groups of the 8 × 8 images."""
+WINDOW = r"`sliding_window_shapes` {} must hold integers ≥ 1 within the image \(3, 8, 8\); pass \(3, h, w\)"
+
+CAPTUM_CASES = [
+    clear("feature_ablation.attribute:bogus=1", explain("feature_ablation", bogus=1), ValueError,
+          r"'feature_ablation' does not take the option\(s\) \['bogus'\]; it takes \['additional_forward_args', "
+          r"'baselines', 'feature_mask'"),
+    clear("feature_ablation.attribute:feature_mask=float", explain("feature_ablation", feature_mask=LONG_MASK * 1.5),
+          TypeError, r"`feature_mask` must hold integer group indices, got dtype torch\.float32 \(4 distinct values"),
+    clear("feature_ablation.attribute:feature_mask=4x4",
+          explain("feature_ablation", feature_mask=LONG_MASK[..., :4, :4]), ValueError,
+          r"`feature_mask` has shape \(1, 1, 4, 4\) but the images are \(2, 3, 8, 8\); pass \(1, 1, 8, 8\)"),
+    clear("feature_ablation.attribute:feature_mask=list", explain("feature_ablation", feature_mask=[[0, 1]]),
+          TypeError, r"`feature_mask` must be a tensor of group indices, got list"),
+    clear("kernel_shap.attribute:feature_mask=one-group",
+          explain("kernel_shap", feature_mask=torch.zeros(1, 1, 8, 8, dtype=torch.long), n_samples=4), ValueError,
+          r"`feature_mask` has one group; KernelShap fits a surrogate over the groups and needs two at least"),
+    clear("lime.attribute:feature_mask=one-group",
+          explain("lime", feature_mask=torch.zeros(1, 1, 8, 8, dtype=torch.long), n_samples=4), ValueError,
+          r"`feature_mask` has one group; Lime fits"),
+    clear("integrated_gradients.attribute:baselines='zero'", explain("integrated_gradients", baselines="zero", **IG),
+          TypeError, r"`baselines` must be a number or a tensor like the images, got 'zero'; pass 0\.0 for black"),
+    clear("integrated_gradients.attribute:baselines=nan", explain("integrated_gradients", baselines=NAN, **IG),
+          ValueError, r"`baselines` contains NaN or Inf; pass a finite number or tensor"),
+    clear("occlusion.attribute:baselines=nan-tensor",
+          explain("occlusion", baselines=torch.full((1, 3, 8, 8), NAN)), ValueError, r"`baselines` contains NaN"),
+    clear("deep_lift.attribute:baselines=(3,8,8)", explain("deep_lift", baselines=torch.zeros(3, 8, 8)), ValueError,
+          r"`baselines` has shape \(3, 8, 8\); pass a number or a tensor of shape \(1, 3, 8, 8\)"),
+    *[clear(f"occlusion.attribute:sliding_window_shapes={value!r}", explain("occlusion", sliding_window_shapes=value),
+            ValueError, WINDOW.format(re_escape(repr(value)))) for value in ((3, 0, 0), (3, 16, 16), (3, 2.5, 2))],
+    clear("occlusion.attribute:sliding_window_shapes=(2,2)", explain("occlusion", sliding_window_shapes=(2, 2)),
+          ValueError, r"`sliding_window_shapes` must be a tuple of 3 integers \(C, h, w\), got \(2, 2\)"),
+    clear("occlusion.attribute:strides=0", explain("occlusion", strides=0), ValueError,
+          r"`strides` must be an integer ≥ 1, got 0\."),
+    clear("occlusion.attribute:strides=(3,0,1)", explain("occlusion", strides=(3, 0, 1)), ValueError,
+          r"`strides` \(3, 0, 1\) must hold integers ≥ 1"),
+    clear("guided_gradcam.attribute:interpolate_mode='bogus'", explain("guided_gradcam", interpolate_mode="bogus"),
+          ValueError, r"`interpolate_mode` must be one of \['area', 'bicubic', 'bilinear', 'nearest'"),
+]
+
 ERRORS = [*INPUT_CASES, *TARGET_CASES, *OPTION_CASES, *REGISTRY_CASES, *TOPGAP_CASES, *METRIC_CASES,
-          *TRAINING_CASES, *DATA_CASES, *ROBUSTNESS_CASES, *BRIDGE_CASES]
+          *TRAINING_CASES, *DATA_CASES, *ROBUSTNESS_CASES, *BRIDGE_CASES, *CAPTUM_CASES]
 
 
 @pytest.mark.parametrize(("call", "error", "message"), ERRORS)

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import errno
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +216,50 @@ def test_help_lists_every_command_and_each_option_shows_its_default(capsys) -> N
                   "--seed SEED (default: 0)", "--q Q digit-texture randomness (Textured MNIST) (default: 0.0)"):
         assert shown in train, shown
     assert "(default: None)" not in train and "(default: False)" not in train
+
+
+def test_ctrl_c_while_the_libraries_import_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    """SIGINT half a second after the start lands while torch and the explainability libraries import."""
+    script = Path(sys.executable).with_name("captum-topgap")
+    process = subprocess.Popen([str(script), "train", "--out", str(tmp_path / "run")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+OUT_COMMANDS = [
+    ["train", "--epochs", "1"],
+    ["explain", "photo.png"],
+    ["preview"],
+    ["compare"],
+    ["demo", "--quick"],
+    ["sweep", "--candidate", "baseline"],
+]
+
+
+@pytest.mark.parametrize("command", OUT_COMMANDS, ids=lambda c: c[0])
+@pytest.mark.parametrize("where", ["unwritable", "existing-file"])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(command: list[str], where: str, tmp_path: Path,
+                                                                      capsys) -> None:
+    """A folder command given a file, a PNG command given a folder named like its PNG, or ``/proc``."""
+    folder = command[0] not in ("explain", "preview")
+    taken = tmp_path / ("taken" if folder else "taken.png")
+    taken.write_text("mine") if folder else taken.mkdir()
+    out = "/proc/x" if where == "unwritable" else str(taken)
+    start = time.perf_counter()
+    assert main([*command, "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.perf_counter() - start < 5, "refused before any work"
+    assert len(err.splitlines()) == 1 and f"error: --out {out}" in err, err
+    expected = "cannot be written" if where == "unwritable" else f"is a {'file' if folder else 'folder'}; pass"
+    assert expected in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [taken.name] and (taken.is_dir() or taken.read_text())
+
+
+def test_evaluate_json_that_cannot_be_written_is_refused_before_the_evaluation(tmp_path: Path, capsys) -> None:
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "missing.pt"), "--json", "/proc/x/results.json"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --json /proc/x/results.json cannot be written" in err and "missing.pt" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -129,12 +130,25 @@ def test_expansion_errors_name_the_fix() -> None:
         captum_adapters.ExpansionCAM(localizer, tiny_expansion())
     with pytest.raises(ValueError, match="`output` must be one of"):
         captum_adapters.ExpansionCAM(tiny_expansion(), output="sharp")
+    with pytest.raises(ValueError, match=r"`output` must be one of \['high', 'low', 'refined'\], got 'bogus'"):
+        captum_adapters.ExpansionCAM(tiny_expansion()).attribute(torch.rand(1, 3, 32, 32), target=0, output="bogus")
     with pytest.raises(ValueError, match="no timm `feature_info`; pass `stages=`"):
         ExpansionNet(TinyNet())
     with pytest.raises(ValueError, match="has 6 channels but the classifier reads 8"):
         ExpansionNet(TinyNet(), stages=["features.0", "features.2"])
     with pytest.raises(ValueError, match=r"stages \['nope'\] are not modules"):
         ExpansionNet(TinyNet(), stages=["nope"])
+
+
+def test_a_one_position_low_resolution_cam_warns_that_every_map_is_constant() -> None:
+    """At 16 px a ResNet-18's last stage is 1 × 1: the low CAM, and with it the refined map, carry no location."""
+    net = tiny_expansion().eval()
+    with pytest.warns(UserWarning, match=r"last stage is 1 × 1 for \(16, 16\) inputs: the low-resolution CAM is"):
+        maps = captum_adapters.ExpansionCAM(net, hole_area=4).attribute_all(torch.rand(1, 3, 16, 16), target=0)
+    assert float(maps["low"].std()) < 1e-9
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        captum_adapters.ExpansionCAM(net, hole_area=16).attribute(torch.rand(1, 3, 64, 64), target=0)
 
 
 @pytest.mark.slow

@@ -27,13 +27,13 @@ def test_built_wheel_contains_and_imports_the_adapters(tmp_path: Path) -> None:
     assert wheel.name.startswith(f"captum_topgap-{captum_topgap.__version__}-")
     names = zipfile.ZipFile(wheel).namelist()
     assert {"captum_topgap/adapters/__init__.py", "captum_topgap/adapters/captum.py",
-            "captum_topgap/adapters/grad_cam.py", "captum_topgap/registry.py"} <= set(names)
+            "captum_topgap/adapters/grad_cam.py", "captum_topgap/registry.py", "captum_topgap_cli.py"} <= set(names)
     assert not any(n.startswith(("adapters/", "tests/")) for n in names)
     sources = {f"captum_topgap/{p.relative_to(ROOT / 'captum_topgap').as_posix()}"
                for p in (ROOT / "captum_topgap").rglob("*.py")}
     assert sources <= set(names), f"missing from the wheel (add the package to setup.cfg): {sources - set(names)}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "captum-topgap = captum_topgap.app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "captum-topgap = captum_topgap_cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),

@@ -160,7 +160,7 @@ def test_partially_annotated_hides_all_but_n_masks() -> None:
     assert kept == partial.annotated_indices and len(kept) == 5
     assert torch.equal(partial[kept[0]][2], data[kept[0]][2])
     assert len(PartiallyAnnotated(data).annotated_indices) == 20
-    with pytest.raises(ValueError, match=r"`n_annotated` must be in \[0, 20\]"):
+    with pytest.raises(ValueError, match=r"`n_annotated` must be an integer in \[0, 20\]"):
         PartiallyAnnotated(data, 21)
 
 

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
+from captum_topgap._checks import check_writable
 from captum_topgap.app import commands
 from captum_topgap.app.arguments import (
     device,
@@ -34,6 +37,7 @@ from captum_topgap.app.arguments import (
     top_k,
 )
 from captum_topgap.app.compare import DEFAULT_METHODS
+from captum_topgap.app.plots import png_path
 from captum_topgap.evaluate.audit import AUDIT_ATTACKS
 from captum_topgap.train.losses import VARIANTS
 
@@ -280,6 +284,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OUTPUTS: dict[str, tuple[str, bool]] = {
+    "train": ("out", True), "demo": ("out", True), "compare": ("out", True), "sweep": ("out", True),
+    "visualize": ("out", True), "explain": ("out", False), "preview": ("out", False), "evaluate": ("json", False),
+}
+"""What each command writes: (its option, whether a folder), checked before any work."""
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse the command's ``--out`` / ``--json`` before any work when it could not be written there.
+
+    Example:
+        >>> check_outputs(argparse.Namespace(command="explain", out="/proc/cat"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: --out /proc/cat.png cannot be written: ...
+    """
+    option, folder = OUTPUTS.get(args.command, ("", True))
+    value = getattr(args, option, None) if option else None
+    if value:
+        check_writable(png_path(value) if option == "out" and not folder else value, f"--{option}", folder)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``captum-topgap`` console script: run one sub-command, report a failure in one line.
 
@@ -293,11 +319,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:
         return int(stop.code or 0)
-    if args.run in (commands.train_model, commands.evaluate_model):
-        from captum_topgap._distributed import setup
-
-        setup()  # joins torchrun's process group; nothing in a single process
+    if threading.current_thread() is threading.main_thread():  # the start-up handler of captum_topgap_cli
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        check_outputs(args)
+        if args.run in (commands.train_model, commands.evaluate_model):
+            from captum_topgap._distributed import setup
+
+            setup()  # joins torchrun's process group; nothing in a single process
         return args.run(args)
     except KeyboardInterrupt:
         hint = f"; continue with --resume {args.out}/last.pt" if args.command == "train" else ""

@@ -113,7 +113,11 @@ def top_activations(model: nn.Module, layer: nn.Module, channel: int, data: Samp
         for batch in tqdm(batches(data, batch_size), desc=f"channel {channel}",
                           disable=not progress, leave=False):
             model(batch.images.to(device))
-            activation = seen.ready()[0][:, channel]
+            output = seen.ready()[0]
+            if not 0 <= channel < output.shape[1]:
+                raise ValueError(f"`channel` {channel} out of range: the layer has {output.shape[1]} channels; "
+                                 f"use 0 … {output.shape[1] - 1}.")
+            activation = output[:, channel]
             width = activation.shape[-1]
             values, flat = activation.flatten().topk(min(n, activation.numel()))
             for value, index in zip(values.tolist(), flat.tolist(), strict=True):

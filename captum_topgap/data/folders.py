@@ -14,7 +14,7 @@ import torchvision
 from PIL import Image
 from torch.utils.data import Dataset
 
-from captum_topgap._checks import check_int
+from captum_topgap._checks import check_index, check_int
 from captum_topgap.data.transforms import PairedTransform, resize_pair
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -68,6 +68,7 @@ class OxfordPetMasks(Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        index = check_index(index, len(self))
         image, (label, trimap) = self.data[index]
         mask = torch.from_numpy(np.asarray(trimap) == 1)[None]
         image, mask = _finish(to_tensor(image), mask, self.size, self.transform, self.data._segs[index])
@@ -112,6 +113,7 @@ class MaskFolder(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        index = check_index(index, len(self))
         image_path, mask_path, label = self.samples[index]
         mask = torch.from_numpy(np.asarray(Image.open(mask_path).convert("L")) > 0)[None]
         image, mask = _finish(to_tensor(Image.open(image_path)), mask, self.size, self.transform, mask_path)
@@ -159,6 +161,7 @@ class CIFAR10Images(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         """(image, label, the all-true mask)."""
+        index = check_index(index, len(self))
         image, label = self.data[self.indices[index]]
         tensor = to_tensor(image)
         mask = torch.ones(1, *tensor.shape[-2:], dtype=torch.bool)

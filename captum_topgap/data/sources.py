@@ -117,7 +117,12 @@ def read_gimp_pattern(path: str | Path) -> np.ndarray:
 
 
 def _dtd_textures(root: Path) -> list[tuple[str, np.ndarray]]:
-    data = torchvision.datasets.DTD(str(root), split="train", partition=1)
+    try:
+        data = torchvision.datasets.DTD(str(root), split="train", partition=1)
+    except RuntimeError as error:  # torchvision: "Dataset not found. You can use download=True…" (offline here)
+        raise FileNotFoundError(f"`textures` folder {root} holds neither GIMP .pat files nor a torchvision DTD "
+                                "dataset (dtd/images/… and dtd/labels/…); unpack DTD there, or pass None for the "
+                                "bundled textures.") from error
     first: dict[int, Path] = {}
     for path, label in zip(data._image_files, data._labels, strict=True):
         first.setdefault(label, path)
@@ -158,6 +163,9 @@ def load_textures(source: str | Path | None = None) -> tuple[str, list[tuple[str
         if not folder.exists():
             raise FileNotFoundError(f"`textures` folder {folder} does not exist; pass a torchvision DTD root "
                                     "or a folder of GIMP .pat files, or None for the bundled fallback.")
+        if not folder.is_dir():
+            raise NotADirectoryError(f"`textures` {folder} is a file; pass the folder that holds the textures (a "
+                                     "torchvision DTD root or a folder of GIMP .pat files), or None.")
         patterns = sorted(folder.glob("*.pat"))
         kind, textures = ("gimp", [(p.stem, read_gimp_pattern(p)) for p in patterns]) if patterns else (
             "dtd", _dtd_textures(folder))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from captum_topgap._checks import check_float, check_int
+from captum_topgap._checks import check_float, check_index, check_int
 from captum_topgap.data.sources import check_mnist_root, load_digits, load_fashion_mnist, load_textures
 from captum_topgap.data.textured_mnist import (
     SPLITS,
@@ -88,6 +88,7 @@ class SpuriousBackgrounds(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple:
+        index = check_index(index, len(self))
         rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
         choices = self.group_textures[int(self.backgrounds[index])]
         texture = self.textures[choices[int(rng.integers(len(choices)))]]

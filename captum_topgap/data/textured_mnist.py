@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from captum_topgap._checks import check_float, check_int
+from captum_topgap._checks import check_float, check_index, check_int
 from captum_topgap.data.sources import check_mnist_root, load_digits, load_textures
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -208,6 +208,7 @@ class TexturedMNIST(Dataset):
         return torch.tensor([self.draw(i).background_texture for i in range(len(self))], dtype=torch.long)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        index = check_index(index, len(self))
         draw = self.draw(index)
         rng = np.random.default_rng([self.seed, SPLITS[self.split], index, 1])
         mask = digit_mask(self.digits[index], self.size, self.digit_size, draw.top, draw.left)

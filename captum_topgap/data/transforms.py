@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from captum_topgap._checks import check_int
+from captum_topgap._checks import check_index, check_int
 
 
 class PairedTransform:
@@ -76,6 +76,7 @@ def batches(samples: Samples, batch_size: int, indices: Sequence[int] | None = N
         >>> [len(b.labels) for b in batches([(torch.zeros(3, 2, 2), 0, None)] * 5, 2)]
         [2, 2, 1]
     """
+    check_int(batch_size, "batch_size", minimum=1)
     dataset = cast(Dataset, samples)
     if indices is not None:
         dataset = Subset(dataset, list(indices))
@@ -104,6 +105,10 @@ def collate(samples: Sequence[tuple]) -> Batch:
     """
     if not samples:
         raise ValueError("`samples` is empty; a batch needs at least one sample.")
+    sizes = sorted({tuple(s[0].shape) for s in samples})
+    if len(sizes) > 1:
+        raise ValueError(f"`samples` hold images of {len(sizes)} sizes {sizes[:3]}; a batch needs one size: resize "
+                         "them first (captum_topgap.data.resize_pair, or make_dataset(..., size=...)).")
     images = torch.stack([s[0] for s in samples])
     labels = torch.as_tensor([int(s[1]) for s in samples], dtype=torch.long)
     masks = torch.zeros(images.shape[0], 1, *images.shape[-2:])
@@ -133,9 +138,7 @@ class PartiallyAnnotated(Dataset):
 
     def __init__(self, dataset: Samples, n_annotated: int | None = None, seed: int = 0) -> None:
         self.dataset = dataset
-        n = len(dataset) if n_annotated is None else n_annotated
-        if not 0 <= n <= len(dataset):
-            raise ValueError(f"`n_annotated` must be in [0, {len(dataset)}], got {n_annotated}.")
+        n = len(dataset) if n_annotated is None else check_int(n_annotated, "n_annotated", 0, len(dataset))
         order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
         self.annotated_indices = sorted(order[:n].tolist())
         self._annotated = set(self.annotated_indices)
@@ -144,5 +147,6 @@ class PartiallyAnnotated(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple:
+        index = check_index(index, len(self))
         image, label, mask, *rest = self.dataset[index]
         return (image, label, mask if index in self._annotated else None, *rest)

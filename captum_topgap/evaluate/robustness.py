@@ -411,8 +411,9 @@ def robust_counts(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
     return robust, correct
 
 
-def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[str] = ("pgd20", "pgd50", "square"),
-                        eps: float = EPS, region: str | None = None, bounds: tuple[float, float] = (0.0, 1.0),
+def evaluate_robustness(model: nn.Module, loader: Iterable,
+                        attacks: str | Sequence[str] = ("pgd20", "pgd50", "square"), eps: float = EPS,
+                        region: str | None = None, bounds: tuple[float, float] = (0.0, 1.0),
                         preprocessing: Mapping[str, Any] | None = None, seed: int = 0,
                         progress: bool = True) -> dict[str, float]:
     """Clean and robust accuracy of each attack over a loader of ``Batch`` or ``(images, labels[, masks])``.
@@ -426,6 +427,7 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
         >>> sorted(evaluate_robustness(net, loader, ["pgd5"], eps=0.0, progress=False))
         ['clean', 'pgd5']
     """
+    attacks = [attacks] if isinstance(attacks, str) else list(attacks)  # one attack may be named alone
     for name in attacks:
         AttackSpec.parse(name)
     check_float(eps, "eps", minimum=0.0)
@@ -438,6 +440,7 @@ def evaluate_robustness(model: nn.Module, loader: Iterable, attacks: Sequence[st
                leave=False)
     for batch in bar:
         images, labels, masks = _unpack(batch)
+        check_attack_inputs(images, labels, bounds)
         images, labels = images.to(device), labels.to(device)
         correct += int((predict_normalised(model, images, preprocessing, max(len(images), 1)) == labels).sum())
         for attack in attacks:

@@ -21,16 +21,18 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from captum_topgap._checks import TargetType, check_target
 from captum_topgap.attribution import MethodAttribution, capture
 from captum_topgap.registry import register_method
 
 
-def erf(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def erf(model: nn.Module, inputs: torch.Tensor, target: TargetType) -> torch.Tensor:
     """ERF of the ``target`` logits: Σ_c |∂y_target/∂x_c| as (N, 1, H, W)."""
     with torch.enable_grad():
         x = inputs.detach().requires_grad_(True)
         logits = model(x)
-        picked = logits.gather(1, target.view(-1, 1)).sum()
+        labels = check_target(target, len(inputs), logits.shape[1]).to(logits.device)
+        picked = logits.gather(1, labels.view(-1, 1)).sum()
         grad = torch.autograd.grad(picked, x)[0]
     return grad.abs().sum(dim=1, keepdim=True)
 

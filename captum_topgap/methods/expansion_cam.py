@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from captum_topgap._checks import TargetType, check_bool, check_float, check_images, check_int
+from captum_topgap._checks import TargetType, check_bool, check_choice, check_float, check_images, check_int
 from captum_topgap._layers import linear_classifier
 from captum_topgap._state import preserved_state
 from captum_topgap.attribution import MethodAttribution, upsample_to
@@ -217,6 +218,10 @@ def expansion_cams(model: ExpansionNet, inputs: torch.Tensor, target: torch.Tens
     with torch.no_grad():
         low = weighted_maps(fc, target, model.encode(inputs)[1][-1])
         high = weighted_maps(fc, target, model.expand(inputs)[0])
+    if low.shape[-2] * low.shape[-1] == 1:
+        warnings.warn(f"the localizer's last stage is 1 × 1 for {tuple(inputs.shape[-2:])} inputs: the low-resolution "
+                      "CAM is constant, and so are the region of interest and the refined map; use larger inputs.",
+                      stacklevel=3)
     low_up = upsample_to(low, inputs.shape[-2:])
     refined = [refine(a[0].cpu().double().numpy(), b[0].cpu().double().numpy(), **refine_options)["refined"]
                for a, b in zip(low_up, high, strict=True)]
@@ -261,8 +266,7 @@ class ExpansionCAM(MethodAttribution):
             raise ValueError("'expansion_cam' needs `expansion=`: an ExpansionNet built over this model (train one "
                              "with `captum-topgap train --method expansion --localizer CKPT`), or pass the "
                              "ExpansionNet itself as the model.")
-        if output not in self.outputs:
-            raise ValueError(f"`output` must be one of {self.outputs}, got {output!r}")
+        check_choice(output, "output", self.outputs)
         check_bool(upsample, "upsample")
         super().__init__(expansion)
         self.expansion, self.output = expansion, output
@@ -275,4 +279,5 @@ class ExpansionCAM(MethodAttribution):
             return expansion_cams(self.expansion, inputs, self.labels(inputs, target), **self.refine_options)
 
     def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor, output: str | None = None) -> torch.Tensor:
-        return expansion_cams(self.expansion, inputs, labels, **self.refine_options)[output or self.output]
+        chosen = self.output if output is None else check_choice(output, "output", self.outputs)
+        return expansion_cams(self.expansion, inputs, labels, **self.refine_options)[str(chosen)]

@@ -94,5 +94,9 @@ class RISE(MethodAttribution):
         super().__init__(model, layer)
         self.options = check_rise_options(n_masks=n_masks, p=p, cell_size=cell_size, batch_size=batch_size, seed=seed)
 
-    def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> torch.Tensor:
-        return rise(self.network, inputs, labels, **{**self.options, **options})
+    def _attribute(self, inputs: torch.Tensor, labels: torch.Tensor, n_masks: int | None = None,
+                   p: float | None = None, cell_size: int | None = None, batch_size: int | None = None,
+                   seed: int | None = None) -> torch.Tensor:
+        given = {"n_masks": n_masks, "p": p, "cell_size": cell_size, "batch_size": batch_size, "seed": seed}
+        options = {**self.options, **{name: value for name, value in given.items() if value is not None}}
+        return rise(self.network, inputs, labels, **options)

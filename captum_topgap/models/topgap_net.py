@@ -108,7 +108,8 @@ class TopGAPNet(nn.Module):
         channels, reductions = info.channels(), info.reduction()
         self.stages = [i for i, r in enumerate(reductions) if r >= min_reduction]
         if not self.stages:
-            raise ValueError(f"`min_reduction` = {min_reduction} keeps no stage of {name} (reductions {reductions}).")
+            raise ValueError(f"`min_reduction` = {min_reduction} keeps no stage of {name} (its stages reduce the "
+                             f"input by {reductions}); pass min_reduction ≤ {max(reductions)} (the default is 4).")
         self.lateral: nn.ModuleList = nn.ModuleList(nn.Conv2d(channels[i], fpn_channels, 1) for i in self.stages)
         self.fuse: nn.Sequential = nn.Sequential(nn.BatchNorm2d(fpn_channels), nn.ReLU(inplace=True))
         self.drop: nn.Dropout = nn.Dropout(drop_rate)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import captum_topgap.models  # noqa: F401  (registers the topgap_* names in timm)
+from captum_topgap._checks import check_device
 from captum_topgap.models.expansion import ExpansionNet
 
 
@@ -128,6 +129,21 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return content
 
 
+def mismatch(error: RuntimeError) -> str:
+    """The first missing, unexpected or mis-sized entry of torch's ``load_state_dict`` error, in one line.
+
+    Example:
+        >>> try:
+        ...     torch.nn.Linear(2, 2).load_state_dict({})
+        ... except RuntimeError as error:
+        ...     print(mismatch(error))
+        Missing key(s) in state_dict: "weight", "bias".
+    """
+    lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+    first = lines[0] if lines else str(error)
+    return first[:200] + (" …" if len(first) > 200 or len(lines) > 1 else "")
+
+
 def build_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """A timm model by name (Top-GAP names are registered on ``import captum_topgap``), without weights unless
     ``pretrained`` (only the packaged ``pixel_`` / ``topgap_efficientnet_lite*`` names have them offline).
@@ -164,18 +180,27 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn
         >>> type(load_model(path)).__name__
         'ResNet'
     """
+    device = check_device(device)
     state = load_checkpoint(checkpoint, device)
     meta = state.get("metadata", {})
-    if "model" not in meta or "model" not in state:
-        raise ValueError(f"{checkpoint} has no model name in its metadata; it was not written by captum-topgap "
-                         "train or demo. Build the model yourself and load_state_dict(torch.load(...)).")
+    if "model" not in state:
+        raise ValueError(f"{checkpoint} has no `model` entry (the weights): it holds {sorted(state)[:6]}; pass a "
+                         "best.pt, last.pt or model.pt written by captum-topgap train or demo.")
+    if not isinstance(meta, dict) or "model" not in meta:
+        raise ValueError(f"{checkpoint} has weights but no model name in its metadata; it was not written by "
+                         "captum-topgap train or demo. Build the model yourself and load_state_dict(torch.load(...)).")
+    kwargs = meta.get("model_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{checkpoint} has `model_kwargs` {kwargs!r} in its metadata, not a dictionary of keyword "
+                         "arguments; the file was edited or not written by captum-topgap.")
     try:
-        model = build_model(meta["model"], **meta.get("model_kwargs", {}))
+        model = build_model(meta["model"], **kwargs)
     except (TypeError, ValueError) as error:
         if not isinstance(meta["model"], str) or not timm.is_model(meta["model"]):
             raise ValueError(f"{checkpoint} names the model {meta['model']!r} in its metadata (`model`), which timm "
                              f"does not know: {error} Import the package that registers it first.") from None
-        raise
+        raise ValueError(f"{checkpoint}'s metadata builds {meta['model']} with `model_kwargs` {kwargs}, which it "
+                         f"does not take: {str(error).splitlines()[0][:160]}") from None
     if meta.get("method") == "expansion":
         model = ExpansionNet(model)
     broken = [name for name, tensor in state["model"].items()
@@ -183,5 +208,9 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn
     if broken:
         raise ValueError(f"{checkpoint} has non-finite weights ({broken[0]}{' …' if len(broken) > 1 else ''}): "
                          "its training diverged; retrain with a lower --lr.")
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ValueError(f"{checkpoint}'s weights do not fit the {meta['model']} its metadata names "
+                         f"({mismatch(error)}); the file was edited, or its metadata is of another model.") from None
     return model.to(device).eval()

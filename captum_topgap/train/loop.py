@@ -40,12 +40,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from captum_topgap._checks import check_bool, check_choice, check_float, check_int
+from captum_topgap._checks import check_bool, check_choice, check_device, check_float, check_int, check_writable
 from captum_topgap._distributed import all_sum, is_main, rank, world_size
+from captum_topgap._layers import linear_classifier
 from captum_topgap.data.transforms import Batch, Samples, batches, collate
 from captum_topgap.evaluate.diagnostics import warn_if_collapsed
 from captum_topgap.evaluate.metrics import accuracy
 from captum_topgap.train.checkpoints import load_checkpoint, partial_path, save_checkpoint
+from captum_topgap.train.losses import check_classes
 from captum_topgap.train.objectives import Objective
 
 
@@ -79,11 +81,7 @@ class TrainConfig:
         check_int(self.num_workers, "num_workers", minimum=0)
         check_bool(self.progress, "progress")
         check_int(self.diagnostic_images, "diagnostic_images", minimum=0)
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"`device` must be a torch device such as 'cpu' or 'cuda:0', got {self.device!r}.") \
-                from None
+        check_device(self.device)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -92,6 +90,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def output_classes(model: nn.Module) -> int | None:
+    """The class count of a classifier, read without a forward: timm's ``num_classes``, else the output size
+    of its final linear layer (``None`` when it has none).
+
+    Example:
+        >>> output_classes(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)))
+        3
+    """
+    count = getattr(model, "num_classes", None)
+    if isinstance(count, int) and count > 0:
+        return count
+    try:
+        return linear_classifier(model).out_features
+    except ValueError:
+        return None
 
 
 def to_device(batch: Batch, device: torch.device | str) -> Batch:
@@ -115,6 +130,8 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
         metadata: plain values stored in the checkpoints (model name, its keyword arguments, …).
     """
     config = config or TrainConfig()
+    if out_dir is not None:
+        check_writable(out_dir, "out_dir", folder=True)
     if len(train_data) == 0:
         raise ValueError("`train_data` is empty: there is nothing to train on; pass a dataset of (image, label, "
                          "mask_or_None) samples.")
@@ -133,6 +150,7 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
     diagnose = getattr(objective, "diagnose", None)
     probe = collate([train_data[i] for i in range(min(config.diagnostic_images, len(train_data)))]) \
         if diagnose is not None else None
+    classes = output_classes(model) if getattr(objective, "uses_labels", True) else None
     history: list[dict[str, Any]] = []
     start, best = 0, (-1.0, -float("inf"))
     if resume is not None:
@@ -151,8 +169,13 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         for step, batch in enumerate(bar):
             batch = to_device(batch, device)
+            if classes:
+                check_classes(batch.labels, classes, "labels of `train_data`")
             loss, _ = objective(network, batch)
             if not torch.isfinite(loss):
+                if not bool(torch.isfinite(batch.images).all()):
+                    raise ValueError(f"batch {step + 1} of epoch {epoch + 1} holds NaN or Inf pixels: the data, not "
+                                     "the optimisation, is broken; clean `train_data` (e.g. torch.nan_to_num).")
                 raise FloatingPointError(
                     f"the training loss became {float(loss)} at epoch {epoch + 1}, batch {step + 1}: the "
                     f"optimisation diverged; lower the learning rate (now {config.lr:g}). The checkpoints of "

@@ -98,10 +98,25 @@ def check_topgap_arguments(logits: object, cam: object, target: object) -> None:
                          f"`cam` {tuple(cam.shape)} and `logits` {tuple(logits.shape)}; use {hint}.")
     if len(logits) == 0:
         raise ValueError("`logits` is an empty batch (N = 0): the loss of no image is undefined; skip empty batches.")
-    if not isinstance(target, torch.Tensor) or target.is_floating_point() or target.shape != (len(logits),):
-        shape = tuple(target.shape) if isinstance(target, torch.Tensor) else type(target).__name__
-        raise ValueError(f"`target` must be ({len(logits)},) integer class indices, got {shape}; for one-hot labels "
+    check_labels(target, len(logits))
+
+
+def check_labels(target: object, batch_size: int, name: str = "target") -> torch.Tensor:
+    """A (N,) tensor of integer class indices, one per image, or an error naming its shape or dtype and the fix.
+
+    Example:
+        >>> check_labels(torch.tensor([[0.0, 1.0]]), 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: `target` must be (1,) integer class indices, got a torch.float32 tensor of shape (1, 2); ...
+    """
+    if not isinstance(target, torch.Tensor) or target.is_floating_point() or target.dtype == torch.bool \
+            or target.shape != (batch_size,):
+        found = (f"a {target.dtype} tensor of shape {tuple(target.shape)}" if isinstance(target, torch.Tensor)
+                 else type(target).__name__)
+        raise ValueError(f"`{name}` must be ({batch_size},) integer class indices, got {found}; for one-hot labels "
                          "pass target.argmax(1).")
+    return target
 
 
 def default_reff_layers(model: nn.Module) -> list[nn.Module]:
@@ -222,6 +237,7 @@ class ReFF:
         ``network`` is the module to run (e.g. the DistributedDataParallel wrapper of the model).
         """
         relevant = check_relevance(mask, inputs)
+        check_labels(target, len(inputs))
 
         def score(logits: torch.Tensor, _owners: torch.Tensor) -> torch.Tensor:  # once the class count is known
             check_classes(target, logits.shape[1])
@@ -284,6 +300,7 @@ class RRR:
                         network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The RRR term (differentiable w.r.t. the weights) and the logits of the same forward."""
         relevant = check_relevance(mask, inputs)
+        check_labels(target, len(inputs))
         with torch.enable_grad():
             x = inputs.detach().requires_grad_(True)
             logits = (network or self.model)(x)

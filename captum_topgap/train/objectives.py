@@ -7,6 +7,7 @@ one place a method name becomes an objective (the CLI, the demo and the sweep ca
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -65,6 +66,11 @@ class TopGAPObjective:
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The Top-GAP loss of one forward with ``return_cam=True`` and the logits."""
+        inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper's model
+        if "return_cam" not in inspect.signature(inner.forward).parameters:
+            raise TypeError(f"TopGAPObjective needs a Top-GAP model (forward(x, return_cam=True)), got "
+                            f"{type(inner).__name__}; build one with timm.create_model('topgap_resnet18', ...) or "
+                            "train with the cross-entropy objective (make_objective('baseline', model)).")
         logits, cam = model(batch.images, return_cam=True)
         return topgap_loss(logits, cam, batch.labels, self.sparsity), logits
 
@@ -161,6 +167,8 @@ class ExpansionObjective:
         >>> loss.requires_grad, tuple(logits.shape)
         (True, (2, 3))
     """
+
+    uses_labels = False  # a reconstruction: the training loop does not check the labels against the classes
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The reconstruction loss and the frozen classifier's logits."""
