@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -41,6 +42,8 @@ def test_receptive_field_of_a_known_stack_matches_the_hand_computed_box() -> Non
     box = next(p.box for p in max_activating_patches(stack, stack[2], 0, data, n=64, progress=False)
                if p.position == (2, 3))
     assert box == measured == (6, 10, 13, 17)
+    with pytest.raises(ValueError, match=r"`channel` 999 out of range: the layer has \d+ channels; use 0 … "):
+        max_activating_patches(stack, stack[2], 999, data, progress=False)
 
 
 def test_the_bounded_heap_returns_the_same_patches_as_sorting_everything() -> None:
@@ -77,6 +80,9 @@ def test_cli_visualize_patches_and_classes(tmp_path: Path, capsys) -> None:
     assert main(["visualize", "patches", "--checkpoint", checkpoint, "--layer", "layer1", "--channels", "0,3",
                  "--n", "4", *common, "--out", str(tmp_path / "vis")]) == 0
     assert "receptive field box" in capsys.readouterr().out
+    assert main(["visualize", "patches", "--checkpoint", checkpoint, "--layer", "layer1", "--channels", "999",
+                 *common, "--out", str(tmp_path / "vis")]) == 2
+    assert "error: `channel` 999 out of range: the layer has 64 channels" in capsys.readouterr().err
     assert main(["visualize", "classes", "--checkpoint", checkpoint, "--classes", "1,7", "--steps", "5",
                  "--out", str(tmp_path / "vis")]) == 0
     written = sorted(p.name for p in (tmp_path / "vis").glob("*.png"))
