@@ -109,7 +109,8 @@ def _baselines(value: object, inputs: torch.Tensor, inner: Attribution) -> objec
         raise ValueError("`baselines` contains NaN or Inf; pass a finite number or tensor (0.0: black).")
     if isinstance(value, torch.Tensor) and value.dim() > 0:
         n, c, h, w = inputs.shape
-        rows_ok = value.dim() == 4 and ("Shap" in type(inner).__name__ or value.shape[0] in (1, n))
+        distribution = isinstance(inner, (attr.GradientShap, attr.DeepLiftShap))
+        rows_ok = value.dim() == 4 and (distribution or value.shape[0] in (1, n))
         if not rows_ok or tuple(value.shape[1:]) != (c, h, w):
             raise ValueError(f"`baselines` has shape {tuple(value.shape)}; pass a number or a tensor of shape "
                              f"(1, {c}, {h}, {w}) or ({n}, {c}, {h}, {w}) like the images.")

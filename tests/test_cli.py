@@ -57,7 +57,7 @@ USAGE = [  # (argv, what stderr names)
     (["train", "--k", "0"], "argument --k: must be a whole number ≥ 1, got '0'"),
     (["train", "--k", "1.5"], "argument --k: must be a number > 0 and ≤ 1, got '1.5'"),
     (["train", "--size", "8"], "argument --size: must be a whole number ≥ 16 and ≤ 4096, got '8'"),
-    (["train", "--device", "tpu"], "argument --device: must be a torch device such as cpu or cuda:0, got 'tpu'"),
+    (["train", "--device", "tpu"], "argument --device: 'tpu' is not a torch device; pass 'cpu', 'cuda' or 'cuda:0'"),
     (["train", "--weight-decay", "-1"], "argument --weight-decay: must be a number ≥ 0, got '-1'"),
     (["train", "--variant", "magic"], "argument --variant: invalid choice: 'magic'"),
     (["train", "--resume", "missing.pt"], "--resume: checkpoint missing.pt does not exist"),

@@ -16,7 +16,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-import torch
+from captum_topgap._checks import check_device
 
 
 class UsageError(ValueError):
@@ -105,16 +105,14 @@ def int_list(text: str) -> list[int]:
 
 
 def device(text: str) -> str:
-    """A torch device that exists here (``cpu``, ``cuda``, ``cuda:1``).
+    """A torch device that exists here (``cpu``, ``cuda``, ``cuda:1``): :func:`captum_topgap._checks.check_device`.
 
     Example:
         >>> device("cpu")
         'cpu'
     """
     try:
-        parsed = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(f"must be a torch device such as cpu or cuda:0, got {text!r}") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}: no CUDA device is available here; use --device cpu")
+        check_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).replace("`device` ", "")) from None
     return text
