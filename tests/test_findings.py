@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from captum_topgap.app.findings import agreement, audit, bound, evidence, gamed, mechanisms, undertrained
+from captum_topgap.app.findings import (
+    agreement,
+    audit,
+    bound,
+    digit_ceiling,
+    evidence,
+    gamed,
+    mechanisms,
+    undertrained,
+)
 from captum_topgap.evaluate.claims import Claim
 
 
@@ -63,6 +72,27 @@ def test_evidence_needs_map_mass_in_the_mask_and_pixel_mass_below_the_control() 
     assert evidence(rows[:3], "s", "a") == []  # no control, no comparison
 
 
+def test_digit_ceiling_needs_a_control_below_the_baseline_and_a_model_off_the_background() -> None:
+    def rows(control: float, follows: float) -> list[dict]:
+        return [row("baseline", [1.0], in_distribution_accuracy=0.999, follows_background=0.985),
+                row("a", [0.9], in_distribution_accuracy=0.948, follows_background=follows),
+                row("control", [0.9], in_distribution_accuracy=control, follows_background=0.011)]
+
+    spec = Claim("c", "s", "in_distribution_accuracy", "a", "baseline", "not_worse", 0.02, "paper")
+    failed = spec.evaluate({"a:in_distribution_accuracy": [0.948], "baseline:in_distribution_accuracy": [0.999]})
+    assert digit_ceiling(rows(0.933, 0.560), failed) == [
+        "the background-swap control, which decides by the digit, reaches 0.933 in distribution against baseline's "
+        "0.999 from the background cue: a follows the background in 0.560 of shifted predictions (baseline: 0.985), "
+        "so the cue it gave up is bounded by how well the digit is learnt at this budget"]
+    assert digit_ceiling(rows(0.990, 0.560), failed) == []  # the digit alone reaches the baseline: no ceiling
+    assert digit_ceiling(rows(0.933, 0.990), failed) == []  # still on the background: not the reason
+    assert digit_ceiling(rows(0.933, 0.560)[:2], failed) == []  # no control, no ceiling
+    other = Claim("c", "s", "shifted_accuracy", "a", "baseline", "greater", 0.02, "paper").evaluate(
+        {"a:shifted_accuracy": [0.1], "baseline:shifted_accuracy": [0.1]})
+    assert digit_ceiling(rows(0.933, 0.560), other) == []
+    assert mechanisms(failed, rows(0.933, 0.560))[-1].startswith("the background-swap control")
+
+
 def test_bound_and_audit_and_the_unexplained_case() -> None:
     below = claim("at_least", [0.53, 0.47, 0.59], None, 0.5)
     assert bound(below) == ["1 of 3 seeds miss the bound 0.5 (0.470)"]
@@ -75,5 +105,5 @@ def test_bound_and_audit_and_the_unexplained_case() -> None:
     assert held["held"] and mechanisms(held, []) == []
     tie = claim("greater", [0.2], [0.2])
     assert mechanisms(tie, [row("a", [0.2]), row("b", [0.2])]) == [
-        "no measured mechanism among the fixed checks (agreement, training, collapse, pixel evidence, audit): "
-        "unexplained"]
+        "no measured mechanism among the fixed checks (agreement, training, collapse, pixel evidence, digit ceiling, "
+        "audit): unexplained"]
