@@ -272,6 +272,8 @@ def test_cli_sweep_scores_candidates_on_the_validation_split(tmp_path: Path, mon
                  "--seeds", "0", "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert [row["candidate"] for row in saved["rows"]] == ["baseline", "reff:contrastive:100"]
-    assert all(0 <= row["val_accuracy"] <= 1 for row in saved["rows"])
+    assert all(0 <= row[key] <= 1 for row in saved["rows"]
+               for key in ("val_accuracy", "val_in_distribution_accuracy", "val_erf_digit_share"))
     assert saved["best"] == choose(saved["rows"])
-    assert "best on the shifted validation split" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "best on the shifted validation split" in printed and "in-dist" in printed and "ERF digit" in printed

@@ -411,11 +411,13 @@ def sweep_candidates(args: argparse.Namespace) -> int:
         print(f"best on the validation split: {best['candidate']} (mean PGD-20 {best['val_pgd20']:.3f}, accuracy "
               f"{best['val_accuracy']:.3f})")
     else:
-        print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'follows bg':>10s}  collapsed")
+        print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'follows bg':>10s} {'in-dist':>8s} {'ERF digit':>9s}"
+              "  collapsed")
         for row in rows:
             follows = row["val_follows_background"]
             print(f"{row['label']:44s} {row['seed']:4d} {row['val_accuracy']:8.3f} "
-                  f"{'–' if follows is None else f'{follows:.3f}':>10s}  {','.join(row['collapsed']) or '–'}")
+                  f"{'–' if follows is None else f'{follows:.3f}':>10s} {row['val_in_distribution_accuracy']:8.3f} "
+                  f"{row['val_erf_digit_share']:9.3f}  {','.join(row['collapsed']) or '–'}")
         best = choose(rows)
         print(f"best on the shifted validation split: {best['candidate']} (mean accuracy {best['val_accuracy']:.3f})")
     Path(args.out).mkdir(parents=True, exist_ok=True)

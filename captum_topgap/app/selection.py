@@ -5,9 +5,12 @@ Each candidate — ``METHOD[:VARIANT[:λ[:LAYERS]]]``, e.g. ``reff:contrastive:1
 ``rrr::10`` — is trained for each seed in the demo's spurious scenario (the same images, budget and
 optimiser as :mod:`captum_topgap.app.demo`) and scored on its validation split: other MNIST digits, rendered
 like the test split ((p, q) = (1, 1): random background and digit texture). Per candidate and seed:
-validation accuracy, the rate at which predictions follow the background, and the collapse diagnostic of
-the last epoch (on the first training images). :func:`choose` picks the candidate with the best mean
-validation accuracy among those whose regularised layers never collapsed.
+validation accuracy, the rate at which predictions follow the background, the in-distribution validation
+accuracy (the same digits rendered like the training split: what the regulariser may cost where the training
+data are), the share of the ERF's input-gradient mass on the digit over the first ``explain_images``
+validation images (where the evidence is in the pixels), and the collapse diagnostic of the last epoch (on
+the first training images). :func:`choose` picks the candidate with the best mean validation accuracy among
+those whose regularised layers never collapsed.
 
 ``--scenario robustness`` sweeps Top-GAP's ``topgap:K:λ`` (and ``baseline``) in the demo's robustness
 scenario (32 px, PreAct ResNet-18s) and scores each by validation accuracy and PGD-20 at ε = 8/255 on the
@@ -29,9 +32,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from captum_topgap.app.demo import SCENARIOS, DemoConfig, ModelSpec, scenario_data, train_model
+from captum_topgap.app.demo import SCENARIOS, DemoConfig, ModelSpec, materialise, render, scenario_data, train_model
 from captum_topgap.data import collate
 from captum_topgap.evaluate.diagnostics import COLLAPSE_THRESHOLD, follows_background_rate
+from captum_topgap.evaluate.heatmaps import erf_scores
 from captum_topgap.evaluate.metrics import predict
 from captum_topgap.evaluate.robustness import robust_accuracy
 from captum_topgap.train.losses import VARIANTS
@@ -89,6 +93,9 @@ def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
     scenario = next(s for s in SCENARIOS if s.name == scenario_name)
     data = scenario_data(scenario, config)
     val = collate(data["val"])
+    if scenario_name == "spurious":
+        (p, q), size = scenario.train, config.image_size(scenario_name)
+        in_distribution = collate(materialise(render("val", p, q, size, config.val_images)))
     rows = []
     for spec in candidates:
         for seed in config.seeds:
@@ -112,6 +119,10 @@ def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
                 "val_accuracy": float((predictions == val.labels).float().mean()),
                 "val_follows_background": follows_background_rate(
                     predictions, val.labels, data["val_backgrounds"], data["n_backgrounds"], 10),
+                "val_in_distribution_accuracy": float(
+                    (predict(trained.model, in_distribution.images) == in_distribution.labels).float().mean()),
+                "val_erf_digit_share": 1.0 - erf_scores(trained.model, data["val"][:config.explain_images], limit=None,
+                                                        progress=False)["background_share"],
                 "collapsed": sorted({name for record in trained.history for name in record.get("collapsed", [])}),
                 "positive_fraction": {k: v["positive_fraction"] for k, v in diagnostic.items()},
                 "in_mask_share": {k: v["in_mask_share"] for k, v in diagnostic.items()},
