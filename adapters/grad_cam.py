@@ -51,10 +51,14 @@ class GradCamMethod(LayerMethod):
 
     ``reshape_transform`` goes to the grad-cam class (a timm ViT's default layer gets the reshape of its
     tokens); other constructor keyword arguments (``batch_size`` of AblationCAM, ``k`` of FEM, …) too.
-    ``attribute`` honours grad-cam's ``aug_smooth`` and ``eigen_smooth``. When the layer trace shows nothing
-    trainable before the layer, the input is made to require gradients inside (grad-cam's
-    ``compute_input_gradient``) so the layer still gets its gradient; otherwise the backward stops where
-    grad-cam's own would. The caller's tensor is untouched. bfloat16 is refused: grad-cam computes in numpy.
+    ``attribute`` honours grad-cam's ``aug_smooth`` and ``eigen_smooth``. For the call the parameters are
+    frozen and the input made to require gradients (grad-cam's ``compute_input_gradient``): the layer still
+    gets its gradient ∂y^c/∂A^k — the same maps — but the backward no longer computes the weight gradients that
+    grad-cam's own call accumulates into every ``.grad`` (11 M for a resnet18), which the CAM never reads. The
+    ``requires_grad`` flags come back after the call, also on errors. Classes that differentiate the gradient
+    again (``detach=False``: ShapleyCAM's Hessian-vector product) keep the parameters as they are, since the
+    second derivative runs through them. The caller's tensor is untouched. bfloat16 is
+    refused: grad-cam computes in numpy.
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *, cam_class: type,
@@ -80,8 +84,11 @@ class GradCamMethod(LayerMethod):
             raise TypeError(f"{self.method_name!r} takes a principal component with numpy's linalg, which has no "
                             "float16; pass float32 or float64 inputs and model.")
         cam = self.cam_class(self.network, [self.layer], reshape_transform=self.reshape_transform, **self.cam_kwargs)
+        trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad and cam.detach]
         try:
-            cam.compute_input_gradient = cam.compute_input_gradient or not self.layer_has_grad
+            for parameter in trainable:
+                parameter.requires_grad_(False)
+            cam.compute_input_gradient = cam.compute_input_gradient or cam.uses_gradients
             if not self.upsample:  # grad-cam's map at the layer's resolution; else grad-cam resizes, then scales
 
                 def layer_size(_: torch.Tensor) -> tuple[int, int]:
@@ -94,6 +101,8 @@ class GradCamMethod(LayerMethod):
                        eigen_smooth=check_bool(eigen_smooth, "eigen_smooth"))
         finally:
             cam.activations_and_grads.release()
+            for parameter in trainable:
+                parameter.requires_grad_(True)
         return torch.from_numpy(maps).unsqueeze(1).to(inputs.device, inputs.dtype)
 
 
@@ -271,7 +280,7 @@ class GradCamBridge(BaseCAM):
     def _maps(self, attribution: MethodAttribution, images: torch.Tensor, targets: list[Callable] | None,
               eigen_smooth: bool) -> np.ndarray:
         """One method's (N, h, w) maps of the targets, ReLU'd, as numpy."""
-        accepted = attribution.accepted_options() or set()
+        accepted = attribution.accepted_options() or frozenset()
         options: dict[str, Any] = {}
         if eigen_smooth:
             if "eigen_smooth" not in accepted:

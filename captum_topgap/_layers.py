@@ -138,13 +138,10 @@ def default_layer(model: nn.Module, example: torch.Tensor) -> tuple[str, nn.Modu
 
 
 class LayerTrace(NamedTuple):
-    """What one traced forward tells about a layer: its output's (h, w) and whether that output carries a
-    gradient without the input needing one (some parameter before the layer requires grad).
-    """
+    """What one traced forward tells about a layer: its output's (h, w)."""
 
     height: int
     width: int
-    has_grad: bool
 
 
 def layer_shape(model: nn.Module, layer: nn.Module, example: torch.Tensor,
@@ -155,23 +152,22 @@ def layer_shape(model: nn.Module, layer: nn.Module, example: torch.Tensor,
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
         >>> layer_shape(net, net[0], torch.zeros(1, 3, 8, 8))
-        LayerTrace(height=6, width=6, has_grad=True)
+        LayerTrace(height=6, width=6)
         >>> layer_shape(net, net[1], torch.zeros(1, 3, 8, 8))
         Traceback (most recent call last):
         ...
         ValueError: `layer` Flatten(start_dim=1, end_dim=-1) has no spatial output ...
     """
-    with preserved_state(model), torch.enable_grad(), capture([layer]) as seen:
+    with preserved_state(model), torch.no_grad(), capture([layer]) as seen:
         model(example.detach())
     output = seen.outputs[0]
-    has_grad = output is not None and output.requires_grad
     if output is not None and reshape is not None:
         output = reshape(output)
     if output is None or output.dim() != 4:
         shape = "nothing" if output is None else tuple(output.shape)
         raise ValueError(f"`layer` {layer} has no spatial output (N, C, H, W) (got {shape}); pick a convolutional "
                          "block, e.g. the default (layer=None), or pass reshape_transform= for a transformer.")
-    return LayerTrace(int(output.shape[-2]), int(output.shape[-1]), has_grad)
+    return LayerTrace(int(output.shape[-2]), int(output.shape[-1]))
 
 
 def linear_classifier(model: nn.Module) -> nn.Linear:

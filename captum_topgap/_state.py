@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
 from torch import nn
 
 _HOOK_DICTS = (
@@ -57,6 +56,7 @@ def count_hooks(model: nn.Module) -> int:
     """Number of module hooks (forward, forward-pre, backward, backward-pre) registered on ``model``.
 
     Example:
+        >>> import torch
         >>> count_hooks(torch.nn.Linear(2, 2))
         0
     """
@@ -77,6 +77,7 @@ def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Mod
             model in train mode would otherwise update BatchNorm statistics and sample Dropout).
 
     Example:
+        >>> import torch
         >>> net = torch.nn.Linear(2, 2)
         >>> with preserved_state(net):
         ...     net(torch.ones(1, 2)).sum().backward()
@@ -85,11 +86,11 @@ def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Mod
     """
     modules = list(model.modules())
     modes = [module.training for module in modules]
-    params = list(model.parameters())
+    params = [p for module in modules for p in module._parameters.values() if p is not None]  # shared ones twice
     requires_grad = [p.requires_grad for p in params]
     grads = [p.grad for p in params]  # set aside, not copied: the block accumulates into fresh tensors
     hooks = _hook_keys(modules)
-    children = [(module, list(module._modules.items())) for module in modules if module._modules]
+    children = [(module, dict(module._modules)) for module in modules if module._modules]
     for p, grad in zip(params, grads, strict=True):
         if grad is not None:
             p.grad = None
@@ -99,16 +100,15 @@ def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Mod
         yield model
     finally:
         for module, items in children:
-            if list(module._modules.items()) != items:  # a child swapped (compared by identity) and left
+            if module._modules != items:  # a child swapped (modules compare by identity) and left
                 module._modules.clear()
                 module._modules.update(items)
         _remove_new_hooks(modules, hooks)
         for module, mode in zip(modules, modes, strict=True):
             if module.training != mode:
                 module.training = mode
-        with torch.no_grad():
-            for p, flag, grad in zip(params, requires_grad, grads, strict=True):
-                if p.requires_grad != flag:
-                    p.requires_grad_(flag)
-                if p.grad is not grad:
-                    p.grad = grad
+        for p, flag, grad in zip(reversed(params), reversed(requires_grad), reversed(grads), strict=True):
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+            if p.grad is not grad:
+                p.grad = grad

@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import warnings
@@ -52,6 +53,7 @@ from torch import nn
 
 from captum_topgap._checks import (
     TargetType,
+    all_finite,
     check_bool,
     check_images,
     check_input_size,
@@ -148,6 +150,22 @@ def unwrap_inputs(inputs: object) -> tuple[object, bool]:
     return inputs[0], True
 
 
+@functools.cache
+def named_options(function: Callable[..., Any]) -> frozenset[str] | None:
+    """The options a method's ``core`` / ``_attribute`` takes after ``(self, inputs, labels)``; ``None`` when it
+    takes ``**options``. Read once per function: every call checks its options against them.
+
+    Example:
+        >>> def core(self, inputs, labels, aug_smooth=False): ...
+        >>> named_options(core)
+        frozenset({'aug_smooth'})
+    """
+    parameters = list(inspect.signature(function).parameters.values())[3:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(p.name for p in parameters)
+
+
 class ForwardWithArgs(nn.Module):
     """``model(x, *args)`` as a module of one input: what every forward of a method sees when the caller
     gives ``additional_forward_args``.
@@ -222,7 +240,7 @@ class MethodAttribution(Attribution):
 
     def _checked_output(self, attributions: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """The maps in the inputs' dtype; NaN or Inf anywhere is an error, never a silent result."""
-        if not torch.isfinite(attributions).all():
+        if not all_finite(attributions):
             hint = (f"{inputs.dtype} overflowed: run the model and inputs in float32"
                     if inputs.dtype in (torch.float16, torch.bfloat16) else "check that the model's outputs are finite")
             raise FloatingPointError(f"{self.method_name!r} gave NaN or Inf attributions; {hint}.")
@@ -256,13 +274,9 @@ class MethodAttribution(Attribution):
             raise ValueError(f"{self.method_name!r} does not take the option(s) {unknown}; it takes "
                              f"{sorted(accepted or ()) or 'none'}.")
 
-    def accepted_options(self) -> set[str] | None:
+    def accepted_options(self) -> frozenset[str] | None:
         """Names of the per-call options ``attribute`` accepts (``None``: whatever the library accepts)."""
-        function = self.core if isinstance(self, LayerMethod) else self._attribute
-        parameters = list(inspect.signature(function).parameters.values())[2:]
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-            return None
-        return {p.name for p in parameters}
+        return named_options(type(self).core if isinstance(self, LayerMethod) else type(self)._attribute)
 
     def labels(self, inputs: torch.Tensor, target: TargetType) -> torch.Tensor:
         """``target`` as one class index per image (one forward without gradients when it must be read)."""
@@ -305,7 +319,6 @@ class LayerMethod(MethodAttribution):
         self.reshape_transform = reshape_transform
         self._layer = None if layer is None else resolve_layer(model, layer)
         self._checked = False
-        self.layer_has_grad = True
         self.layer_positions = 0
 
     @property
@@ -338,7 +351,7 @@ class LayerMethod(MethodAttribution):
                              "'gradcam' or 'differentiable_gradcam', which take reshape_transform.")
         if self.reshape_transform is None:
             self.reshape_transform = tokens
-        height, width, self.layer_has_grad = layer_shape(self.network, self._layer, example, self.reshape_transform)
+        height, width = layer_shape(self.network, self._layer, example, self.reshape_transform)
         self.layer_positions = height * width
         if height * width == 1:
             warnings.warn(f"the layer {type(self._layer).__name__} has a 1 × 1 output for {tuple(example.shape[-2:])} "

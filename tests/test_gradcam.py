@@ -81,3 +81,29 @@ def test_the_gradient_of_a_layer_with_no_parameters_before_it_is_captured() -> N
                                          max_shift=0.0, registration="max").attribute(x, target=[0, 1])
     assert torch.isfinite(augmented).all() and augmented.abs().sum() > 0
     assert not x.requires_grad and x.grad is None  # the caller's tensor is untouched
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcam++", "hirescam", "layercam"])
+def test_grad_cam_classes_compute_no_weight_gradient_and_equal_grad_cams_own(name: str, tiny_net, images) -> None:
+    """pytorch-grad-cam's own call back-propagates into every weight; the registry's call reads only the layer's
+    gradient, so no weight gradient is computed (a tensor hook on each weight would fire) and the maps are the
+    grad-cam class's own to 1e-5. Every ``requires_grad`` flag is back afterwards.
+    """
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam_class = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "hirescam": HiResCAM, "layercam": LayerCAM}[name]
+    model, layer = tiny_net.eval(), tiny_net.features[4]
+    tiny_net.features[0].weight.requires_grad_(False)  # a frozen layer stays frozen, the others trainable
+    flags = [p.requires_grad for p in model.parameters()]
+    fired: list[int] = []
+    handles = [p.register_hook(lambda grad: fired.append(1)) for p in model.parameters() if p.requires_grad]
+    ours = captum_topgap.get_method(name, model, layer).attribute(images, target=[2, 1])
+    assert fired == [] and [p.requires_grad for p in model.parameters()] == flags
+    with cam_class(model, [layer]) as cam:
+        theirs = cam(input_tensor=images, targets=[ClassifierOutputTarget(2), ClassifierOutputTarget(1)])
+    assert fired  # grad-cam's own call computes the weight gradients the registry's skips
+    for handle in handles:
+        handle.remove()
+    model.zero_grad()
+    assert torch.allclose(ours[:, 0], torch.from_numpy(theirs), atol=1e-5)

@@ -12,7 +12,7 @@ from scipy import ndimage
 from torch import nn
 from torch.utils.data import DataLoader
 
-from captum_topgap._checks import check_float, check_int
+from captum_topgap._checks import all_finite, check_float, check_int
 from captum_topgap._distributed import all_sum, shard
 from captum_topgap._state import preserved_state
 from captum_topgap.data.transforms import Samples, batches
@@ -46,7 +46,7 @@ def _check_pair(heatmaps: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tens
     if masks.shape != heatmaps.shape:
         raise ValueError(f"`masks` has shape {tuple(masks.shape)} but `heatmaps` {tuple(heatmaps.shape)}; "
                          "upsample the heat-maps to the mask size (upsample=True) first.")
-    if not bool(torch.isfinite(heatmaps).all()):
+    if not all_finite(heatmaps):
         raise ValueError("`heatmaps` contains NaN or Inf values; clean them (e.g. torch.nan_to_num) first.")
     return heatmaps, masks.bool()
 

@@ -40,7 +40,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from captum_topgap._checks import check_bool, check_choice, check_device, check_float, check_int, check_writable
+from captum_topgap._checks import (
+    all_finite,
+    check_bool,
+    check_choice,
+    check_device,
+    check_float,
+    check_int,
+    check_writable,
+)
 from captum_topgap._distributed import all_sum, is_main, rank, world_size
 from captum_topgap._layers import linear_classifier
 from captum_topgap.data.transforms import Batch, Samples, batches, collate
@@ -173,7 +181,7 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
                 check_classes(batch.labels, classes, "labels of `train_data`")
             loss, _ = objective(network, batch)
             if not torch.isfinite(loss):
-                if not bool(torch.isfinite(batch.images).all()):
+                if not all_finite(batch.images):
                     raise ValueError(f"batch {step + 1} of epoch {epoch + 1} holds NaN or Inf pixels: the data, not "
                                      "the optimisation, is broken; clean `train_data` (e.g. torch.nan_to_num).")
                 raise FloatingPointError(
@@ -185,7 +193,7 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
             optimizer.step()
             total, count = total + float(loss.detach()) * len(batch.labels), count + len(batch.labels)
             bar.set_postfix(loss=f"{total / count:.4f}")
-        if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+        if not all(all_finite(t) for t in model.state_dict().values() if t.is_floating_point()):
             raise FloatingPointError(
                 f"the weights became NaN or Inf in epoch {epoch + 1}: the optimisation diverged; lower the learning "
                 f"rate (now {config.lr:g}). The checkpoints of the last finished epoch are kept.")
