@@ -230,8 +230,11 @@ def test_sweep_candidates_parse_and_the_choice_skips_collapsed_ones() -> None:
     spec = parse_candidate("reff:contrastive:100:layer1,layer2")
     assert (spec.method, spec.variant, spec.weight, spec.layers) == ("reff", "contrastive", 100.0, ("layer1", "layer2"))
     assert parse_candidate("rrr::10").weight == 10.0 and parse_candidate("baseline").method == "baseline"
+    stem = parse_candidate("reff:contrastive:100:stem")
+    assert stem.stem and stem.layers is None and not spec.stem
     for bad, message in [("abn", "METHOD must be baseline, reff or rrr"), ("rrr:share", "VARIANT is a ReFF variant"),
-                         ("reff:share:x", "λ must be a number, got 'x'")]:
+                         ("reff:share:x", "λ must be a number, got 'x'"),
+                         ("rrr::1:stem", "'stem' (the stem and the four stages) is a ReFF option")]:
         with pytest.raises(ValueError, match=re.escape(message)):
             parse_candidate(bad)
     rows = [{"candidate": "a", "val_accuracy": 0.5, "collapsed": ["layer4"]},

@@ -1,16 +1,17 @@
 """``captum-topgap sweep``: λ and the ReFF variant, or Top-GAP's (k, λ), chosen on a validation split, never
 on the test.
 
-Each candidate — ``METHOD[:VARIANT[:λ[:LAYERS]]]``, e.g. ``reff:contrastive:100:layer1,layer2`` or
-``rrr::10`` — is trained for each seed in the demo's spurious scenario (the same images, budget and
-optimiser as :mod:`captum_topgap.app.demo`) and scored on its validation split: other MNIST digits, rendered
-like the test split ((p, q) = (1, 1): random background and digit texture). Per candidate and seed:
-validation accuracy, the rate at which predictions follow the background, the in-distribution validation
-accuracy (the same digits rendered like the training split: what the regulariser may cost where the training
-data are), the share of the ERF's input-gradient mass on the digit over the first ``explain_images``
-validation images (where the evidence is in the pixels), and the collapse diagnostic of the last epoch (on
-the first training images). :func:`choose` picks the candidate with the best mean validation accuracy among
-those whose regularised layers never collapsed.
+Each candidate — ``METHOD[:VARIANT[:λ[:LAYERS]]]``, e.g. ``reff:contrastive:100:layer1,layer2``,
+``reff:contrastive:100:stem`` (the stem and the four stages of any backbone,
+:func:`~captum_topgap.train.losses.stem_reff_layers`) or ``rrr::10`` — is trained for each seed in the
+demo's spurious scenario (the same images, budget and optimiser as :mod:`captum_topgap.app.demo`) and scored
+on its validation split: other MNIST digits, rendered like the test split ((p, q) = (1, 1): random background
+and digit texture). Per candidate and seed: validation accuracy, the rate at which predictions follow the
+background, the in-distribution validation accuracy (the same digits rendered like the training split: what
+the regulariser may cost where the training data are), the share of the ERF's input-gradient mass on the digit
+over the first ``explain_images`` validation images (where the evidence is in the pixels), and the collapse
+diagnostic of the last epoch (on the first training images). :func:`choose` picks the candidate with the best
+mean validation accuracy among those whose regularised layers never collapsed.
 
 ``--scenario robustness`` sweeps Top-GAP's ``topgap:K:λ`` (and ``baseline``) in the demo's robustness
 scenario (32 px, PreAct ResNet-18s) and scores each by validation accuracy and PGD-20 at ε = 8/255 on the
@@ -22,7 +23,7 @@ Example:
     >>> parse_candidate("reff:contrastive:100:layer1,layer2")
     ModelSpec(name='reff:contrastive:100:layer1,layer2', label='reff contrastive λ=100 (layer1,layer2)', \
 architecture='resnet18', method='reff', variant='contrastive', weight=100.0, layers=('layer1', 'layer2'), \
-swap_background=False, k=None)
+swap_background=False, k=None, stem=False)
 """
 
 from __future__ import annotations
@@ -61,10 +62,13 @@ def parse_candidate(text: str, scenario: str = "spurious") -> ModelSpec:
         lam = float(weight) if weight else None
     except ValueError:
         raise ValueError(f"candidate {text!r}: λ must be a number, got {weight!r}.") from None
-    names = tuple(layers.split(",")) if layers else None
+    stem = layers == "stem"
+    if stem and method != "reff":
+        raise ValueError(f"candidate {text!r}: LAYERS 'stem' (the stem and the four stages) is a ReFF option.")
+    names = tuple(layers.split(",")) if layers and not stem else None
     label = " ".join(filter(None, [method, variant, f"λ={lam:g}" if lam is not None else "",
                                    f"({layers})" if layers else ""]))
-    return ModelSpec(text, label, "resnet18", method, variant or None, lam, names)
+    return ModelSpec(text, label, "resnet18", method, variant or None, lam, names, stem=stem)
 
 
 def robust_candidate(text: str) -> ModelSpec:

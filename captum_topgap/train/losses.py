@@ -138,6 +138,32 @@ def default_reff_layers(model: nn.Module) -> list[nn.Module]:
                      "of the last four convolutional blocks).")
 
 
+def stem_reff_layers(model: nn.Module) -> list[nn.Module]:
+    """The stem — the first entry of timm's ``feature_info``, stride 2 (a ResNet's ``act1``, an EfficientNet's
+    ``blocks.0``) — and the four stages of :func:`default_reff_layers`: the layers of the demo's contrastive share.
+
+    A stage's Grad-CAM position sees most of a small image through its receptive field, so a share kept
+    inside the mask at the stages alone can still rest on background pixels; the stem's positions see
+    7 × 7 pixels (a ResNet's), which ties the term to the pixels themselves (docs/reff.md).
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("resnet18", num_classes=2)
+        >>> [name for name in layer_names(model, stem_reff_layers(model))]
+        ['act1', 'layer1', 'layer2', 'layer3', 'layer4']
+    """
+    info = getattr(model, "feature_info", None)
+    if not (isinstance(info, list) and info and "module" in info[0]):
+        raise ValueError(f"{type(model).__name__} has no timm `feature_info` to find its stem; pass `layers=` "
+                         "(the stem's output and the four stages).")
+    stages = default_reff_layers(model)
+    stem = dict(model.named_modules())[info[0]["module"]]
+    if stem in stages:
+        raise ValueError(f"{type(model).__name__}'s first `feature_info` entry is one of its four stages; pass "
+                         "`layers=` with its stem's output.")
+    return [stem, *stages]
+
+
 def layer_names(model: nn.Module, layers: list[nn.Module]) -> list[str]:
     """Dotted names of ``layers`` inside ``model`` (``"layer1"``, ``"features.3"``).
 
