@@ -216,3 +216,16 @@ def test_registered_core_keeps_its_graph_on_request(tiny_net, images) -> None:
     assert kept.requires_grad and not method.attribute(images, target=[0, 1]).requires_grad
     (grad,) = torch.autograd.grad(kept.sum(), tiny_net.fc.weight)
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_stem_reff_layers_are_the_stem_and_the_four_stages_of_any_timm_backbone() -> None:
+    import timm
+
+    from captum_topgap.train.losses import layer_names, stem_reff_layers
+
+    resnet = timm.create_model("resnet18", num_classes=2)
+    assert layer_names(resnet, stem_reff_layers(resnet)) == ["act1", "layer1", "layer2", "layer3", "layer4"]
+    lite = timm.create_model("pixel_efficientnet_lite0", num_classes=2)
+    assert layer_names(lite, stem_reff_layers(lite)) == ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
+    with pytest.raises(ValueError, match="no timm `feature_info` to find its stem; pass `layers=`"):
+        stem_reff_layers(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))
