@@ -57,8 +57,8 @@ class GradCamMethod(LayerMethod):
     grad-cam's own call accumulates into every ``.grad`` (11 M for a resnet18), which the CAM never reads. The
     ``requires_grad`` flags come back after the call, also on errors. Classes that differentiate the gradient
     again (``detach=False``: ShapleyCAM's Hessian-vector product) keep the parameters as they are, since the
-    second derivative runs through them. The caller's tensor is untouched. bfloat16 is
-    refused: grad-cam computes in numpy.
+    second derivative runs through them. The caller's tensor is untouched. bfloat16 is refused: grad-cam
+    computes in numpy.
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *, cam_class: type,

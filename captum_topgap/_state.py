@@ -107,7 +107,7 @@ def preserved_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Mod
         for module, mode in zip(modules, modes, strict=True):
             if module.training != mode:
                 module.training = mode
-        for p, flag, grad in zip(reversed(params), reversed(requires_grad), reversed(grads), strict=True):
+        for p, flag, grad in zip(params, requires_grad, grads, strict=True):
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
             if p.grad is not grad:
