@@ -429,11 +429,11 @@ def measure_robustness(models: dict[str, nn.Module], data: dict[str, Any], confi
 def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
                      regularised: Sequence[str]) -> dict[str, float]:
     """In-distribution and shifted accuracy, follows-background rate and the collapse diagnostic at every
-    stage (on in-distribution test images); ``in_mask_share`` at the deepest stage with ≥ 6 × 6 positions
-    (where Grad-CAM puts the evidence) beside ``erf_digit_share``, the share of the true class's input-gradient
-    mass on the digit's pixels (where the evidence is in the image,
-    :func:`~captum_topgap.evaluate.metrics.erf_distance`);
-    ``min_positive_fraction`` over the ``regularised`` stages (all four for an unregularised model).
+    stage and every ``regularised`` layer (the contrastive share's stem too; on in-distribution test images);
+    ``in_mask_share`` at the deepest stage with ≥ 6 × 6 positions (where Grad-CAM puts the evidence) beside
+    ``erf_digit_share``, the share of the true class's input-gradient mass on the digit's pixels (where the
+    evidence is in the image, :func:`~captum_topgap.evaluate.metrics.erf_distance`);
+    ``min_positive_fraction`` over the ``regularised`` layers (the four stages for an unregularised model).
     """
     shifted = collate(data["test"])
     predictions = predict(model, shifted.images)
