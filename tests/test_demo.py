@@ -241,9 +241,31 @@ def test_sweep_candidates_parse_and_the_choice_skips_collapsed_ones() -> None:
             {"candidate": "b", "val_accuracy": 0.2, "collapsed": []}, {"candidate": "b", "val_accuracy": 0.3,
                                                                         "collapsed": []},
             {"candidate": "c", "val_accuracy": 0.26, "collapsed": []}]
-    assert choose(rows) == {"candidate": "c", "val_accuracy": 0.26}
-    assert choose(rows[:3]) == {"candidate": "b", "val_accuracy": 0.25}  # the mean over seeds
+    for row in rows:
+        row["val_in_distribution_accuracy"] = 0.9
+    assert choose(rows)["candidate"] == "c"
+    assert choose(rows[:3])["val_accuracy"] == pytest.approx(0.25)  # the mean over seeds
     with pytest.raises(ValueError, match="every candidate collapsed"):
+        choose(rows[:1])
+
+
+def test_the_choice_keeps_the_baselines_in_distribution_accuracy_within_two_points() -> None:
+    from captum_topgap.app.selection import choose
+
+    def row(name: str, shifted: float, in_distribution: float) -> dict:
+        return {"candidate": name, "val_accuracy": shifted, "val_in_distribution_accuracy": in_distribution,
+                "collapsed": []}
+
+    rows = [row("baseline", 0.09, 1.0), row("reff:contrastive:100:stem", 0.41, 0.79),
+            row("reff:contrastive:30:stem", 0.30, 0.99), row("reff:contrastive:30:stem", 0.28, 0.97),
+            row("reff:contrastive:10:stem", 0.20, 1.0)]
+    best = choose(rows)  # 30 keeps 0.98 on the mean, exactly 2 points below; 100 gains more but loses 21
+    assert best == {"candidate": "reff:contrastive:30:stem", "val_accuracy": pytest.approx(0.29),
+                    "val_in_distribution_accuracy": pytest.approx(0.98), "keeps_in_distribution": True}
+    nobody = choose([rows[0], rows[1], row("rrr::10", 0.15, 0.97)])  # no candidate keeps it: the best, flagged
+    assert nobody["candidate"] == "reff:contrastive:100:stem" and nobody["keeps_in_distribution"] is False
+    assert choose(rows[1:])["candidate"] == "reff:contrastive:100:stem"  # without a baseline, no floor
+    with pytest.raises(ValueError, match="only the baseline was swept"):
         choose(rows[:1])
 
 
@@ -280,3 +302,4 @@ def test_cli_sweep_scores_candidates_on_the_validation_split(tmp_path: Path, mon
     assert saved["best"] == choose(saved["rows"])
     printed = capsys.readouterr().out
     assert "best on the shifted validation split" in printed and "in-dist" in printed and "ERF digit" in printed
+    assert "the baseline's in-distribution accuracy within 2 points" in printed

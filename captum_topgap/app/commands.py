@@ -419,7 +419,10 @@ def sweep_candidates(args: argparse.Namespace) -> int:
                   f"{'–' if follows is None else f'{follows:.3f}':>10s} {row['val_in_distribution_accuracy']:8.3f} "
                   f"{row['val_erf_digit_share']:9.3f}  {','.join(row['collapsed']) or '–'}")
         best = choose(rows)
-        print(f"best on the shifted validation split: {best['candidate']} (mean accuracy {best['val_accuracy']:.3f})")
+        kept = "keeps" if best["keeps_in_distribution"] else "no candidate keeps"
+        print(f"best on the shifted validation split: {best['candidate']} (mean accuracy {best['val_accuracy']:.3f}, "
+              f"in-distribution {best['val_in_distribution_accuracy']:.3f}; {kept} the baseline's in-distribution "
+              "accuracy within 2 points)")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "sweep.json").write_text(json.dumps({"rows": rows, "best": best}, indent=1))
     return 0
