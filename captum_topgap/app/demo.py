@@ -207,7 +207,8 @@ SCENARIOS = (
               ModelSpec("topgap", "Top-GAP PreAct ResNet-18", "topgap_preact_resnet18", "topgap"))),
     Scenario("spurious", (0.0, 1.0), (1.0, 1.0),
              (BASELINE, ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff"),
-              ModelSpec("reff_contrastive", "ReFF (contrastive share)", "resnet18", "reff", "contrastive", stem=True),
+              ModelSpec("reff_contrastive", "ReFF (contrastive share, λ = 10, stem + stages)", "resnet18", "reff",
+                        "contrastive", 10.0, stem=True),
               ModelSpec("rrr", "RRR", "resnet18", "rrr"),
               ModelSpec("control", "background-swap control", "resnet18", swap_background=True))),
 )
