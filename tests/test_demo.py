@@ -264,7 +264,8 @@ def test_the_choice_keeps_the_baselines_in_distribution_accuracy_within_two_poin
                     "val_in_distribution_accuracy": pytest.approx(0.98), "keeps_in_distribution": True}
     nobody = choose([rows[0], rows[1], row("rrr::10", 0.15, 0.97)])  # no candidate keeps it: the best, flagged
     assert nobody["candidate"] == "reff:contrastive:100:stem" and nobody["keeps_in_distribution"] is False
-    assert choose(rows[1:])["candidate"] == "reff:contrastive:100:stem"  # without a baseline, no floor
+    alone = choose(rows[1:])  # without a baseline, no floor: the best, and nothing said to be kept
+    assert alone["candidate"] == "reff:contrastive:100:stem" and alone["keeps_in_distribution"] is None
     with pytest.raises(ValueError, match="only the baseline was swept"):
         choose(rows[:1])
 
@@ -294,9 +295,12 @@ def test_cli_sweep_scores_candidates_on_the_validation_split(tmp_path: Path, mon
 
     monkeypatch.setattr(DemoConfig, "quick", classmethod(lambda cls, seed=0: TINY))
     assert main(["sweep", "--quick", "--candidate", "baseline", "--candidate", "reff:contrastive:100",
-                 "--seeds", "0", "--out", str(tmp_path)]) == 0
+                 "--seeds", "0", "--images", "24", "--epochs", "2", "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert [row["candidate"] for row in saved["rows"]] == ["baseline", "reff:contrastive:100"]
+    assert {(row["images"], row["epochs"]) for row in saved["rows"]} == {(24, 2)}  # the budget asked for, not TINY's
+    stored = torch.load(tmp_path / "models" / "baseline" / "seed0" / "model.pt", weights_only=False)
+    assert len(stored["history"]) == 2
     assert all(0 <= row[key] <= 1 for row in saved["rows"]
                for key in ("val_accuracy", "val_in_distribution_accuracy", "val_erf_digit_share"))
     assert saved["best"] == choose(saved["rows"])

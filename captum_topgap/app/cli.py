@@ -233,6 +233,10 @@ def _add_small(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="every candidate's optimiser")
     sweep.add_argument("--lr", type=positive_float, default=1e-3, help="every candidate's learning rate")
     sweep.add_argument("--momentum", type=probability, default=0.8, help="SGD's momentum")
+    sweep.add_argument("--images", type=positive_int, default=None,
+                       help="training images of the swept scenario (default: the preset's)")
+    sweep.add_argument("--epochs", type=positive_int, default=None,
+                       help="training epochs of the swept scenario (default: the preset's)")
     sweep.add_argument("--out", default="sweep", help="folder for sweep.json and the checkpoints")
     sweep.set_defaults(run=commands.sweep_candidates)
 

@@ -402,6 +402,10 @@ def sweep_candidates(args: argparse.Namespace) -> int:
     config = replace(DemoConfig.quick() if args.quick else DemoConfig(), seeds=tuple(args.seeds),
                      backbone=args.backbone, pretrained_size=args.pretrained_size, optimizer=args.optimizer,
                      lr=args.lr, momentum=args.momentum)
+    images, epochs = config.budget(args.scenario)
+    images, epochs = args.images or images, args.epochs or epochs
+    config = replace(config, robust_images=images, robust_epochs=epochs) if args.scenario == "robustness" else \
+        replace(config, spurious_images=images, spurious_epochs=epochs)
     rows = sweep(candidates, config, Path(args.out) / "models", scenario_name=args.scenario)
     if args.scenario == "robustness":
         print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'val PGD-20':>10s}")
@@ -419,10 +423,11 @@ def sweep_candidates(args: argparse.Namespace) -> int:
                   f"{'–' if follows is None else f'{follows:.3f}':>10s} {row['val_in_distribution_accuracy']:8.3f} "
                   f"{row['val_erf_digit_share']:9.3f}  {','.join(row['collapsed']) or '–'}")
         best = choose(rows)
-        kept = "keeps" if best["keeps_in_distribution"] else "no candidate keeps"
+        kept = {True: "keeps the baseline's in-distribution accuracy within 2 points",
+                False: "no candidate keeps the baseline's in-distribution accuracy within 2 points",
+                None: "no baseline swept: add --candidate baseline to hold the in-distribution accuracy"}
         print(f"best on the shifted validation split: {best['candidate']} (mean accuracy {best['val_accuracy']:.3f}, "
-              f"in-distribution {best['val_in_distribution_accuracy']:.3f}; {kept} the baseline's in-distribution "
-              "accuracy within 2 points)")
+              f"in-distribution {best['val_in_distribution_accuracy']:.3f}; {kept[best['keeps_in_distribution']]})")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "sweep.json").write_text(json.dumps({"rows": rows, "best": best}, indent=1))
     return 0

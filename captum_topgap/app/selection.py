@@ -6,13 +6,14 @@ Each candidate — ``METHOD[:VARIANT[:λ[:LAYERS]]]``, e.g. ``reff:contrastive:1
 :func:`~captum_topgap.train.losses.stem_reff_layers`) or ``rrr::10`` — is trained for each seed in the
 demo's spurious scenario (the same images, budget and optimiser as :mod:`captum_topgap.app.demo`) and scored
 on its validation split: other MNIST digits, rendered like the test split ((p, q) = (1, 1): random background
-and digit texture). Per candidate and seed: validation accuracy, the rate at which predictions follow the
-background, the in-distribution validation accuracy (the same digits rendered like the training split: what
-the regulariser may cost where the training data are), the share of the ERF's input-gradient mass on the digit
-over the first ``explain_images`` validation images (where the evidence is in the pixels), and the collapse
-diagnostic of the last epoch (on the first training images). :func:`choose` picks the candidate with the best
-mean validation accuracy among those whose regularised layers never collapsed and whose in-distribution
-validation accuracy is within 2 points of the baseline's.
+and digit texture); ``--images`` / ``--epochs`` change the training budget, itself a candidate dimension
+(each row records its ``images`` and ``epochs``). Per candidate and seed: validation accuracy, the rate at
+which predictions follow the background, the in-distribution validation accuracy (the same digits rendered
+like the training split: what the regulariser may cost where the training data are), the share of the ERF's
+input-gradient mass on the digit over the first ``explain_images`` validation images (where the evidence is in
+the pixels), and the collapse diagnostic of the last epoch (on the first training images). :func:`choose`
+picks the candidate with the best mean validation accuracy among those whose regularised layers never
+collapsed and whose in-distribution validation accuracy is within 2 points of the baseline's.
 
 ``--scenario robustness`` sweeps Top-GAP's ``topgap:K:λ`` (and ``baseline``) in the demo's robustness
 scenario (32 px, PreAct ResNet-18s) and scores each by validation accuracy and PGD-20 at ε = 8/255 on the
@@ -102,6 +103,7 @@ def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
         (p, q), size = scenario.train, config.image_size(scenario_name)
         in_distribution = collate(materialise(render("val", p, q, size, config.val_images)))
     rows = []
+    images, epochs = config.budget(scenario_name)
     for spec in candidates:
         for seed in config.seeds:
             if progress:
@@ -111,8 +113,8 @@ def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
             predictions = predict(trained.model, val.images)
             if scenario_name == "robustness":
                 attacked = slice(0, config.audit_images)
-                rows.append({"candidate": spec.name, "label": spec.label, "seed": seed,
-                             "val_accuracy": float((predictions == val.labels).float().mean()),
+                rows.append({"candidate": spec.name, "label": spec.label, "seed": seed, "images": images,
+                             "epochs": epochs, "val_accuracy": float((predictions == val.labels).float().mean()),
                              "val_pgd20": robust_accuracy(trained.model, val.images[attacked], val.labels[attacked],
                                                           "pgd20"),
                              "train_seconds": trained.seconds})
@@ -120,7 +122,7 @@ def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
             last = trained.history[-1]
             diagnostic = last.get("diagnostic", {})
             rows.append({
-                "candidate": spec.name, "label": spec.label, "seed": seed,
+                "candidate": spec.name, "label": spec.label, "seed": seed, "images": images, "epochs": epochs,
                 "val_accuracy": float((predictions == val.labels).float().mean()),
                 "val_follows_background": follows_background_rate(
                     predictions, val.labels, data["val_backgrounds"], data["n_backgrounds"], 10),
@@ -140,8 +142,8 @@ def choose(rows: list[dict[str, Any]], margin: float = 0.02) -> dict[str, Any]:
     """The candidate other than the baseline with the best mean shifted validation accuracy among those that never
     collapsed and keep the baseline's in-distribution accuracy — a mean in-distribution validation accuracy at
     most ``margin`` below the baseline's, the demo's in-distribution claim applied where selection is allowed
-    (every candidate passes when no baseline was swept). When none keeps it, the best that never collapsed,
-    marked ``keeps_in_distribution: False``.
+    (``keeps_in_distribution`` is then ``None``: nothing to keep). When none keeps it, the best that never
+    collapsed, marked ``keeps_in_distribution: False``.
 
     Example:
         >>> rows = [{"candidate": name, "val_accuracy": shifted, "val_in_distribution_accuracy": kept, "collapsed": []}
@@ -158,13 +160,14 @@ def choose(rows: list[dict[str, Any]], margin: float = 0.02) -> dict[str, Any]:
     if not means:
         raise ValueError(f"every candidate collapsed (positive fraction < {COLLAPSE_THRESHOLD}); widen the sweep.")
     mean = {name: {key: statistics.fmean(values) for key, values in entry.items()} for name, entry in means.items()}
-    floor = mean.pop("baseline")["val_in_distribution_accuracy"] - margin if "baseline" in mean else -1.0
+    baseline = mean.pop("baseline", None)
     if not mean:
         raise ValueError("only the baseline was swept; add the candidates to choose between (--candidate).")
+    floor = baseline["val_in_distribution_accuracy"] - margin if baseline else -1.0
     kept = {name: m for name, m in mean.items() if m["val_in_distribution_accuracy"] >= floor}
     pool = kept or mean
     name = max(pool, key=lambda key: pool[key]["val_accuracy"])
-    return {"candidate": name, **pool[name], "keeps_in_distribution": bool(kept)}
+    return {"candidate": name, **pool[name], "keeps_in_distribution": bool(kept) if baseline else None}
 
 
 def choose_robust(rows: list[dict[str, Any]], margin: float = 0.02) -> dict[str, Any]:
