@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
-from captum_topgap.app.plots import save_erf_comparison, save_overlays
+from captum_topgap.app import plots
+from captum_topgap.app.plots import save_diagnostic_curves, save_erf_comparison, save_overlays
 from captum_topgap.methods.erf import erf_at
 
 
@@ -33,3 +34,17 @@ def test_erf_comparison_shows_the_erf_core(tiny_net, tmp_path: Path) -> None:
     tiny_net.eval()
     assert torch.allclose(fields["tiny"], erf_at(tiny_net, image[None], tiny_net.features, [(1, 1), (6, 6)])[0])
     assert (tmp_path / "erf.png").stat().st_size > 1000
+
+
+def test_diagnostic_curves_mark_whole_epochs_and_the_collapse_line(tmp_path: Path, monkeypatch) -> None:
+    saved = []
+    monkeypatch.setattr(plots, "save_figure", lambda figure, path: saved.append(figure))
+    runs = [[{"epoch": e, "val_accuracy": 0.1 * e, "diagnostic": {"layer1": {"positive_fraction": 0.5,
+                                                                              "in_mask_share": 0.2}}}
+             for e in range(1, 6)]]
+    save_diagnostic_curves({"ReFF": runs}, tmp_path / "d.png")
+    axes = saved[0].axes
+    saved[0].canvas.draw()
+    ticks = [tick for ax in axes for tick in ax.get_xticks() if 1 <= tick <= 5]
+    assert ticks and all(float(tick).is_integer() for tick in ticks)  # epochs, not 1.5
+    assert [line.get_ydata()[0] for line in axes[0].lines][-1] == 0.05  # the collapse threshold

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
 from captum_topgap._state import preserved_state
@@ -171,6 +172,7 @@ def save_diagnostic_curves(histories: dict[str, list[list[dict]]], path: str | P
             ax.set_ylim(0, 1)
             ax.set_title(f"{name}: {title}" if row == 0 else title, fontsize=8)
             ax.set_xlabel("epoch", fontsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.tick_params(labelsize=7)
             if row == 0 and layers:
                 ax.legend(fontsize=6)
