@@ -141,9 +141,9 @@ def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
 def choose(rows: list[dict[str, Any]], margin: float = 0.02) -> dict[str, Any]:
     """The candidate other than the baseline with the best mean shifted validation accuracy among those that never
     collapsed and keep the baseline's in-distribution accuracy — a mean in-distribution validation accuracy at
-    most ``margin`` below the baseline's, the demo's in-distribution claim applied where selection is allowed
-    (``keeps_in_distribution`` is then ``None``: nothing to keep). When none keeps it, the best that never
-    collapsed, marked ``keeps_in_distribution: False``.
+    most ``margin`` below the baseline's, the demo's in-distribution claim applied where selection is allowed.
+    When none keeps it, the best that never collapsed, marked ``keeps_in_distribution: False``; without a
+    baseline among the rows nothing is held, and it is ``None``.
 
     Example:
         >>> rows = [{"candidate": name, "val_accuracy": shifted, "val_in_distribution_accuracy": kept, "collapsed": []}
