@@ -55,10 +55,10 @@ class GradCamMethod(LayerMethod):
     frozen and the input made to require gradients (grad-cam's ``compute_input_gradient``): the layer still
     gets its gradient ∂y^c/∂A^k — the same maps — but the backward no longer computes the weight gradients that
     grad-cam's own call accumulates into every ``.grad`` (11 M for a resnet18), which the CAM never reads. The
-    ``requires_grad`` flags come back after the call, also on errors. Classes that differentiate the gradient
-    again (``detach=False``: ShapleyCAM's Hessian-vector product) keep the parameters as they are, since the
-    second derivative runs through them. The caller's tensor is untouched. bfloat16 is refused: grad-cam
-    computes in numpy.
+    ``requires_grad`` flags come back with the method contract's ``preserved_state``, also on errors. Classes
+    that differentiate the gradient again (``detach=False``: ShapleyCAM's Hessian-vector product) keep the
+    parameters as they are, since the second derivative runs through them. The caller's tensor is untouched.
+    bfloat16 is refused: grad-cam computes in numpy.
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *, cam_class: type,
@@ -84,10 +84,9 @@ class GradCamMethod(LayerMethod):
             raise TypeError(f"{self.method_name!r} takes a principal component with numpy's linalg, which has no "
                             "float16; pass float32 or float64 inputs and model.")
         cam = self.cam_class(self.network, [self.layer], reshape_transform=self.reshape_transform, **self.cam_kwargs)
-        trainable = [parameter for parameter in self.model.parameters() if parameter.requires_grad and cam.detach]
+        if cam.detach:  # the flags come back with the contract's preserved_state, which wraps every core call
+            self.model.requires_grad_(False)
         try:
-            for parameter in trainable:
-                parameter.requires_grad_(False)
             cam.compute_input_gradient = cam.compute_input_gradient or cam.uses_gradients
             if not self.upsample:  # grad-cam's map at the layer's resolution; else grad-cam resizes, then scales
 
@@ -101,8 +100,6 @@ class GradCamMethod(LayerMethod):
                        eigen_smooth=check_bool(eigen_smooth, "eigen_smooth"))
         finally:
             cam.activations_and_grads.release()
-            for parameter in trainable:
-                parameter.requires_grad_(True)
         return torch.from_numpy(maps).unsqueeze(1).to(inputs.device, inputs.dtype)
 
 

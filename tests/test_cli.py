@@ -47,6 +47,8 @@ def text_file(_trained: Path, folder: Path) -> Path:
 
 USAGE = [  # (argv, what stderr names)
     (["train", "--limit", "0"], "argument --limit: must be a whole number ≥ 1, got '0'"),
+    (["sweep", "--candidate", "baseline", "--images", "0"], "argument --images: must be a whole number ≥ 1, got '0'"),
+    (["sweep", "--candidate", "baseline", "--epochs", "x"], "argument --epochs: must be a whole number, got 'x'"),
     (["train", "--limit", "-5"], "argument --limit: must be a whole number ≥ 1, got '-5'"),
     (["train", "--epochs", "0"], "argument --epochs: must be a whole number ≥ 1, got '0'"),
     (["train", "--epochs", "two"], "argument --epochs: must be a whole number, got 'two'"),

@@ -404,8 +404,10 @@ def sweep_candidates(args: argparse.Namespace) -> int:
                      lr=args.lr, momentum=args.momentum)
     images, epochs = config.budget(args.scenario)
     images, epochs = args.images or images, args.epochs or epochs
-    config = replace(config, robust_images=images, robust_epochs=epochs) if args.scenario == "robustness" else \
-        replace(config, spurious_images=images, spurious_epochs=epochs)
+    if args.scenario == "robustness":
+        config = replace(config, robust_images=images, robust_epochs=epochs)
+    else:
+        config = replace(config, spurious_images=images, spurious_epochs=epochs)
     rows = sweep(candidates, config, Path(args.out) / "models", scenario_name=args.scenario)
     if args.scenario == "robustness":
         print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'val PGD-20':>10s}")
