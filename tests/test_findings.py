@@ -50,6 +50,12 @@ def test_undertrained_fires_only_above_the_last_epoch_gain_threshold() -> None:
                                             "stopped while learning, at this budget"]
     assert undertrained(rows, "s", "b") == []
     assert undertrained(rows, "other", "a") == []
+    seeds = [row("c", [0.5, 0.8, 0.9]), row("c", [0.5, 0.9, 0.8])]  # the second kept its epoch 2 (restore_best)
+    seeds[1]["history"][1]["restored"] = True
+    assert undertrained(seeds, "s", "c") == ["c's validation accuracy still rose +0.050 in its last epoch (to 0.900): "
+                                             "stopped while learning, at this budget"]
+    seeds[0]["history"][1]["restored"] = True  # neither was stopped while learning
+    assert undertrained(seeds, "s", "c") == []
 
 
 def test_gamed_names_each_collapsed_layer_with_its_fraction() -> None:

@@ -86,6 +86,40 @@ def test_checkpoints_load_with_weights_only(tiny_data, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "history.json").read_text()) == history
 
 
+def test_restore_best_ends_with_the_best_validation_epoch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    images = torch.randn(16, 3, 2, 2)
+    labels = (images[:, 0, 0, 0] > 0).long()
+    train_data = [(x, int(y), None) for x, y in zip(images, labels, strict=True)]
+    flipped = [(x, 1 - int(y), None) for x, y in zip(images, labels, strict=True)]  # fitting costs val accuracy
+
+    def fit(restore_best: bool, out: Path, epochs: int = 4, resume: Path | None = None) -> tuple[torch.nn.Module, list]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
+        config = TrainConfig(epochs=epochs, batch_size=4, lr=0.1, progress=False, restore_best=restore_best)
+        return model, train(model, CrossEntropy(), train_data, flipped, config, out, resume)
+
+    kept, history = fit(True, tmp_path / "best")
+    scores = [(record["val_accuracy"], -record["train_loss"]) for record in history]
+    assert scores.index(max(scores)) < 3  # the best epoch is not the last, so keeping it is visible
+    assert [record.get("restored", False) for record in history] == [i == scores.index(max(scores)) for i in range(4)]
+    best = load_checkpoint(tmp_path / "best" / "best.pt")["model"]
+    assert all(torch.equal(kept.state_dict()[key], value) for key, value in best.items())
+    last, last_history = fit(False, tmp_path / "last")
+    assert "restored" not in str(last_history)
+    assert all(torch.equal(last.state_dict()[key], value)
+               for key, value in load_checkpoint(tmp_path / "last" / "last.pt")["model"].items())
+    with pytest.raises(ValueError, match=r"restore_best=True needs `val_data`"):
+        train(last, CrossEntropy(), train_data, None, TrainConfig(epochs=1, progress=False, restore_best=True))
+    fit(True, tmp_path / "split", epochs=2)  # a resumed run keeps the best epoch of before the resume too
+    resumed, _ = fit(True, tmp_path / "split", resume=tmp_path / "split" / "last.pt")
+    assert all(torch.equal(resumed.state_dict()[key], value) for key, value in best.items())
+    fit(True, tmp_path / "lost", epochs=2)
+    (tmp_path / "lost" / "best.pt").unlink()
+    with pytest.raises(ValueError, match=r"resume with restore_best: .*best\.pt is missing"):
+        fit(True, tmp_path / "lost", resume=tmp_path / "lost" / "last.pt")
+
+
 def test_training_learns_a_trivial_cue() -> None:
     data = TexturedMNIST("train", p=0.0, q=0.0, size=16, limit=64)  # background colour = label
     torch.manual_seed(0)
@@ -94,6 +128,14 @@ def test_training_learns_a_trivial_cue() -> None:
     model = topgap("resnet18", num_classes=10, k=4)
     history = train(model, CrossEntropy(), data, data, TrainConfig(epochs=6, batch_size=16, lr=0.05, progress=False))
     assert history[-1]["train_loss"] < history[0]["train_loss"] and history[-1]["val_accuracy"] >= 0.5
+
+
+def test_cli_train_restore_best_names_the_kept_epoch(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--model", "resnet18", "--size", "16", "--limit", "32", "--epochs", "3", "--batch-size",
+                 "16", "--lr", "0.05", "--restore-best", "--out", str(tmp_path)]) == 0
+    best = load_checkpoint(tmp_path / "best.pt")
+    record = best["history"][best["epoch"]]
+    assert f"epoch {best['epoch'] + 1} kept, val accuracy {record['val_accuracy']:.4f}" in capsys.readouterr().out
 
 
 def test_cli_train_and_evaluate(tmp_path: Path, capsys) -> None:

@@ -124,6 +124,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--device", type=device, default="cpu")
     train.add_argument("--out", default="runs/train", help="checkpoint folder")
     train.add_argument("--resume", default=None, help="a last.pt (same folder, same settings) to continue from")
+    train.add_argument("--restore-best", action="store_true",
+                       help="end with the best validation epoch's weights (those of best.pt), not the last epoch's")
     train.set_defaults(run=commands.train_model)
 
 

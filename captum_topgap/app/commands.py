@@ -42,7 +42,7 @@ from captum_topgap.evaluate.shift import corruption_accuracy, group_shift
 from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes, pretrained_name
 from captum_topgap.registry import canonical_name, list_methods, method_spec
 from captum_topgap.train.checkpoints import load_checkpoint, load_model
-from captum_topgap.train.loop import TrainConfig, train
+from captum_topgap.train.loop import TrainConfig, kept_record, train
 from captum_topgap.train.objectives import ExpansionObjective, make_objective
 from captum_topgap.train.workflows import expansion_setup, explanation_setup, trainable_model, training_method
 
@@ -159,8 +159,9 @@ def train_model(args: argparse.Namespace) -> int:
                 "p": args.p, "q": args.q, "size": args.size}
     history = train(model, objective, train_data, val_data, config, args.out, args.resume, metadata)
     test_accuracy = accuracy(model, dataset(args, "test", p=args.test_p), args.batch_size, args.device)
+    kept = kept_record(history)
     if is_main():
-        print(f"{args.model} ({method}): val accuracy {history[-1]['val_accuracy']:.4f}, "
+        print(f"{args.model} ({method}): epoch {kept['epoch']} kept, val accuracy {kept['val_accuracy']:.4f}, "
               f"test accuracy (p={args.test_p}) {test_accuracy:.4f}; checkpoints in {args.out}")
     return 0
 
@@ -169,7 +170,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     """The loop's settings from ``train``'s flags."""
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                        weight_decay=args.weight_decay, optimizer=args.optimizer, seed=args.seed,
-                       num_workers=args.workers, device=args.device)
+                       num_workers=args.workers, device=args.device, restore_best=args.restore_best)
 
 
 def train_expansion(args: argparse.Namespace, config: TrainConfig) -> int:

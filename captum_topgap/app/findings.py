@@ -6,7 +6,8 @@ fires, writes one sentence with the numbers:
 - **agreement** — some seeds on the claimed side and some not (the claim fails on agreement, not on the
   mean), or every seed on the claimed side with a mean gap inside max(margin, pooled sd);
 - **undertrained** — the model's validation accuracy still rose by more than ``RISING`` in its last epoch
-  (mean over seeds): the budget stopped it while it was learning;
+  (mean over seeds; a seed that kept an earlier, better epoch counts 0): the budget stopped it while it was
+  learning;
 - **gamed** — a layer its explanation term regularises collapsed during training (the true class's Grad-CAM
   positive at < 5 % of positions, :mod:`captum_topgap.evaluate.diagnostics`);
 - **evidence in the map, not in the pixels** — Grad-CAM's in-mask share is ``MOVED`` above the mask's area while the
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from captum_topgap.evaluate.diagnostics import COLLAPSE_THRESHOLD
+from captum_topgap.train.loop import kept_record
 
 RISING = 0.01
 """A last-epoch gain in validation accuracy above this means the model was still learning."""
@@ -65,13 +67,19 @@ def agreement(claim: dict[str, Any]) -> list[str]:
 
 
 def undertrained(rows: Sequence[dict[str, Any]], scenario: str, name: str) -> list[str]:
-    """Whether ``name`` was still learning when training stopped (last-epoch validation gain > ``RISING``)."""
+    """Whether ``name`` was still learning when training stopped (last-epoch validation gain > ``RISING``).
+
+    A run that kept an earlier epoch (``restore_best``: its accuracy fell after it) was not stopped while
+    learning and counts a gain of 0; the accuracy quoted is that of the kept epochs.
+    """
+    runs = [run for run in _runs(rows, scenario, name)
+            if len(run["history"]) > 1 and "val_accuracy" in run["history"][-1]]
     gains = [run["history"][-1]["val_accuracy"] - run["history"][-2]["val_accuracy"]
-             for run in _runs(rows, scenario, name) if len(run["history"]) > 1 and "val_accuracy" in run["history"][-1]]
+             if kept_record(run["history"]) is run["history"][-1] else 0.0 for run in runs]
     if gains and statistics.fmean(gains) > RISING:
-        last = statistics.fmean(run["history"][-1]["val_accuracy"] for run in _runs(rows, scenario, name))
+        kept = statistics.fmean(kept_record(run["history"])["val_accuracy"] for run in runs)
         return [f"{name}'s validation accuracy still rose {statistics.fmean(gains):+.3f} in its last epoch (to "
-                f"{last:.3f}): stopped while learning, at this budget"]
+                f"{kept:.3f}): stopped while learning, at this budget"]
     return []
 
 

@@ -5,10 +5,11 @@ of explanation objectives (ReFF, RRR: :meth:`~captum_topgap.train.objectives.Exp
 first ``diagnostic_images`` training images, with a warning when a regularised layer collapses), ``last.pt`` (everything
 needed to resume) and ``best.pt`` (weights of the best validation accuracy, ties going to the lower
 training loss — which is what selects an expansion network, whose frozen classifier's accuracy never
-moves). Checkpoints hold only tensors and plain Python values, so they load with
-``torch.load(weights_only=True)``. The data order is ``DistributedSampler``'s permutation of (seed,
-epoch); resuming from ``last.pt`` restores the weights, the optimiser and the global RNG, and so
-continues to the same result as an uninterrupted run.
+moves). With ``restore_best`` the model ends with those best weights, as timm's checkpoint saver keeps its
+best epoch, and that epoch's record is marked ``"restored": True``; without it, with the last epoch's.
+Checkpoints hold only tensors and plain Python values, so they load with ``torch.load(weights_only=True)``.
+The data order is ``DistributedSampler``'s permutation of (seed, epoch); resuming from ``last.pt`` restores
+the weights, the optimiser and the global RNG, and so continues to the same result as an uninterrupted run.
 
 Under ``torchrun`` (see :mod:`captum_topgap._distributed`) the same loop runs data-parallel: the model is
 wrapped in ``DistributedDataParallel``, each rank takes ``batch_size / world size`` samples of every
@@ -62,7 +63,8 @@ from captum_topgap.train.objectives import Objective
 @dataclass
 class TrainConfig:
     """Optimisation settings. Defaults follow the ReFF supplementary's Table 4 (SGD, lr 0.01, momentum 0.8,
-    batch 32, weight decay 1e-5); the learning rate is constant.
+    batch 32, weight decay 1e-5); the learning rate is constant. ``restore_best`` ends training with the
+    weights of the best validation epoch — meaningful when the validation split is drawn like the training data.
     """
 
     epochs: int = 10
@@ -76,6 +78,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     diagnostic_images: int = 64
+    restore_best: bool = False
 
     def __post_init__(self) -> None:
         """Every setting checked before any work, each error naming the setting and its range."""
@@ -89,6 +92,7 @@ class TrainConfig:
         check_int(self.num_workers, "num_workers", minimum=0)
         check_bool(self.progress, "progress")
         check_int(self.diagnostic_images, "diagnostic_images", minimum=0)
+        check_bool(self.restore_best, "restore_best")
         check_device(self.device)
 
 
@@ -143,6 +147,9 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
     if len(train_data) == 0:
         raise ValueError("`train_data` is empty: there is nothing to train on; pass a dataset of (image, label, "
                          "mask_or_None) samples.")
+    if config.restore_best and val_data is None:
+        raise ValueError("restore_best=True needs `val_data`: the best epoch is the best validation accuracy; pass "
+                         "a validation split or restore_best=False.")
     device = torch.device(config.device)
     model.to(device)
     world = world_size()
@@ -161,8 +168,11 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
     classes = output_classes(model) if getattr(objective, "uses_labels", True) else None
     history: list[dict[str, Any]] = []
     start, best = 0, (-1.0, -float("inf"))
+    best_weights: dict[str, torch.Tensor] | None = None
     if resume is not None:
         start, best, history = resume_from(resume, model, optimizer, config, device)
+        if config.restore_best:
+            best_weights = best_of(resume, device)
     out = Path(out_dir) if out_dir is not None and is_main() else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -205,9 +215,11 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
             record["diagnostic"] = diagnose(model, to_device(probe, device))
             record["collapsed"] = warn_if_collapsed(record["diagnostic"], getattr(objective, "regularised", []))
         history.append(record)
-        score = (record.get("val_accuracy", 0.0), -record["train_loss"])  # ties: the lower training loss
+        score = epoch_score(record)
         if progress:
             tqdm.write(progress_line(record))
+        if config.restore_best and score > best:
+            best_weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
         if out is not None:
             common = {"config": asdict(config), "metadata": dict(metadata or {}), "history": history}
             if score > best:
@@ -218,7 +230,39 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
             (out / "history.json").write_text(json.dumps(history, indent=1))
         else:
             best = max(best, score)
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+        max(history, key=epoch_score)["restored"] = True
     return history
+
+
+def kept_record(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record of the epoch whose weights the model ended with: the one marked ``restored``, else the last.
+
+    Example:
+        >>> kept_record([{"epoch": 1, "restored": True}, {"epoch": 2}])["epoch"]
+        1
+    """
+    return next((record for record in history if record.get("restored")), history[-1])
+
+
+def epoch_score(record: dict[str, Any]) -> tuple[float, float]:
+    """What ranks epochs for ``best.pt``: validation accuracy, ties going to the lower training loss.
+
+    Example:
+        >>> epoch_score({"val_accuracy": 0.9, "train_loss": 0.25})
+        (0.9, -0.25)
+    """
+    return record.get("val_accuracy", 0.0), -record["train_loss"]
+
+
+def best_of(resume: str | Path, device: torch.device) -> dict[str, torch.Tensor]:
+    """The weights of the ``best.pt`` beside a ``last.pt``, which ``restore_best`` ends with on a resumed run."""
+    path = Path(resume).with_name("best.pt")
+    if not path.is_file():
+        raise ValueError(f"resume with restore_best: {path} is missing, so the best epoch before {resume} is lost; "
+                         "put the best.pt of the same run beside it, or pass restore_best=False.")
+    return load_checkpoint(path, device)["model"]
 
 
 def resume_from(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
