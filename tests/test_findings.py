@@ -12,6 +12,7 @@ from captum_topgap.app.findings import (
     mechanisms,
     undertrained,
 )
+from captum_topgap.app.report import audit_rows
 from captum_topgap.evaluate.claims import Claim
 
 
@@ -102,10 +103,12 @@ def test_digit_ceiling_needs_a_control_below_the_baseline_and_a_model_off_the_ba
 def test_bound_and_audit_and_the_unexplained_case() -> None:
     below = claim("at_least", [0.53, 0.47, 0.59], None, 0.5)
     assert bound(below) == ["1 of 3 seeds miss the bound 0.5 (0.470)"]
-    report = {"s": {"a": {"verdict": "gradient-masked", "seeds": [{"reasons": ["square1000 breaks 0.2"]},
-                                                                     {"reasons": ["square1000 breaks 0.2"]}]}}}
-    masked = claim("below", [1.0], None, 0.5)
-    assert audit(report, masked) == ["audit verdict gradient-masked: square1000 breaks 0.2"]
+    seeds = [{"seed": 0, "verdict": "robust", "reasons": ["robust accuracy 0.594 ≥ 0.1 with no sign of masking"]},
+             {"seed": 1, "verdict": "gradient-masked", "reasons": ["square1000 breaks 0.2"]}]
+    report = {"s": {"a": {"verdict": "gradient-masked", "seeds": seeds}}}
+    masked = {**claim("below", [1.0], None, 0.5), "measure": "gradient_masked"}
+    assert audit(report, masked) == ["audit verdict gradient-masked: seed 1: square1000 breaks 0.2"]
+    assert audit(report, {**masked, "measure": "accuracy"}) == []  # clean accuracy is not the audit's to explain
     assert audit({"s": {"a": {"verdict": "robust", "seeds": []}}}, masked) == []
     held = claim("greater", [0.9], [0.1])
     assert held["held"] and mechanisms(held, []) == []
@@ -113,3 +116,14 @@ def test_bound_and_audit_and_the_unexplained_case() -> None:
     assert mechanisms(tie, [row("a", [0.2]), row("b", [0.2])]) == [
         "no measured mechanism among the fixed checks (agreement, training, collapse, pixel evidence, digit ceiling, "
         "audit): unexplained"]
+
+
+def test_the_audit_table_quotes_the_reasons_of_the_seeds_that_gave_the_verdict() -> None:
+    seeds = [{"seed": s, "verdict": v, "reasons": [r], "sweep": {"16/255": 0.0}, "clean": 1.0, "pgd20": 0.5}
+             for s, v, r in ((0, "robust", "robust accuracy 0.594 ≥ 0.1 with no sign of masking"),
+                             (1, "gradient-masked", "pgd50 breaks 0.062 of the images (> 0.05)"))]
+    entry = {"seeds": seeds, "clean": 1.0, "pgd20": 0.5, "robust_accuracy": 0.5, "verdict": "gradient-masked"}
+    header, rows = audit_rows({"topgap": entry})
+    assert header[-1] == "reasons (the seeds with that verdict)"
+    assert rows == [["topgap", "1.000", "0.500", "0.000", "0.500", "gradient-masked",
+                     "seed 1: pgd50 breaks 0.062 of the images (> 0.05)"]]

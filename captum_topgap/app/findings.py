@@ -150,13 +150,28 @@ def bound(claim: dict[str, Any]) -> list[str]:
             f"({', '.join(missed)})"] if missed else []
 
 
+def verdict_reasons(entry: dict[str, Any]) -> list[str]:
+    """The reasons of the seeds whose audit verdict is the model's (results.json's ``audit[scenario][model]``),
+    each named by its seed: for a model *gradient-masked* in one seed of three, that seed's sign of masking.
+
+    Example:
+        >>> verdict_reasons({"verdict": "gradient-masked", "seeds": [
+        ...     {"seed": 0, "verdict": "robust", "reasons": ["robust accuracy 0.6 ≥ 0.1"]},
+        ...     {"seed": 1, "verdict": "gradient-masked", "reasons": ["pgd50 breaks 0.062"]}]})
+        ['seed 1: pgd50 breaks 0.062']
+    """
+    return [f"seed {seed['seed']}: {reason}" for seed in entry["seeds"] if seed["verdict"] == entry["verdict"]
+            for reason in seed["reasons"]]
+
+
 def audit(report_audit: dict[str, Any], claim: dict[str, Any]) -> list[str]:
-    """The audit's reasons for the claimed model when its verdict is not *robust*."""
+    """The audit's reasons for the claimed model when its verdict is not *robust*, from the seeds that gave it —
+    for a claim on an attack's accuracy or on the verdict (not, say, on clean accuracy).
+    """
     entry = report_audit.get(claim["scenario"], {}).get(claim["model"])
-    if not entry or entry["verdict"] == "robust":
+    if not entry or entry["verdict"] == "robust" or claim["measure"] not in (*entry, "gradient_masked"):
         return []
-    reasons = sorted({reason for seed in entry["seeds"] for reason in seed["reasons"]})
-    return [f"audit verdict {entry['verdict']}: " + "; ".join(reasons)]
+    return [f"audit verdict {entry['verdict']}: " + "; ".join(verdict_reasons(entry))]
 
 
 def mechanisms(claim: dict[str, Any], rows: Sequence[dict[str, Any]],

@@ -19,6 +19,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from captum_topgap.app.findings import verdict_reasons
 from captum_topgap.app.plots import save_audit_curves, save_diagnostic_curves, save_overlays
 from captum_topgap.data import collate
 from captum_topgap.evaluate.audit import cascade_columns
@@ -130,7 +131,8 @@ def spurious_figures(rows: list[dict[str, Any]], scene: dict[str, Any], out: Pat
 
 def audit_rows(audit: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a scenario's audit (results.json's ``audit[scenario]``): per model the cascade's
-    accuracies and the sweep (means over seeds), the robust accuracy, the verdict and its first seed's reasons.
+    accuracies and the sweep (means over seeds), the robust accuracy, the verdict and the reasons of the seeds
+    that gave it (:func:`~captum_topgap.app.findings.verdict_reasons`).
     """
     first = next(iter(audit.values()))
     attacks = list(cascade_columns(first))
@@ -139,9 +141,9 @@ def audit_rows(audit: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[s
     for name, entry in audit.items():
         swept = [statistics.fmean(seed["sweep"][eps] for seed in entry["seeds"]) for eps in sweep]
         rows.append([name, *[f"{cascade_columns(entry)[a]:.3f}" for a in attacks], *[f"{v:.3f}" for v in swept],
-                     f"{entry['robust_accuracy']:.3f}", entry["verdict"], "; ".join(entry["seeds"][0]["reasons"])])
+                     f"{entry['robust_accuracy']:.3f}", entry["verdict"], "; ".join(verdict_reasons(entry))])
     return ["model", *attacks, *[f"pgd20 @ {eps}" for eps in sweep], "robust accuracy", "verdict",
-            "reasons (first seed)"], rows
+            "reasons (the seeds with that verdict)"], rows
 
 
 def embedded_image(path: Path, alt: str) -> str:
