@@ -76,6 +76,10 @@ def test_results_json_has_both_scenarios_every_model_and_claims_that_follow_from
         assert row["measures"]["in_mask_share"] == row["measures"]["in_mask_share/layer1"]  # 8 × 8 at 32 px
     reff = next(m for m in spurious if m["name"] == "reff")
     assert set(reff["history"][0]["diagnostic"]) == {"layer1", "layer2", "layer3", "layer4"}
+    for row in saved["models"]:  # the best validation epoch where validation is in distribution, else the last
+        kept = [record["epoch"] for record in row["history"] if record.get("restored")]
+        best = max(row["history"], key=lambda r: (r["val_accuracy"], -r["train_loss"]))["epoch"]
+        assert kept == ([] if row["scenario"] == "spurious" else [best]), row["name"]
 
 
 @pytest.mark.slow

@@ -228,7 +228,9 @@ in the object scenario, {config['spurious_images']} × {config['spurious_epochs'
 {config['robust_size']} px and {config['robust_images']} × {config['robust_epochs']} in the robustness one (audit on
 {config['audit_images']} test images);
 {config['test_images']} test images per split; heat-maps on {config['explain_images']} and PGD-20 (ε = 8/255,
-Foolbox) on {config['attack_images']} test images. Each claim is judged by the criterion printed beside it,
+Foolbox) on {config['attack_images']} test images. The object and robustness models are measured at their best
+validation epoch (validation drawn like training), the spurious ones at their last (their validation split is
+shifted). Each claim is judged by the criterion printed beside it,
 fixed in code before the run; λ of every variant was chosen on a shifted validation split, never on the test.</p>
 <p><b>{held} of {len(claims)} claims held</b>{' — one seed: the verdicts are indicative' if one_seed else ''}.
 Total time {report['seconds'] / 60:.1f} min.</p>
