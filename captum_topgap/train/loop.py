@@ -261,7 +261,7 @@ def best_of(resume: str | Path, device: torch.device) -> dict[str, torch.Tensor]
     path = Path(resume).with_name("best.pt")
     if not path.is_file():
         raise ValueError(f"resume with restore_best: {path} is missing, so the best epoch before {resume} is lost; "
-                         "put the best.pt of the same run beside it, or pass restore_best=False.")
+                         "put the best.pt of the same run beside it, or resume without restore_best (--restore-best).")
     return load_checkpoint(path, device)["model"]
 
 
