@@ -402,13 +402,7 @@ def sweep_candidates(args: argparse.Namespace) -> int:
         raise UsageError(f"--candidate: {error}") from None
     config = replace(DemoConfig.quick() if args.quick else DemoConfig(), seeds=tuple(args.seeds),
                      backbone=args.backbone, pretrained_size=args.pretrained_size, optimizer=args.optimizer,
-                     lr=args.lr, momentum=args.momentum)
-    images, epochs = config.budget(args.scenario)
-    images, epochs = args.images or images, args.epochs or epochs
-    if args.scenario == "robustness":
-        config = replace(config, robust_images=images, robust_epochs=epochs)
-    else:
-        config = replace(config, spurious_images=images, spurious_epochs=epochs)
+                     lr=args.lr, momentum=args.momentum).with_budget(args.scenario, args.images, args.epochs)
     rows = sweep(candidates, config, Path(args.out) / "models", scenario_name=args.scenario)
     if args.scenario == "robustness":
         print(f"{'candidate':44s} {'seed':>4s} {'val acc':>8s} {'val PGD-20':>10s}")

@@ -144,6 +144,21 @@ class DemoConfig:
                 "robustness": (self.robust_images, self.robust_epochs)}.get(
             scenario, (self.spurious_images, self.spurious_epochs))
 
+    def with_budget(self, scenario: str, images: int | None = None, epochs: int | None = None) -> DemoConfig:
+        """This config with a scenario's training images and/or epochs replaced (``None`` keeps the preset's).
+
+        Example:
+            >>> DemoConfig().with_budget("spurious", epochs=8).budget("spurious")
+            (3000, 8)
+        """
+        old_images, old_epochs = self.budget(scenario)
+        images, epochs = images or old_images, epochs or old_epochs
+        if scenario == "object":
+            return replace(self, object_images=images, object_epochs=epochs)
+        if scenario == "robustness":
+            return replace(self, robust_images=images, robust_epochs=epochs)
+        return replace(self, spurious_images=images, spurious_epochs=epochs)
+
     def image_size(self, scenario: str) -> int:
         """The image side of a scenario: 32 px (CIFAR's) for robustness, ``size`` for the others
         (``pretrained_size`` with the pretrained backbone).

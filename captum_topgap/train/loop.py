@@ -218,18 +218,16 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
         score = epoch_score(record)
         if progress:
             tqdm.write(progress_line(record))
-        if config.restore_best and score > best:
+        improved, best = score > best, max(best, score)
+        if config.restore_best and improved:
             best_weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
         if out is not None:
             common = {"config": asdict(config), "metadata": dict(metadata or {}), "history": history}
-            if score > best:
+            if improved:
                 save_checkpoint(out / "best.pt", model=model.state_dict(), epoch=epoch, **common)
-            best = max(best, score)
             save_checkpoint(out / "last.pt", model=model.state_dict(), optimizer=optimizer.state_dict(),
                             torch_rng=torch.get_rng_state(), epoch=epoch, best=best, **common)
             (out / "history.json").write_text(json.dumps(history, indent=1))
-        else:
-            best = max(best, score)
     if best_weights is not None:
         model.load_state_dict(best_weights)
         max(history, key=epoch_score)["restored"] = True
