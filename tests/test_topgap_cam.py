@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
 from pytorch_grad_cam.utils.image import scale_cam_image
@@ -13,6 +14,7 @@ import captum_topgap
 from captum_topgap.adapters.captum import TopGAPCAM as CaptumTopGAPCAM
 from captum_topgap.adapters.grad_cam import TopGAPCAM as GradCamTopGAPCAM
 from captum_topgap.adapters.grad_cam import TopGAPMapTarget
+from captum_topgap.evaluate.diagnostics import topk_evidence
 from captum_topgap.models import topgap
 
 from .conftest import tiny_topgap
@@ -96,3 +98,27 @@ def test_layer_is_refused() -> None:
     net = tiny_topgap()
     with pytest.raises(ValueError, match=r"`layer` is not used by 'topgap_cam'"):
         captum_topgap.get_method("topgap_cam", net, layer=net.head)
+
+
+def test_topk_evidence_finds_the_kept_positions_and_the_stage_that_chose_them() -> None:
+    model = timm.create_model("topgap_resnet18", num_classes=3, k=4)
+    with torch.no_grad():
+        for lateral in model.lateral[:2]:  # layer1 and layer2 give nothing; layer3 and layer4 decide
+            lateral.weight.zero_()
+            lateral.bias.zero_()
+    x, labels = torch.rand(2, 3, 32, 32), torch.tensor([0, 2])
+    with torch.no_grad():
+        cam = model.eval().cam(x)[torch.arange(2), labels]  # (2, 8, 8)
+    kept = torch.zeros(2, 64).scatter_(1, cam.flatten(1).topk(4, dim=1).indices, 1.0).view(2, 1, 8, 8)
+    on_kept = F.interpolate(kept, size=(32, 32), mode="nearest")
+    model.train()
+    evidence = topk_evidence(model, x, labels, on_kept)
+    assert model.training  # the state contract
+    assert evidence["on_object"] == pytest.approx(1.0) and evidence["mask_area"] == pytest.approx(4 / 64)
+    assert topk_evidence(model, x, labels, 1 - on_kept)["on_object"] == pytest.approx(0.0)
+    assert evidence["positions"] == 64
+    assert evidence["stage_positions"] == {"layer1": 64, "layer2": 16, "layer3": 4, "layer4": 1}
+    shares = evidence["stage_share"]
+    assert shares["layer1"] == shares["layer2"] == 0.0 and sum(shares.values()) == pytest.approx(1.0)
+    with pytest.raises(TypeError, match=r"topk_evidence needs a Top-GAP network \(timm.create_model.*got ResNet"):
+        topk_evidence(timm.create_model("resnet18", num_classes=3), x, labels, on_kept)

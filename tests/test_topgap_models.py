@@ -65,6 +65,27 @@ def test_cam_is_56_by_56_for_224_inputs_and_one_forward_gives_both() -> None:
     assert torch.equal(logits, model.pool(cam)) and torch.equal(model(x), logits)
 
 
+@pytest.mark.parametrize("name", ["topgap_resnet18", "topgap_preact_resnet18"])
+def test_stage_cams_split_the_cam_exactly_over_the_stages(name: str) -> None:
+    model = timm.create_model(name, num_classes=3, k=4)
+    for _ in range(2):  # BN's running statistics away from their initial values
+        model(torch.rand(4, 3, 32, 32))
+    model.eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        parts = model.stage_cams(x)
+        assert parts.shape[1] == len(model.stages) + 1
+        assert torch.allclose(parts.sum(1), model.cam(x), atol=1e-4)
+        for lateral in model.lateral[:-1]:  # only the deepest stage left: it owns every stage term
+            lateral.weight.zero_()
+            lateral.bias.zero_()
+        parts = model.stage_cams(x)
+        assert torch.count_nonzero(parts[:, :-2]) == 0 and torch.count_nonzero(parts[:, -2]) > 0
+        assert torch.allclose(parts.sum(1), model.cam(x), atol=1e-4)
+    with pytest.raises(RuntimeError, match=r"needs the model in eval mode .* call model.eval\(\)"):
+        model.train().stage_cams(x)
+
+
 def test_preact_cam_has_full_resolution_on_32_pixels() -> None:
     model = timm.create_model("topgap_preact_resnet18", k=64).eval()
     assert model.cam(torch.rand(1, 3, 32, 32)).shape == (1, 10, 32, 32)

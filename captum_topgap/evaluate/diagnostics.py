@@ -11,6 +11,16 @@ both for the plain logit of the true class, on images whose relevant region s is
 share of a map spread evenly over the image is the mask's area (``mask_area``), which is also all a
 layer of 2 × 2 positions can reach; judge localisation at a layer with at least 6 × 6 positions.
 
+A Top-GAP network decides by the k positions its pooling keeps. :func:`topk_evidence` says where they lie
+and which stage of its fused map put them there:
+
+    on the object = mean over images of the mask's coverage of the k kept positions of the true class's map
+    stage share_s = Σ_i Σ_{p ∈ top-k_i} E_s(i, p) / Σ_{s'} Σ_i Σ_{p ∈ top-k_i} E_{s'}(i, p)
+
+with E_s stage s's part of the class map (:meth:`~captum_topgap.models.TopGAPNet.stage_cams`). Positions
+picked at random cover the mask's area; a map whose kept positions come from a stage with few positions
+(a ResNet's ``layer4`` is 2 × 2 at 48 px) is chosen by that stage's coarse grid.
+
 On spurious data (Textured MNIST with p = 1 at test time) :func:`follows_background_rate` is the share
 of images, among those whose background is tied to a class other than the label, predicted as that
 class: a model that reads the background scores ≈ 1, one that reads the object ≈ 0.
@@ -37,6 +47,8 @@ from torch import nn
 from captum_topgap._checks import check_mask
 from captum_topgap._state import preserved_state
 from captum_topgap.methods.gradcam import grad_cam_maps
+from captum_topgap.models.topgap_net import TopGAPNet
+from captum_topgap.pooling import kept_positions
 
 
 class LayerDiagnostic(TypedDict):
@@ -83,6 +95,54 @@ def gradcam_diagnostic(model: nn.Module, layers: Mapping[str, nn.Module], images
             "mask_area": float(masks.mean()),
         }
     return result
+
+
+class TopKEvidence(TypedDict):
+    """Where a Top-GAP network's kept positions lie, and which stage chose them (see the module docstring)."""
+
+    on_object: float
+    mask_area: float
+    positions: int
+    stage_share: dict[str, float]
+    stage_positions: dict[str, int]
+
+
+def topk_evidence(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  masks: torch.Tensor) -> TopKEvidence:
+    """The mask's mean coverage of the k positions a Top-GAP network pools for the true class, the masks' mean
+    area (what random positions cover), the CAM's positions h·w, and per fused stage its share of the class
+    score at those positions and its own positions (before the top-down path upsamples it to h·w).
+
+    The model runs in eval mode and is restored exactly (state contract).
+
+    Example:
+        >>> import timm
+        >>> model = timm.create_model("topgap_resnet18", num_classes=3, k=4)
+        >>> masks = torch.zeros(2, 1, 64, 64)
+        >>> evidence = topk_evidence(model, torch.rand(2, 3, 64, 64), torch.tensor([0, 2]), masks)
+        >>> evidence["on_object"], list(evidence["stage_share"])
+        (0.0, ['layer1', 'layer2', 'layer3', 'layer4'])
+    """
+    masks = check_mask(masks, images).to(images.device)
+    if not isinstance(model, TopGAPNet):
+        raise TypeError(f"topk_evidence needs a Top-GAP network (timm.create_model('topgap_resnet18', ...)), got "
+                        f"{type(model).__name__}.")
+    with preserved_state(model), torch.no_grad():
+        model.eval()
+        parts = model.stage_cams(images)
+        stages = [model.backbone(images[:1])[i] for i in model.stages]
+    h, w = parts.shape[-2:]
+    rows = torch.arange(len(images), device=images.device)
+    parts = parts[rows, :, labels.to(images.device)].flatten(2)  # (N, S + 1, h·w)
+    k = kept_positions(h * w, model.pool.count, model.pool.fraction)
+    top = parts.sum(1).topk(k, dim=1).indices
+    coverage = F.adaptive_avg_pool2d(masks, (h, w)).flatten(1).gather(1, top)
+    scores = parts[:, :-1].gather(2, top[:, None].expand(-1, parts.shape[1] - 1, -1)).sum((0, 2))
+    names = [model.feature_info[i]["module"].removeprefix("backbone.") for i in model.stages]
+    return {"on_object": float(coverage.mean()), "mask_area": float(masks.mean()), "positions": h * w,
+            "stage_share": {name: float(score / scores.sum()) for name, score in zip(names, scores, strict=True)},
+            "stage_positions": {name: stage.shape[-2] * stage.shape[-1] for name, stage in zip(names, stages,
+                                                                                              strict=True)}}
 
 
 def warn_if_collapsed(diagnostic: Mapping[str, Mapping[str, Any]], regularised: list[str],

@@ -131,15 +131,23 @@ class TopGAPNet(nn.Module):
 
     __jit_unused_properties__: ClassVar[list[str]] = ["k"]
 
-    def _fused(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """P from the stage outputs: lateral 1×1 convs, top-down upsample-and-add, BN-ReLU."""
+    def _laterals(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """L_s F_s for every fused stage s, finest first."""
         mapped: list[torch.Tensor] = []
         for i, lateral in enumerate(self.lateral):
             mapped.append(lateral(features[self.stages[i]]))
+        return mapped
+
+    def _top_down(self, mapped: list[torch.Tensor]) -> torch.Tensor:
+        """Σ_s up(L_s F_s): the deepest map upsampled (nearest) and added stage by stage, before BN-ReLU."""
         fused = mapped[-1]
         for i in range(len(mapped) - 2, -1, -1):
             fused = mapped[i] + F.interpolate(fused, size=mapped[i].shape[-2:], mode="nearest")
-        return self.fuse(fused)
+        return fused
+
+    def _fused(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """P from the stage outputs: lateral 1×1 convs, top-down upsample-and-add, BN-ReLU."""
+        return self.fuse(self._top_down(self._laterals(features)))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The fused multi-scale map P: (N, num_features, H/r, W/r), r = ``self.reduction``."""
@@ -182,6 +190,39 @@ class TopGAPNet(nn.Module):
     def cam(self, x: torch.Tensor) -> torch.Tensor:
         """Class activation maps (N, C, H/r, W/r) — the explanation, from a forward pass only."""
         return self.head(self.drop(self.forward_features(x)))
+
+    @torch.jit.unused
+    def stage_cams(self, x: torch.Tensor) -> torch.Tensor:
+        """Each fused stage's share of the CAM, in eval mode: (N, S + 1, C, H/r, W/r), the stages finest first and
+        the last entry what no stage owns (BN's shift and the class bias); summed over dim 1 it is the CAM.
+
+            CAM_c = Σ_s W_c (A ⊙ γ/σ ⊙ up(L_s F_s)) + (W_c (A ⊙ β') + b_c),   A = 1[BN(Σ_s up(L_s F_s)) > 0]
+
+        The fused map's ReLU is linear on its active set A, and the nearest upsampling of the top-down path is
+        linear, so the CAM splits exactly over the stages.
+
+        Example:
+            >>> model = timm.create_model("topgap_resnet18", num_classes=3, k=4).eval()
+            >>> x = torch.rand(1, 3, 64, 64)
+            >>> parts = model.stage_cams(x)
+            >>> tuple(parts.shape), torch.allclose(parts.sum(1), model.cam(x), atol=1e-4)
+            ((1, 5, 3, 16, 16), True)
+        """
+        if self.training or not isinstance(self.head, nn.Conv2d):
+            raise RuntimeError("stage_cams needs the model in eval mode (BN's running statistics) with a class "
+                               "head: call model.eval(), and reset_classifier(num_classes) if it has none.")
+        mapped = self._laterals(self.backbone(x))
+        norm: Any = self.fuse[0]  # the BatchNorm2d of BN-ReLU
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        shift = norm.bias - norm.running_mean * scale
+        active = (self.fuse(self._top_down(mapped)) > 0).to(x.dtype)
+        parts = [self._top_down([m if j == i else torch.zeros_like(m) for j, m in enumerate(mapped)])
+                 * scale[:, None, None] for i in range(len(mapped))]
+        parts.append(shift[:, None, None].expand_as(parts[0]))
+        weight = self.head.weight.flatten(1)
+        cams = torch.stack([torch.einsum("kc,nchw->nkhw", weight, active * part) for part in parts], 1)
+        cams[:, -1] += self.head.bias[:, None, None] if self.head.bias is not None else 0.0
+        return cams
 
     def forward(self, x: torch.Tensor, return_cam: bool = False) -> Any:
         """Logits (N, C); with ``return_cam=True`` also the CAM from the same forward."""
