@@ -10,6 +10,8 @@ from captum_topgap.app.findings import (
     evidence,
     gamed,
     mechanisms,
+    off_object,
+    trails,
     undertrained,
 )
 from captum_topgap.app.report import audit_rows
@@ -114,8 +116,8 @@ def test_bound_and_audit_and_the_unexplained_case() -> None:
     assert held["held"] and mechanisms(held, []) == []
     tie = claim("greater", [0.2], [0.2])
     assert mechanisms(tie, [row("a", [0.2]), row("b", [0.2])]) == [
-        "no measured mechanism among the fixed checks (agreement, training, collapse, pixel evidence, digit ceiling, "
-        "audit): unexplained"]
+        "no measured mechanism among the fixed checks (agreement, training, learning speed, top-k positions, collapse, "
+        "pixel evidence, digit ceiling, audit): unexplained"]
 
 
 def test_the_audit_table_quotes_the_reasons_of_the_seeds_that_gave_the_verdict() -> None:
@@ -127,3 +129,35 @@ def test_the_audit_table_quotes_the_reasons_of_the_seeds_that_gave_the_verdict()
     assert header[-1] == "reasons (the seeds with that verdict)"
     assert rows == [["topgap", "1.000", "0.500", "0.000", "0.500", "gradient-masked",
                      "seed 1: pgd50 breaks 0.062 of the images (> 0.05)"]]
+
+
+def seeded(name: str, val: list[float], seed: int, scenario: str = "s", **measures: float) -> dict:
+    return {**row(name, val, scenario, **measures), "seed": seed}
+
+
+def test_trails_names_the_missing_seeds_that_were_behind_at_every_epoch() -> None:
+    failed = {**claim("not_worse", [0.97, 0.94, 0.95], [0.97, 0.98, 0.96], 0.01), "measure": "accuracy"}
+    rows = [seeded("a", [0.3, 0.9, 0.96], 0), seeded("a", [0.29, 0.88, 0.964], 1), seeded("a", [0.5, 0.8, 0.95], 2),
+            seeded("b", [0.4, 0.9, 0.97], 0), seeded("b", [0.41, 0.95, 0.978], 1), seeded("b", [0.4, 0.9, 0.96], 2)]
+    # seed 0 is on the claimed side; seed 1 trails at every epoch; seed 2 misses but led in epoch 1
+    assert trails(rows, failed) == ["seed 1: a's validation accuracy trailed b's at every epoch (-0.120, -0.070, "
+                                    "-0.014; best 0.964 vs 0.978): it learns slower, and this budget stopped it behind"]
+    assert trails(rows, {**failed, "measure": "in_distribution_accuracy"}) == []  # its validation split differs
+    assert any(line.startswith("seed 1: a's validation") for line in mechanisms(failed, rows))
+
+
+def test_off_object_quotes_where_the_missing_seeds_top_k_positions_lie_and_which_stage_chose_them() -> None:
+    failed = {**claim("greater", [0.21, 0.05], [0.10, 0.10], 0.01), "measure": "iou/topgap_cam"}
+
+    def topgap_row(seed: int, on_object: float, deep: float) -> dict:
+        return seeded("a", [0.9], seed, topk_on_object=on_object, mask_area=0.118, cam_positions=144.0,
+                      **{"topk_stage_share/layer3": 1 - deep, "topk_stage_share/layer4": deep,
+                         "stage_positions/layer3": 9.0, "stage_positions/layer4": 4.0})
+
+    rows = [topgap_row(0, 0.386, 0.285), topgap_row(1, 0.082, 0.726)]
+    assert off_object(rows, failed) == [
+        "seed 1: 0.082 of its top-k positions lie on the object (mask area 0.118, what random positions cover; seeds "
+        "0: 0.386), and layer4 — 4 positions, upsampled to the CAM's 144 — gives 0.726 of the class score there "
+        "(seeds 0: 0.285)"]
+    assert off_object(rows, {**failed, "measure": "accuracy"}) == []
+    assert off_object([seeded("a", [0.9], 0), seeded("a", [0.9], 1)], failed) == []  # not a Top-GAP network

@@ -50,7 +50,7 @@ from captum_topgap.app.report import save_figures, write_html
 from captum_topgap.data import TexturedMNIST, batches, collate
 from captum_topgap.evaluate.audit import SWEEP, robustness_audit
 from captum_topgap.evaluate.claims import Claim
-from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_diagnostic
+from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_diagnostic, topk_evidence
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, predict
 from captum_topgap.evaluate.robustness import evaluate_robustness
@@ -426,7 +426,10 @@ def judge_layer(model: nn.Module, size: int, min_positions: int = 36) -> str:
 
 def measure_object(name: str, model: nn.Module, data: dict[str, Any], config: DemoConfig,
                    progress: bool) -> dict[str, float]:
-    """Accuracy, mask IoU / energy pointing game per method, ERF background share, PGD-20 (all, background)."""
+    """Accuracy, mask IoU / energy pointing game per method, ERF background share, PGD-20 (all, background);
+    for a Top-GAP network also where its top-k positions lie and which stage chose them
+    (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`).
+    """
     measures = {"accuracy": accuracy(model, data["test"])}
     explained = data["test"][:config.explain_images]
     scores = heatmap_scores(model, OBJECT_METHODS[name], explained, limit=None, method_kwargs=METHOD_OPTIONS,
@@ -434,6 +437,14 @@ def measure_object(name: str, model: nn.Module, data: dict[str, Any], config: De
     for method, row in scores.items():
         measures[f"iou/{method}"] = row["iou"]
         measures[f"energy_pointing_game/{method}"] = row["energy_pointing_game"]
+    if "topgap_cam" in scores:
+        probe = collate(explained)
+        evidence = topk_evidence(model, probe.images, probe.labels, probe.masks)
+        measures["topk_on_object"], measures["mask_area"] = evidence["on_object"], evidence["mask_area"]
+        measures["cam_positions"] = float(evidence["positions"])
+        for stage, share in evidence["stage_share"].items():
+            measures[f"topk_stage_share/{stage}"] = share
+            measures[f"stage_positions/{stage}"] = float(evidence["stage_positions"][stage])
     erf = erf_scores(model, explained, limit=None, progress=progress)
     measures["erf_background_share"], measures["erf_distance"] = erf["background_share"], erf["distance"]
     loader = batches(data["test"][:config.attack_images], 64)

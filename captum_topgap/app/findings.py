@@ -16,6 +16,11 @@ fires, writes one sentence with the numbers:
 - **digit ceiling** — an in-distribution accuracy claim against a baseline that reads the background, when the
   background-swap control (which decides by the digit) is itself more than the claim's margin below that
   baseline: a model moved off the background cue is bounded by how well the digit is learnt at this budget;
+- **trails** — for an accuracy claim against a reference, a seed that misses it whose validation accuracy was
+  below the reference's at every epoch: it learns slower, and the budget stopped it behind;
+- **off the object** — for a localisation (IoU) claim on a Top-GAP network, a seed that misses it: the share of
+  its top-k positions on the object against the mask's area, and the stage of the fused map that gives most
+  of the class score there (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`);
 - **bound** — the seeds below (or at) the bound of an ``at_least`` / ``below`` claim;
 - **audit** — the audit's reasons for a model whose verdict is not *robust*.
 
@@ -47,15 +52,26 @@ def _runs(rows: Sequence[dict[str, Any]], scenario: str, name: str | None) -> li
     return [row for row in rows if row["scenario"] == scenario and row["name"] == name]
 
 
-def agreement(claim: dict[str, Any]) -> list[str]:
-    """The seeds' agreement of a comparative claim: which seeds are on the claimed side, and the gaps."""
+def _sides(claim: dict[str, Any]) -> tuple[list[float], list[bool]]:
+    """The per-seed gaps of a comparative claim (signed so that positive is the claimed side) and whether
+    each seed is on the claimed side; empty without a reference.
+    """
     reference = claim.get("reference_values")
     if reference is None:
-        return []
+        return [], []
     sign = -1.0 if claim["direction"] == "lower" else 1.0
     gaps = [sign * (a - b) for a, b in zip(claim["values"], reference, strict=True)]
-    floor = -claim["margin"] if claim["direction"] == "not_worse" else 0.0
-    on_side = sum(gap > floor if claim["direction"] != "not_worse" else gap >= floor for gap in gaps)
+    if claim["direction"] == "not_worse":
+        return gaps, [gap >= -claim["margin"] for gap in gaps]
+    return gaps, [gap > 0.0 for gap in gaps]
+
+
+def agreement(claim: dict[str, Any]) -> list[str]:
+    """The seeds' agreement of a comparative claim: which seeds are on the claimed side, and the gaps."""
+    gaps, sides = _sides(claim)
+    if not gaps:
+        return []
+    on_side = sum(sides)
     text = ", ".join(f"{gap:+.3f}" for gap in gaps)
     if 0 < on_side < len(gaps):
         return [f"{on_side} of {len(gaps)} seeds on the claimed side (gaps {text}): the claim fails on agreement, "
@@ -140,6 +156,60 @@ def digit_ceiling(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list
             "bounded by how well the digit is learnt at this budget"]
 
 
+def trails(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
+    """For an accuracy claim against a reference: the seeds that miss it whose validation accuracy (a split drawn
+    like the test split) trailed the reference's at every epoch — the model learns slower, and the budget
+    stopped it behind.
+    """
+    reference = claim.get("reference")
+    if claim["measure"] != "accuracy" or reference is None:
+        return []
+    found = []
+    pairs = zip(_runs(rows, claim["scenario"], claim["model"]), _runs(rows, claim["scenario"], reference),
+                _sides(claim)[1], strict=False)
+    for run, other, on_side in pairs:
+        ours = [record.get("val_accuracy") for record in run["history"]]
+        theirs = [record.get("val_accuracy") for record in other["history"]]
+        if on_side or len(ours) != len(theirs) or None in ours + theirs:
+            continue
+        if all(a < b for a, b in zip(ours, theirs, strict=True)):
+            text = ", ".join(f"{a - b:+.3f}" for a, b in zip(ours, theirs, strict=True))
+            found.append(f"seed {run['seed']}: {claim['model']}'s validation accuracy trailed {reference}'s at every "
+                         f"epoch ({text}; best {max(ours):.3f} vs {max(theirs):.3f}): it learns slower, and this "
+                         "budget stopped it behind")
+    return found
+
+
+def off_object(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
+    """For a localisation claim (an ``iou/`` measure) on a Top-GAP network: where the top-k positions of the seeds
+    that miss it lie, against the mask's area (what random positions cover), and which stage of the fused map
+    gives most of the class score there (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`), beside
+    the other seeds.
+    """
+    runs = _runs(rows, claim["scenario"], claim["model"])
+    if not claim["measure"].startswith("iou/") or not runs or any(
+            "topk_on_object" not in run["measures"] for run in runs):
+        return []
+    found = []
+    for run, on_side in zip(runs, _sides(claim)[1], strict=False):
+        if on_side:
+            continue
+        others = [other for other in runs if other is not run]
+        shares = {key: value for key, value in run["measures"].items() if key.startswith("topk_stage_share/")}
+        key = max(shares, key=shares.__getitem__)
+        stage = key.removeprefix("topk_stage_share/")
+        measures = run["measures"]
+        seeds = ", ".join(str(other["seed"]) for other in others)
+        on_object = ", ".join(f"{other['measures']['topk_on_object']:.3f}" for other in others)
+        share = ", ".join(f"{other['measures'][key]:.3f}" for other in others)
+        found.append(f"seed {run['seed']}: {measures['topk_on_object']:.3f} of its top-k positions lie on the object "
+                     f"(mask area {measures['mask_area']:.3f}, what random positions cover; seeds {seeds}: "
+                     f"{on_object}), and {stage} — {measures[f'stage_positions/{stage}']:.0f} positions, upsampled "
+                     f"to the CAM's {measures['cam_positions']:.0f} — gives {shares[key]:.3f} of the class score "
+                     f"there (seeds {seeds}: {share})")
+    return found
+
+
 def bound(claim: dict[str, Any]) -> list[str]:
     """The seeds that miss the bound of an ``at_least`` / ``below`` claim."""
     if claim["direction"] not in ("at_least", "below"):
@@ -196,7 +266,8 @@ end), which costs the classifier the layer's evidence
     found = [*bound(claim), *agreement(claim)]
     for name in dict.fromkeys(filter(None, (claim["model"], claim.get("reference")))):
         found += undertrained(rows, claim["scenario"], name) + gamed(rows, claim["scenario"], name)
+    found += trails(rows, claim) + off_object(rows, claim)
     found += evidence(rows, claim["scenario"], claim["model"]) + digit_ceiling(rows, claim)
     found += audit(report_audit or {}, claim)
-    return found or ["no measured mechanism among the fixed checks (agreement, training, collapse, pixel evidence, "
-                     "digit ceiling, audit): unexplained"]
+    return found or ["no measured mechanism among the fixed checks (agreement, training, learning speed, top-k "
+                     "positions, collapse, pixel evidence, digit ceiling, audit): unexplained"]

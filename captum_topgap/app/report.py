@@ -32,6 +32,7 @@ OBJECT_COLUMNS = (("baseline", "gradcam", "ResNet-18: Grad-CAM"), ("baseline", "
 MEASURES = {
     "object": (("accuracy", "accuracy"), ("iou/gradcam", "IoU Grad-CAM"), ("iou/recipro_cam", "IoU Recipro-CAM"),
                ("iou/augmented_gradcam", "IoU Aug. Grad-CAM"), ("iou/topgap_cam", "IoU Top-GAP CAM"),
+               ("topk_on_object", "Top-GAP's top-k on the object"),
                ("erf_background_share", "ERF on background"), ("pgd20_background", "PGD-20 background")),
     "robustness": (("accuracy", "clean accuracy"), ("pgd20", "PGD-20 (the poster's)"),
                    ("robust_accuracy", "robust accuracy (audit)"),
