@@ -120,5 +120,9 @@ def test_topk_evidence_finds_the_kept_positions_and_the_stage_that_chose_them() 
     assert evidence["stage_positions"] == {"layer1": 64, "layer2": 16, "layer3": 4, "layer4": 1}
     shares = evidence["stage_share"]
     assert shares["layer1"] == shares["layer2"] == 0.0 and sum(shares.values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"`labels` \[5\] out of range for a model with 3 outputs"):
+        topk_evidence(model, x, torch.tensor([0, 5]), on_kept)
+    with pytest.raises(ValueError, match=r"`masks` has shape \(2, 1, 8, 8\) but the images are"):
+        topk_evidence(model, x, labels, kept)
     with pytest.raises(TypeError, match=r"topk_evidence needs a Top-GAP network \(timm.create_model.*got ResNet"):
         topk_evidence(timm.create_model("resnet18", num_classes=3), x, labels, on_kept)

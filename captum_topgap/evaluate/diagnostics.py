@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from captum_topgap._checks import check_mask
+from captum_topgap._checks import check_images, check_mask, check_target
 from captum_topgap._state import preserved_state
 from captum_topgap.methods.gradcam import grad_cam_maps
 from captum_topgap.models.topgap_net import TopGAPNet
@@ -123,17 +123,19 @@ def topk_evidence(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         >>> evidence["on_object"], list(evidence["stage_share"])
         (0.0, ['layer1', 'layer2', 'layer3', 'layer4'])
     """
-    masks = check_mask(masks, images).to(images.device)
     if not isinstance(model, TopGAPNet):
         raise TypeError(f"topk_evidence needs a Top-GAP network (timm.create_model('topgap_resnet18', ...)), got "
                         f"{type(model).__name__}.")
+    images = check_images(images, model, "images")
+    labels = check_target(labels, len(images), model.num_classes, "labels").to(images.device)
+    masks = check_mask(masks, images, "masks").to(images.device)
     with preserved_state(model), torch.no_grad():
         model.eval()
         parts = model.stage_cams(images)
         stages = [model.backbone(images[:1])[i] for i in model.stages]
     h, w = parts.shape[-2:]
     rows = torch.arange(len(images), device=images.device)
-    parts = parts[rows, :, labels.to(images.device)].flatten(2)  # (N, S + 1, h·w)
+    parts = parts[rows, :, labels].flatten(2)  # (N, S + 1, h·w)
     k = kept_positions(h * w, model.pool.count, model.pool.fraction)
     top = parts.sum(1).topk(k, dim=1).indices
     coverage = F.adaptive_avg_pool2d(masks, (h, w)).flatten(1).gather(1, top)
