@@ -17,7 +17,8 @@ and which stage of its fused map put them there:
     on the object = mean over images of the mask's coverage of the k kept positions of the true class's map
     stage share_s = Σ_i Σ_{p ∈ top-k_i} E_s(i, p) / Σ_{s'} Σ_i Σ_{p ∈ top-k_i} E_{s'}(i, p)
 
-with E_s stage s's part of the class map (:meth:`~captum_topgap.models.TopGAPNet.stage_cams`). Positions
+with E_s stage s's part of the class map (:meth:`~captum_topgap.models.TopGAPNet.stage_cams`); the shares are
+signed and sum to 1 (a stage that lowers the score there has a negative share). Positions
 picked at random cover the mask's area; a map whose kept positions come from a stage with few positions
 (a ResNet's ``layer4`` is 2 × 2 at 48 px) is chosen by that stage's coarse grid.
 
