@@ -133,7 +133,8 @@ def topk_evidence(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     with preserved_state(model), torch.no_grad():
         model.eval()
         parts = model.stage_cams(images)
-        stages = [model.backbone(images[:1])[i] for i in model.stages]
+        features = model.backbone(images[:1])
+    stages = [features[i] for i in model.stages]
     h, w = parts.shape[-2:]
     rows = torch.arange(len(images), device=images.device)
     parts = parts[rows, :, labels].flatten(2)  # (N, S + 1, h·w)
