@@ -16,7 +16,9 @@ from captum_topgap._state import preserved_state
 
 
 def example_input(model: nn.Module, input_size: tuple[int, int, int] | None = None) -> torch.Tensor:
-    """One dummy image for tracing: ``input_size`` (C, H, W), else timm's ``pretrained_cfg``, else (C, 224, 224).
+    """One dummy image for tracing: ``input_size`` (C, H, W), else the size the model was built for — a timm
+    vision transformer's ``patch_embed.img_size`` (``img_size=64`` at creation), then timm's
+    ``pretrained_cfg`` — else (C, 224, 224).
 
     Example:
         >>> example_input(torch.nn.Conv2d(1, 2, 3)).shape
@@ -25,6 +27,9 @@ def example_input(model: nn.Module, input_size: tuple[int, int, int] | None = No
     if input_size is None:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         input_size = tuple(cfg.get("input_size", ())) or (input_channels(model) or 3, 224, 224)
+        built_for = getattr(getattr(model, "patch_embed", None), "img_size", None)
+        if isinstance(built_for, tuple) and len(built_for) == 2:
+            input_size = (input_size[0], *built_for)
     param = next(model.parameters(), None)
     device = param.device if param is not None else "cpu"
     return torch.zeros(1, *input_size, device=device)

@@ -297,10 +297,13 @@ class LayerMethod(MethodAttribution):
 
     ``layer`` is a module or its dotted name; ``None`` picks the last module with a spatial output — for a
     timm vision transformer the last block's ``norm1``, with the reshape of its patch tokens to their grid —
-    found by tracing one forward of the first input (its size and dtype) when it is first needed
-    (``input_size`` (C, H, W) sets the probe used when ``.layer`` is read before any call). ``.layer`` and
-    ``.layer_name`` expose the choice. ``reshape_transform`` maps the layer's output to (N, C, h, w) before
-    any check (transformers: (N, tokens, C) -> (N, C, h, w)).
+    found by tracing one forward at the size the images have: ``input_size`` (C, H, W) when given, else the
+    first images explained. Which layer that is never depends on the order of calls: reading ``.layer``
+    before any call without ``input_size`` traces a probe of the model's own size (:func:`example_input`) and
+    reports a provisional choice, which the first call confirms at its images' size — or replaces, with a
+    warning naming both layers. ``.layer`` and ``.layer_name`` expose the choice. The first call also checks
+    the layer's output at its images' size. ``reshape_transform`` maps the layer's output to (N, C, h, w)
+    before any check (transformers: (N, tokens, C) -> (N, C, h, w)).
     """
 
     supports_reshape = True
@@ -318,33 +321,53 @@ class LayerMethod(MethodAttribution):
         self.input_size = None if input_size is None else check_input_size(input_size)
         self.reshape_transform = reshape_transform
         self._layer = None if layer is None else resolve_layer(model, layer)
+        self._provisional = False
         self._checked = False
         self.layer_positions = 0
 
     @property
     def layer(self) -> nn.Module:
-        """The explained layer (traced with a probe of ``input_size`` if no call has chosen it yet)."""
-        if self._layer is None or not self._checked:
-            probe = example_input(self.model, self.input_size)
+        """The explained layer; before any call without ``input_size``, the provisional choice at a probe."""
+        if self._layer is None:
+            probe = self._probe()
             try:
-                self._bind(probe.to(model_dtype(self.model) or probe.dtype))
-            except RuntimeError as error:
+                self._layer = self._choose(probe)
+            except (RuntimeError, AssertionError) as error:
                 raise ValueError(f"could not trace the model with a {tuple(probe.shape)} probe to find its layer "
-                                 f"({error}); pass input_size=(C, H, W), or call attribute() first: the first "
-                                 "input is traced instead.") from error
-        assert self._layer is not None
+                                 f"({str(error).strip() or type(error).__name__}); pass input_size=(C, H, W) of "
+                                 "your images, or call attribute() first: its images are traced instead.") from error
+            self._provisional = self.input_size is None
         return self._layer
 
     @property
     def layer_name(self) -> str:
         """The layer's dotted name in the model."""
-        layer = self.layer
+        return self._name(self.layer)
+
+    def _name(self, layer: nn.Module) -> str:
         return next(name for name, module in self.model.named_modules() if module is layer)
 
+    def _probe(self) -> torch.Tensor:
+        """One dummy image of ``input_size`` (else the model's own size) in the model's dtype."""
+        probe = example_input(self.model, self.input_size)
+        return probe.to(model_dtype(self.model) or probe.dtype)
+
+    def _choose(self, example: torch.Tensor) -> nn.Module:
+        """The default layer for images of ``example``'s size: one traced forward (none for a transformer)."""
+        return (vit_norm1(self.model) or default_layer(self.network, example))[1]
+
     def _bind(self, example: torch.Tensor) -> None:
-        """Choose the default layer, or check the given one, with one traced forward of ``example``."""
-        if self._layer is None:
-            self._layer = (vit_norm1(self.model) or default_layer(self.network, example))[1]
+        """At the first call: choose the default layer at the images' size (``input_size`` when given) unless a
+        layer was given, and check its output on ``example``, one of the images, with one traced forward.
+        """
+        if self._layer is None or self._provisional:
+            chosen = self._choose(example if self.input_size is None else self._probe())
+            if self._layer is not None and chosen is not self._layer:
+                warnings.warn(f"`.layer` was read before any call and reported {self._name(self._layer)!r} for a "
+                              f"{tuple(self._probe().shape[-2:])} probe; at the {tuple(example.shape[-2:])} "
+                              f"images explained the default layer is {self._name(chosen)!r}, which is used. "
+                              "Pass input_size=(C, H, W) to fix the choice before the first call.", stacklevel=4)
+            self._layer, self._provisional = chosen, False
         tokens = transformer_reshape(self.model, self._layer)
         if tokens is not None and not self.supports_reshape:
             raise ValueError(f"{self.method_name!r} cannot reshape a transformer's tokens to their grid; use "
