@@ -3,7 +3,9 @@
 Called by :func:`captum_topgap.evaluate.robustness.adversarial_examples` for ``attack="square…"``,
 ``"apgd_ce…"`` and ``"apgd_dlr…"``. ART's ``PyTorchClassifier`` carries ``clip_values=bounds`` and the
 normalisation as its preprocessing; ART's own numpy randomness is seeded for the call and restored
-afterwards.
+afterwards. ART keeps its iterate in float32; the model sees every query in the images' dtype
+(:class:`CastQueries`), so a float64 model runs, and is differentiated, in float64, and the examples come back
+in the images' dtype.
 
 - **Square** (Andriushchenko et al. 2020), ``SquareAttack``, L∞, gradient-free: it only queries the model's
   scores, so it is the audit's check that gradients are not what stops the gradient attacks. The initial
@@ -45,7 +47,14 @@ APGD_LOSSES = {"apgd_ce": "cross_entropy", "apgd_dlr": "difference_logits_ratio"
 
 def classifier(model: nn.Module, inputs: torch.Tensor, bounds: tuple[float, float],
                preprocessing: Mapping[str, Any] | None) -> PyTorchClassifier:
-    """ART's ``PyTorchClassifier`` of ``model`` on images in ``bounds``, normalised by ``preprocessing``."""
+    """ART's ``PyTorchClassifier`` of ``model`` on images in ``bounds``, normalised by ``preprocessing``, each
+    query cast to the images' dtype (:class:`CastQueries`).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2)).double()
+        >>> classifier(net, torch.rand(1, 3, 2, 2, dtype=torch.float64), (0.0, 1.0), None).nb_classes
+        2
+    """
     channels = inputs.shape[1]
     mean = np.broadcast_to(np.asarray((preprocessing or {}).get("mean", 0.0), np.float32), (channels,))
     std = np.broadcast_to(np.asarray((preprocessing or {}).get("std", 1.0), np.float32), (channels,))
@@ -53,10 +62,32 @@ def classifier(model: nn.Module, inputs: torch.Tensor, bounds: tuple[float, floa
         first = (inputs[:1] - torch.from_numpy(mean.copy()).to(inputs).view(-1, 1, 1)) / torch.from_numpy(
             std.copy()).to(inputs).view(-1, 1, 1)
         n_classes = model(first).shape[1]
-    return PyTorchClassifier(model, loss=nn.CrossEntropyLoss(), input_shape=tuple(inputs.shape[1:]),
-                             nb_classes=n_classes, clip_values=tuple(map(float, bounds)),
+    return PyTorchClassifier(CastQueries(model, inputs.dtype), loss=nn.CrossEntropyLoss(),
+                             input_shape=tuple(inputs.shape[1:]), nb_classes=n_classes,
+                             clip_values=tuple(map(float, bounds)),
                              preprocessing=(mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)),
                              device_type="gpu" if inputs.device.type == "cuda" else "cpu")
+
+
+class CastQueries(nn.Module):
+    """``model`` on queries cast to ``dtype``, the dtype of the images attacked: ART hands every query over in
+    float32 (``art.config.ART_NUMPY_DTYPE``, read by its attacks at import), so without the cast a float64 model
+    and :class:`~captum_topgap.evaluate.robustness.RegionModel`'s float64 clean images meet float32 tensors.
+    The cast is differentiable: ART's loss gradients flow back through it to its float32 iterate.
+
+    Example:
+        >>> net = torch.nn.Linear(3, 2).double()
+        >>> CastQueries(net, torch.float64)(torch.rand(4, 3)).dtype
+        torch.float64
+    """
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output for ``x`` in ``dtype``."""
+        return self.model(x.to(self.dtype))
 
 
 @contextmanager
@@ -78,7 +109,7 @@ def _run(make: Callable[[PyTorchClassifier], Any], model: nn.Module, inputs: tor
         attack = make(classifier(model, inputs, bounds, preprocessing))
     with seeded(seed):
         adversarial = attack.generate(x=inputs.detach().cpu().numpy(), y=labels.cpu().numpy())
-    return torch.from_numpy(adversarial).to(inputs.device)
+    return torch.from_numpy(adversarial).to(inputs)
 
 
 class RecentQueries(nn.Module):

@@ -250,11 +250,25 @@ def check_images(inputs: object, model: nn.Module | None = None, name: str = "in
     if expected is not None and inputs.shape[1] != expected:
         raise ValueError(f"`{name}` has {inputs.shape[1]} channels but the model expects {expected}; "
                          f"pass images of shape (N, {expected}, H, W).")
+    check_dtype(inputs, model, name)
+    return inputs
+
+
+def check_dtype(inputs: torch.Tensor, model: nn.Module | None, name: str = "inputs") -> None:
+    """The images in the dtype of the model's parameters, else an error naming both dtypes and the fix (a model
+    without floating parameters takes any).
+
+    Example:
+        >>> check_dtype(torch.zeros(1, 2), torch.nn.Linear(2, 2).double())
+        Traceback (most recent call last):
+        ...
+        TypeError: `inputs` are torch.float32 but the model's parameters are torch.float64; pass \
+inputs.to(torch.float64) (or convert the model, e.g. model.to(torch.float32)).
+    """
     dtype = model_dtype(model) if model is not None else None
     if dtype is not None and inputs.dtype != dtype:
         raise TypeError(f"`{name}` are {inputs.dtype} but the model's parameters are {dtype}; pass "
                         f"{name}.to({dtype}) (or convert the model, e.g. model.to({inputs.dtype})).")
-    return inputs
 
 
 def check_target(target: TargetType, batch_size: int, num_classes: int, name: str = "target") -> torch.Tensor:

@@ -46,13 +46,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from captum_topgap._checks import check_float
 from captum_topgap._state import preserved_state
 from captum_topgap.evaluate.robustness import (
     EPS,
     AttackSpec,
     adversarial_examples,
     check_attack_inputs,
+    check_budget,
     normalize,
     predict_normalised,
     robust_counts,
@@ -197,12 +197,11 @@ def robustness_audit(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
         True
     """
     rules = rules or AuditRules()
-    eps = check_float(eps, "eps", minimum=0.0)
-    check_attack_inputs(inputs, labels, bounds)
+    eps = check_attack_inputs(model, inputs, labels, eps, bounds)
     names = [AttackSpec.parse(name).name for name in attacks]
     if not names or names[0] != rules.reference:
         raise ValueError(f"`attacks` must start with the rules' reference attack {rules.reference!r}, got {names}")
-    budgets = sorted(check_float(value, "sweep", minimum=0.0) for value in sweep)
+    budgets = sorted(check_budget(value, bounds, "sweep") for value in sweep)
     labels = labels.to(inputs.device)
     def white_box(name: str, budget: float) -> Attack:
         return lambda index: robust_counts(model, inputs[index], labels[index], name, budget, bounds=bounds,

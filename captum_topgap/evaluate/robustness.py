@@ -37,7 +37,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from tqdm.auto import tqdm
 
-from captum_topgap._checks import check_float, check_int
+from captum_topgap._checks import check_dtype, check_float, check_int
 from captum_topgap._distributed import all_sum, is_main
 from captum_topgap._state import preserved_state
 from captum_topgap.evaluate.metrics import predict
@@ -220,11 +220,15 @@ class RegionModel(nn.Module):
         return self.model(self.composite(x))
 
 
-def check_attack_inputs(inputs: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float]) -> None:
-    """The usual Foolbox pitfalls, each with its fix: images outside ``bounds``, labels not (N,) indices.
+def check_attack_inputs(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps: float,
+                        bounds: tuple[float, float]) -> float:
+    """The arguments every attack entry point shares, each pitfall refused with its fix: images that are not
+    (N, C, H, W), not in the model's dtype (:func:`~captum_topgap._checks.check_dtype`) or outside ``bounds``; a
+    budget outside [0, high − low] (:func:`check_budget`); labels not (N,) indices. Returns ``eps`` as a float.
 
     Example:
-        >>> check_attack_inputs(torch.full((1, 3, 2, 2), -1.0), torch.zeros(1, dtype=torch.long), (0, 1))
+        >>> check_attack_inputs(torch.nn.Flatten(), torch.full((1, 3, 2, 2), -1.0), torch.zeros(1, dtype=torch.long),
+        ...                     8 / 255, (0, 1))
         Traceback (most recent call last):
         ...
         ValueError: inputs lie outside bounds=(0, 1) (min -1, max -1): pass images in [0, 1] and the \
@@ -232,7 +236,9 @@ normalisation as preprocessing=dict(mean=..., std=...) instead of normalised ten
     """
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
         raise ValueError(f"inputs must be a (N, C, H, W) tensor, got {getattr(inputs, 'shape', type(inputs))}")
+    check_dtype(inputs, model)
     low, high = check_bounds(bounds)
+    eps = check_budget(eps, bounds)
     if inputs.numel() and (inputs.min() < low or inputs.max() > high):
         raise ValueError(f"inputs lie outside bounds={tuple(bounds)} (min {inputs.min().item():.4g}, max "
                          f"{inputs.max().item():.4g}): pass images in [{low}, {high}] and the normalisation as "
@@ -241,6 +247,30 @@ normalisation as preprocessing=dict(mean=..., std=...) instead of normalised ten
         shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"labels must be integer class indices of shape ({inputs.shape[0]},), got {shape}; "
                          "for one-hot labels pass labels.argmax(1)")
+    return eps
+
+
+def check_budget(eps: object, bounds: tuple[float, float], name: str = "eps") -> float:
+    """An L∞ budget in [0, high − low]: ε is in the images' units, those of ``bounds``, whatever the
+    ``preprocessing`` (both engines apply it inside the model they attack), and a budget larger than the
+    range moves every pixel anywhere, as an ε of 8 meant as 8/255 would, silently.
+
+    Example:
+        >>> check_budget(8, (0.0, 1.0))
+        Traceback (most recent call last):
+        ...
+        ValueError: `eps`=8 is larger than the images' range [0, 1] (eps is in the units of `bounds`, before \
+`preprocessing`); for 8/255 in pixel units pass eps=8/255 ≈ 0.0314.
+    """
+    low, high = check_bounds(bounds)
+    budget = check_float(eps, name, minimum=0.0)
+    width = high - low
+    if budget > width:
+        scale = "" if width == 1 else f"·{width:g}"
+        raise ValueError(f"`{name}`={budget:g} is larger than the images' range [{low:g}, {high:g}] (eps is in the "
+                         f"units of `bounds`, before `preprocessing`); for {budget:g}/255 in pixel units pass "
+                         f"{name}={budget:g}/255{scale} ≈ {budget / 255 * width:.4f}.")
+    return budget
 
 
 def check_bounds(bounds: object) -> tuple[float, float]:
@@ -337,8 +367,7 @@ def adversarial_examples(model: nn.Module, inputs: torch.Tensor, labels: torch.T
         True
     """
     spec = AttackSpec.parse(attack, steps)
-    eps = check_float(eps, "eps", minimum=0.0)
-    check_attack_inputs(inputs, labels, bounds)
+    eps = check_attack_inputs(model, inputs, labels, eps, bounds)
     allowed = allowed_region(region, masks, inputs)
     if eps == 0 or len(inputs) == 0:
         return inputs.clone()
@@ -392,9 +421,8 @@ def robust_counts(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
         True
     """
     AttackSpec.parse(attack, steps)
-    check_float(eps, "eps", minimum=0.0)
     check_int(batch_size, "batch_size", minimum=1)
-    check_attack_inputs(inputs, labels, bounds)
+    check_attack_inputs(model, inputs, labels, eps, bounds)
     allowed_region(region, masks, inputs)
     labels = labels.to(inputs.device)
     check_label_range(model, inputs, labels, preprocessing)
@@ -430,8 +458,7 @@ def evaluate_robustness(model: nn.Module, loader: Iterable,
     attacks = [attacks] if isinstance(attacks, str) else list(attacks)  # one attack may be named alone
     for name in attacks:
         AttackSpec.parse(name)
-    check_float(eps, "eps", minimum=0.0)
-    check_bounds(bounds)
+    check_budget(eps, bounds)
     robust = dict.fromkeys(attacks, 0)
     correct: float = 0
     count: float = 0
@@ -440,7 +467,7 @@ def evaluate_robustness(model: nn.Module, loader: Iterable,
                leave=False)
     for batch in bar:
         images, labels, masks = _unpack(batch)
-        check_attack_inputs(images, labels, bounds)
+        check_attack_inputs(model, images, labels, eps, bounds)
         images, labels = images.to(device), labels.to(device)
         correct += int((predict_normalised(model, images, preprocessing, max(len(images), 1)) == labels).sum())
         for attack in attacks:
