@@ -5,7 +5,8 @@ Each function returns the exit status; the checks that need files or the registr
 prints as one line with exit status 2.
 
 Example:
-    >>> parse_options(["augmented_gradcam.n_augmentations=16", "augmented_gradcam.solver=primal_dual"])
+    >>> parse_options(["augmented_gradcam.n_augmentations=16", "augmented_gradcam.solver=primal_dual"],
+    ...               ["augmented_gradcam"])
     {'augmented_gradcam': {'n_augmentations': 16, 'solver': 'primal_dual'}}
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from captum_topgap.evaluate.metrics import accuracy, normalize_per_image
 from captum_topgap.evaluate.robustness import AttackSpec, evaluate_robustness
 from captum_topgap.evaluate.shift import corruption_accuracy, group_shift
 from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes, pretrained_name
-from captum_topgap.registry import canonical_name, list_methods, method_spec
+from captum_topgap.registry import canonical_name, get_method, list_methods, method_spec
 from captum_topgap.train.checkpoints import load_checkpoint, load_model
 from captum_topgap.train.loop import TrainConfig, kept_record, train
 from captum_topgap.train.objectives import ExpansionObjective, make_objective
@@ -119,7 +120,7 @@ def checked_checkpoint(path: str, name: str = "--checkpoint") -> dict[str, Any]:
     try:
         return load_checkpoint(path)
     except (FileNotFoundError, ValueError) as error:
-        raise UsageError(f"{name}: {error}") from None
+        raise UsageError(f"{name}: {error}") from error
 
 
 def train_model(args: argparse.Namespace) -> int:
@@ -187,13 +188,14 @@ def train_expansion(args: argparse.Namespace, config: TrainConfig) -> int:
     return 0
 
 
-def parse_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
+def parse_options(items: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, object]]:
     """``["augmented_gradcam.solver=primal_dual", "recipro_cam.gaussian=true"]`` -> per-method keyword arguments.
 
-    Numbers and true/false are converted; a malformed item or an unknown method is a usage error.
+    Numbers and true/false are converted; a malformed item, an unknown method or one not among ``methods`` (the
+    run's, whose option would be ignored) is a usage error.
 
     Example:
-        >>> parse_options(["recipro_cam.gaussian=true"])
+        >>> parse_options(["recipro_cam.gaussian=true"], ["recipro_cam"])
         {'recipro_cam': {'gaussian': True}}
     """
     options: dict[str, dict[str, object]] = {}
@@ -206,6 +208,9 @@ def parse_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
             canonical = canonical_name(method)
         except ValueError as error:
             raise UsageError(f"--option {item!r}: {error}") from None
+        if canonical not in methods:
+            raise UsageError(f"--option {item!r}: {canonical!r} is not among the methods this run explains "
+                             f"({', '.join(methods) or 'none'}); add it to the methods or drop the option.")
         value: object = text
         for convert in (int, float):
             try:
@@ -217,6 +222,25 @@ def parse_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
             value = text.lower() == "true"
         options.setdefault(canonical, {})[name] = value
     return options
+
+
+def check_options(model: torch.nn.Module, options: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse ``--option`` values before any work: each optioned method is built once on ``model`` (as the run
+    builds it), so an option it does not take or a bad value is a usage error (exit status 2) naming ``--option``.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        ...                           torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> check_options(net, {"gradcam": {"nosuch": 1}})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        captum_topgap.app.arguments.UsageError: --option gradcam: GradCAM.__init__() got an unexpected keyword ...
+    """
+    for name, values in options.items():
+        try:
+            get_method(name, model, **values)
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"--option {name}: {error}") from error
 
 
 def method_names(text: str, flag: str) -> list[str]:
@@ -258,8 +282,9 @@ def evaluate_model(args: argparse.Namespace) -> int:
     for path in args.surrogate:
         checked_checkpoint(path, "--surrogate")
     methods = method_names(args.methods, "--methods")
-    options = parse_options(args.option)
+    options = parse_options(args.option, methods)
     model = load_model(args.checkpoint, args.device)
+    check_options(model, options)
     data = dataset(args, "test")
     results: dict[str, Any] = {"accuracy": accuracy(model, data, 64, args.device)}
     if methods:
@@ -316,7 +341,7 @@ def print_evaluation(results: dict[str, Any], args: argparse.Namespace) -> None:
 def explain_image(args: argparse.Namespace) -> int:
     """``captum-topgap explain``: top-5 classes and heat-maps of one photo."""
     methods = method_names(args.compare or args.method, "--compare" if args.compare else "--method")
-    options = parse_options(args.option)
+    options = parse_options(args.option, methods)
     if args.image is not None and not Path(args.image).is_file():
         raise UsageError(f"IMAGE {args.image} does not exist; give a photo (PNG, JPEG, …) or none for the cat")
     if args.checkpoint:
@@ -333,6 +358,7 @@ def explain_image(args: argparse.Namespace) -> int:
         model, size, names = efficientnet_lite0(), args.size or 224, imagenet_classes()
     if args.target is not None and args.target >= len(names):
         raise UsageError(f"--target must be a class index in [0, {len(names)}), got {args.target}")
+    check_options(model, options)
     image = load_image(args.image, size).to(args.device)
     result = explain(model, image, methods, args.out, names, args.target, options)
     for rank, (name, probability) in enumerate(result["top"], start=1):
@@ -347,7 +373,7 @@ def compare_methods(args: argparse.Namespace) -> int:
     methods = method_names(args.methods, "--methods")
     if not methods:
         raise UsageError("--methods is empty; give comma-separated registry names (captum-topgap methods)")
-    options = parse_options(args.option)
+    options = parse_options(args.option, methods)
     config = CompareConfig.quick() if args.quick else CompareConfig()
     model, data = None, None
     if args.checkpoint:
@@ -362,6 +388,7 @@ def compare_methods(args: argparse.Namespace) -> int:
     else:
         size = args.size or config.size
     config = replace(config, size=size, seed=args.seed, images=args.limit or config.images)
+    check_options(model or trainable_model("resnet18", 10)[0], options)  # the ResNet-18 compare trains
     if model is not None:
         data = dataset(argparse.Namespace(**{**vars(args), "size": size, "limit": config.images}), "test")
     report = run_compare(args.out, methods, model, data, config, options)

@@ -231,14 +231,20 @@ def new_figure(rows: int, columns: int, figsize: tuple[float, float],
 
 def png_path(path: str | Path) -> Path:
     """Where :func:`save_figure` writes ``path``: as given, or with ``.png`` appended when it has no suffix
-    (``--out runs/cat`` writes ``runs/cat.png``).
+    (``--out runs/cat`` writes ``runs/cat.png``). An existing folder stays as it is, so the output check of
+    ``captum-topgap`` (:func:`captum_topgap._checks.check_writable`) refuses it instead of writing ``FOLDER.png``
+    beside it.
 
     Example:
+        >>> import tempfile
         >>> str(png_path("runs/cat")), str(png_path("runs/cat.png"))
         ('runs/cat.png', 'runs/cat.png')
+        >>> folder = tempfile.mkdtemp()
+        >>> png_path(folder) == Path(folder)
+        True
     """
     path = Path(path)
-    return path if path.suffix else path.with_name(path.name + ".png")
+    return path if path.suffix or path.is_dir() else path.with_name(path.name + ".png")
 
 
 def save_figure(figure: Figure, path: str | Path) -> None:
