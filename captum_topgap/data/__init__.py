@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -38,16 +39,48 @@ DATASETS: dict[str, Callable[..., Samples]] = {
 }
 
 
+BUILDS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "textured-mnist": (TexturedMNIST, ("split",)),
+    "spurious-mnist": (SpuriousBackgrounds, ("split", "objects")),
+    "spurious-fashion-mnist": (SpuriousBackgrounds, ("split", "objects")),
+    "mask-folder": (MaskFolder, ()),
+    "oxford-pet": (OxfordPetMasks, ("split",)),
+    "cifar10": (CIFAR10Images, ("split",)),
+}
+"""The class each of :data:`DATASETS` builds and the arguments :func:`make_dataset` sets itself: its other
+keyword arguments are those ``make_dataset`` takes, ``root`` (the dataset's folder) among them where required."""
+
+
 def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Samples:
-    """Dataset ``name`` (one of :data:`DATASETS`) for ``split`` with its keyword arguments."""
+    """Dataset ``name`` (one of :data:`DATASETS`) for ``split`` with its keyword arguments; a keyword it does not
+    take, or a missing ``root``, is refused naming it and what to pass.
+
+    Example:
+        >>> len(make_dataset("textured-mnist", "test", size=32, limit=2))
+        2
+        >>> make_dataset("cifar10")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: make_dataset('cifar10') missing 1 required positional argument: 'root'; pass root=FOLDER, ...
+    """
     if name not in DATASETS:
         raise ValueError(f"`dataset` must be one of {sorted(DATASETS)}, got {name!r}.")
+    cls, fixed = BUILDS[name]
+    parameters = inspect.signature(cls).parameters
+    taken = sorted(set(parameters) - set(fixed))
+    unknown = sorted(set(kwargs) - set(taken))
+    if unknown:
+        raise TypeError(f"make_dataset({name!r}) got an unexpected keyword argument {unknown[0]!r}; it takes "
+                        f"{taken}, the arguments of {cls.__name__}.")
+    if "root" in parameters and parameters["root"].default is inspect.Parameter.empty and "root" not in kwargs:
+        raise TypeError(f"make_dataset({name!r}) missing 1 required positional argument: 'root'; pass "
+                        f"root=FOLDER, the folder that holds the dataset (see help({cls.__name__})).")
     return DATASETS[name](split, **kwargs)
 
 
 __all__ = [
-    "DATASETS", "Batch", "CIFAR10Images", "MaskFolder", "OxfordPetMasks", "PairedTransform", "PartiallyAnnotated",
-    "Samples",
+    "BUILDS", "DATASETS", "Batch", "CIFAR10Images", "MaskFolder", "OxfordPetMasks", "PairedTransform",
+    "PartiallyAnnotated", "Samples",
     "SpuriousBackgrounds", "TexturedMNIST", "batches", "collate", "group_accuracy", "load_digits",
     "load_fashion_mnist", "load_textures", "make_dataset", "read_gimp_pattern", "resize_pair",
 ]

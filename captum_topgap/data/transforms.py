@@ -14,6 +14,7 @@ image (nearest-neighbour for the mask):
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -94,8 +95,33 @@ class Batch(NamedTuple):
     annotated: torch.Tensor
 
 
+def class_index(label: object, sample: int) -> int:
+    """A sample's label as a class index: a Python or numpy integer, or a one-element integer tensor. Class names,
+    floats (``int`` would truncate 1.7 to 1), bools and one-hot vectors are refused, naming the sample and the fix.
+
+    Example:
+        >>> class_index(torch.tensor(3), 0)
+        3
+        >>> class_index("cat", 2)
+        Traceback (most recent call last):
+        ...
+        TypeError: the label of sample 2 is 'cat' (str), not a class index; map class names to indices first, e.g. \
+{name: i for i, name in enumerate(sorted(names))}.
+    """
+    value = label.item() if isinstance(label, torch.Tensor) and label.numel() == 1 and not (
+        label.is_floating_point() or label.dtype == torch.bool) else label
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    shown = f"a tensor of shape {tuple(label.shape)} ({label.dtype})" if isinstance(label, torch.Tensor) else \
+        f"{label!r} ({type(label).__name__})"
+    fix = ("map class names to indices first, e.g. {name: i for i, name in enumerate(sorted(names))}"
+           if isinstance(label, str) else "pass integer class indices (for one-hot labels, label.argmax())")
+    raise TypeError(f"the label of sample {sample} is {shown}, not a class index; {fix}.")
+
+
 def collate(samples: Sequence[tuple]) -> Batch:
-    """Batch ``(image, label, mask_or_None, ...)`` samples; masks of another size than the image raise.
+    """Batch ``(image, label, mask_or_None, ...)`` samples; masks of another size than the image raise, and so do
+    labels that are not class indices (:func:`class_index`).
 
     Example:
         >>> batch = collate([(torch.zeros(3, 2, 2), 1, torch.ones(1, 2, 2, dtype=torch.bool)),
@@ -110,7 +136,7 @@ def collate(samples: Sequence[tuple]) -> Batch:
         raise ValueError(f"`samples` hold images of {len(sizes)} sizes {sizes[:3]}; a batch needs one size: resize "
                          "them first (captum_topgap.data.resize_pair, or make_dataset(..., size=...)).")
     images = torch.stack([s[0] for s in samples])
-    labels = torch.as_tensor([int(s[1]) for s in samples], dtype=torch.long)
+    labels = torch.as_tensor([class_index(s[1], i) for i, s in enumerate(samples)], dtype=torch.long)
     masks = torch.zeros(images.shape[0], 1, *images.shape[-2:])
     annotated = torch.zeros(images.shape[0], dtype=torch.bool)
     for i, sample in enumerate(samples):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 import captum_topgap.models  # noqa: F401  (registers the topgap_* names in timm)
-from captum_topgap._checks import check_device
+from captum_topgap._checks import check_bool, check_device, check_float, check_int
 from captum_topgap.models.expansion import ExpansionNet
 
 
@@ -98,7 +99,9 @@ def partial_path(path: Path) -> Path:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True``: nothing in it can execute code (see :func:`save_checkpoint`).
 
-    A file that is not a checkpoint (truncated, another format, pickled objects) is a ``ValueError`` that says so.
+    A file that is not a checkpoint (truncated, another format, pickled objects) is a ``ValueError`` that says so
+    in one line and what was expected; torch's own error (several lines, with terminal colour codes) is its
+    ``__cause__``.
 
     Example:
         >>> import tempfile
@@ -107,7 +110,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         >>> load_checkpoint(bad)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        ValueError: .../bad.pt is not a checkpoint torch can read safely (...); pass a best.pt or last.pt ...
+        ValueError: .../bad.pt is not a checkpoint torch can read safely (expected a file of torch.save holding ...
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a file path (str or pathlib.Path), got {type(path).__name__}; pass a "
@@ -120,9 +123,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except OSError:
         raise  # unreadable (permissions, I/O): not a question of the file's content
     except Exception as error:  # the unpickler fails in many ways on other files: KeyError, UnpicklingError, …
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path} is not a checkpoint torch can read safely ({reason[:120]}); pass a best.pt or "
-                         "last.pt written by captum-topgap train or demo.") from None
+        raise ValueError(f"{path} is not a checkpoint torch can read safely (expected a file of torch.save holding "
+                         f"tensors and plain Python values; torch.load(weights_only=True) raised "
+                         f"{type(error).__name__}); pass a best.pt or last.pt written by captum-topgap train or "
+                         "demo.") from error
     if not isinstance(content, dict):
         raise ValueError(f"{path} holds a {type(content).__name__}, not a checkpoint dictionary; pass a best.pt or "
                          "last.pt written by captum-topgap train or demo.")
@@ -144,9 +148,21 @@ def mismatch(error: RuntimeError) -> str:
     return first[:200] + (" …" if len(first) > 200 or len(lines) > 1 else "")
 
 
+MODEL_ARGUMENTS: dict[str, Callable[[object, str], object]] = {
+    "num_classes": lambda value, name: check_int(value, name, minimum=0),
+    "in_chans": lambda value, name: check_int(value, name, minimum=1),
+    "drop_rate": lambda value, name: check_float(value, name, 0.0, 1.0),
+    "drop_path_rate": lambda value, name: check_float(value, name, 0.0, 1.0),
+}
+"""timm's common model arguments, checked by :func:`build_model` before timm reads them: a wrong type there fails
+deep inside a layer's constructor (``num_classes="x"``) or only in the first training step (``drop_rate``)."""
+
+
 def build_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """A timm model by name (Top-GAP names are registered on ``import captum_topgap``), without weights unless
     ``pretrained`` (only the packaged ``pixel_`` / ``topgap_efficientnet_lite*`` names have them offline).
+    ``pretrained`` and the common arguments of :data:`MODEL_ARGUMENTS` are checked first, each error naming its
+    argument; the model's other keyword arguments go to timm as they are.
 
     Example:
         >>> type(build_model("topgap_resnet18", num_classes=3, k=8)).__name__
@@ -155,6 +171,10 @@ def build_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module
         Traceback (most recent call last):
         ...
         ValueError: `name` 'resnet_18' is not a timm model; closest names: ['resnet18', ...]. See timm.list_models() ...
+        >>> build_model("resnet18", num_classes="x")
+        Traceback (most recent call last):
+        ...
+        ValueError: `num_classes` must be an integer ≥ 0, got 'x' (str).
     """
     if not isinstance(name, str):
         raise TypeError(f"`name` must be a timm model name (str), got {type(name).__name__}; see timm.list_models().")
@@ -162,6 +182,10 @@ def build_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         raise ValueError(f"`name` {name!r} is not a timm model; closest names: {close}. See timm.list_models() "
                          "(a model from another package must be registered with timm before it is built).")
+    check_bool(pretrained, "pretrained")
+    for argument, check in MODEL_ARGUMENTS.items():
+        if argument in kwargs:
+            check(kwargs[argument], argument)
     return timm.create_model(name, pretrained=pretrained, **kwargs)
 
 
@@ -186,6 +210,15 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn
     if "model" not in state:
         raise ValueError(f"{checkpoint} has no `model` entry (the weights): it holds {sorted(state)[:6]}; pass a "
                          "best.pt, last.pt or model.pt written by captum-topgap train or demo.")
+    weights = state["model"]
+    expected = ("not the model's weights (a state dict: parameter name -> tensor); the file was edited or not "
+                "written by captum-topgap. Pass a best.pt, last.pt or model.pt written by captum-topgap train or demo.")
+    if not isinstance(weights, dict):
+        raise ValueError(f"{checkpoint}'s `model` entry is a {type(weights).__name__}, {expected}")
+    odd = next((key for key, tensor in weights.items() if not isinstance(tensor, torch.Tensor)), None)
+    if odd is not None:
+        raise ValueError(f"{checkpoint}'s `model` entry holds a value of type {type(weights[odd]).__name__} at "
+                         f"{odd!r}, {expected}")
     if not isinstance(meta, dict) or "model" not in meta:
         raise ValueError(f"{checkpoint} has weights but no model name in its metadata; it was not written by "
                          "captum-topgap train or demo. Build the model yourself and load_state_dict(torch.load(...)).")

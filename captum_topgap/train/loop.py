@@ -47,6 +47,7 @@ from captum_topgap._checks import (
     check_choice,
     check_device,
     check_float,
+    check_images,
     check_int,
     check_writable,
 )
@@ -187,13 +188,14 @@ def train(model: nn.Module, objective: Objective, train_data: Samples, val_data:
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         for step, batch in enumerate(bar):
             batch = to_device(batch, device)
+            if not all_finite(batch.images):
+                raise ValueError(f"batch {step + 1} of epoch {epoch + 1} holds NaN or Inf pixels: the data, not "
+                                 "the optimisation, is broken; clean `train_data` (e.g. torch.nan_to_num).")
+            check_images(batch.images, model, "images of `train_data`")  # channels and dtype, before the forward
             if classes:
                 check_classes(batch.labels, classes, "labels of `train_data`")
             loss, _ = objective(network, batch)
             if not torch.isfinite(loss):
-                if not all_finite(batch.images):
-                    raise ValueError(f"batch {step + 1} of epoch {epoch + 1} holds NaN or Inf pixels: the data, not "
-                                     "the optimisation, is broken; clean `train_data` (e.g. torch.nan_to_num).")
                 raise FloatingPointError(
                     f"the training loss became {float(loss)} at epoch {epoch + 1}, batch {step + 1}: the "
                     f"optimisation diverged; lower the learning rate (now {config.lr:g}). The checkpoints of "
