@@ -42,7 +42,7 @@ from torch import nn
 
 from captum_topgap._checks import check_bool, check_choice, check_float, check_images, check_int, check_keywords
 from captum_topgap._state import preserved_state
-from captum_topgap.attribution import LayerMethod, MethodAttribution
+from captum_topgap.attribution import LayerMethod, MethodAttribution, class_scores, model_lock
 from captum_topgap.registry import method_spec, register_method
 
 
@@ -56,9 +56,12 @@ class GradCamMethod(LayerMethod):
     gets its gradient ∂y^c/∂A^k — the same maps — but the backward no longer computes the weight gradients that
     grad-cam's own call accumulates into every ``.grad`` (11 M for a resnet18), which the CAM never reads. The
     ``requires_grad`` flags come back with the method contract's ``preserved_state``, also on errors. Classes
-    that differentiate the gradient again (``detach=False``: ShapleyCAM's Hessian-vector product) keep the
-    parameters as they are, since the second derivative runs through them. The caller's tensor is untouched.
-    bfloat16 is refused: grad-cam computes in numpy.
+    that differentiate the gradient again (``detach=False``: ShapleyCAM's Hessian-vector product) get every
+    parameter made to require gradients instead: the second derivative runs through the weights after the
+    layer, and on a frozen model grad-cam's gradient would be a constant without a graph. Such a class keeps
+    the layer's gradient with its graph, which grad-cam cannot release when it is a view — a layer whose
+    output goes straight into a reshape, such as a pooling layer before the classifier's flatten: refused,
+    naming ``layer``. The caller's tensor is untouched. bfloat16 is refused: grad-cam computes in numpy.
     """
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *, cam_class: type,
@@ -84,8 +87,7 @@ class GradCamMethod(LayerMethod):
             raise TypeError(f"{self.method_name!r} takes a principal component with numpy's linalg, which has no "
                             "float16; pass float32 or float64 inputs and model.")
         cam = self.cam_class(self.network, [self.layer], reshape_transform=self.reshape_transform, **self.cam_kwargs)
-        if cam.detach:  # the flags come back with the contract's preserved_state, which wraps every core call
-            self.model.requires_grad_(False)
+        self.model.requires_grad_(not cam.detach)  # restored by the contract's preserved_state around every core
         try:
             cam.compute_input_gradient = cam.compute_input_gradient or cam.uses_gradients
             if not self.upsample:  # grad-cam's map at the layer's resolution; else grad-cam resizes, then scales
@@ -99,8 +101,35 @@ class GradCamMethod(LayerMethod):
             maps = cam(input_tensor=inputs, targets=targets, aug_smooth=check_bool(aug_smooth, "aug_smooth"),
                        eigen_smooth=check_bool(eigen_smooth, "eigen_smooth"))
         finally:
-            cam.activations_and_grads.release()
+            reshaped = release(cam)
+        if reshaped:
+            raise ValueError(f"{self.method_name!r} cannot explain `layer` {type(self.layer).__name__}: its output "
+                             "goes straight into a reshape (a pooling layer before the classifier's flatten), so the "
+                             f"gradient that grad-cam's {self.cam_class.__name__} keeps with its graph is a view, "
+                             "which grad-cam cannot release; pass the layer before it as `layer` (the last "
+                             "convolutional block), or use 'gradcam' at this layer.")
         return torch.from_numpy(maps).unsqueeze(1).to(inputs.device, inputs.dtype)
+
+
+def release(cam: BaseCAM) -> bool:
+    """Remove a grad-cam object's hooks; whether a gradient it kept with its graph was a view.
+
+    grad-cam's own ``release`` detaches the kept gradients in place, which raises on a view (ShapleyCAM's
+    gradient of a layer whose output is reshaped next) and leaves the hooks in place; the gradients are dropped
+    here first, which frees their graph the same way.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+        >>> cam = gc.ShapleyCAM(net, [net[0]])
+        >>> _ = cam(torch.rand(1, 3, 2, 2), [ClassifierOutputTarget(0)])
+        >>> release(cam), len(cam.activations_and_grads.handles)
+        (True, 0)
+    """
+    hooks = cam.activations_and_grads
+    viewed = any(gradient._is_view() for gradient in hooks.gradients)
+    hooks.gradients.clear()
+    hooks.release()
+    return viewed
 
 
 CAM_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
@@ -187,16 +216,19 @@ class GradCamBridge(BaseCAM):
       accept ``target_layers`` as every grad-cam class does — the model's CAM layer (``fuse``, ``head``)
       silently, another layer of the model with a warning that it is not used — and refuse
       ``reshape_transform`` and modules outside the model;
-    - targets: ``None`` is the predicted class. The methods that take a ``score`` explain each target's own
-      scalar — ``ClassifierOutputTarget`` (the logit), ``ClassifierOutputSoftmaxTarget``,
-      ``ClassifierOutputReST``, ``BinaryClassifierOutputTarget``, ``FinerWeightedTarget`` or any function of
-      one image's logits to one number: the gradient methods (``differentiable_gradcam``,
-      ``positive_gradcam``) differentiate it, Recipro-CAM reads it from each masked copy's output, and
-      Augmented Grad-CAM's base Grad-CAM differentiates it on each augmented copy; targets of the whole
-      output vector (``SoftmaxOutputTarget``, ``RawScoresOutputTarget``) are refused, naming them. The other
-      gradient-free methods explain the target's ``category``: CAM its classifier row, Top-GAP its class map
-      (or any function selecting one of an image's (C, h, w) maps, such as :class:`TopGAPMapTarget`); other
-      targets are refused, naming them. Targets of other tasks (segmentation, detection) are refused
+    - targets: ``None`` is ``ClassifierOutputTarget`` of each image's predicted class (in eval mode), as in
+      grad-cam, so it gives the same maps as those targets given explicitly, for every method.
+      ``ClassifierOutputTarget(c)`` is class c's logit: the method's ``target=c`` where that explains the
+      logit, else — a method whose ``target_score`` is not ``"logit"``, such as Recipro-CAM (the softmax
+      probability) — the logit as its ``score``. The methods that take a ``score`` explain each other target's
+      own scalar — ``ClassifierOutputSoftmaxTarget``, ``ClassifierOutputReST``, ``BinaryClassifierOutputTarget``,
+      ``FinerWeightedTarget`` or any function of one image's logits to one number: the gradient methods
+      (``differentiable_gradcam``, ``positive_gradcam``) differentiate it, Recipro-CAM reads it from each masked
+      copy's output, and Augmented Grad-CAM's base differentiates (or reads) it on each augmented copy; targets
+      of the whole output vector (``SoftmaxOutputTarget``, ``RawScoresOutputTarget``) are refused, naming them.
+      The other gradient-free methods explain the target's ``category``: CAM its classifier row, Top-GAP its
+      class map (or any function selecting one of an image's (C, h, w) maps, such as :class:`TopGAPMapTarget`);
+      other targets are refused, naming them. Targets of other tasks (segmentation, detection) are refused
       everywhere;
     - ``aug_smooth`` (grad-cam's test-time augmentation) works for every method; ``eigen_smooth`` only for
       methods that accept it, and is refused by the others.
@@ -264,9 +296,15 @@ class GradCamBridge(BaseCAM):
 
     def forward(self, input_tensor: torch.Tensor, targets: list[Callable] | None,
                 eigen_smooth: bool = False) -> np.ndarray:
-        """Maps of ``targets`` (``None``: the predicted class) as grad-cam's numpy (N, H, W) in [0, 1]."""
+        """Maps of ``targets`` (``None``: ``ClassifierOutputTarget`` of the predicted class) as grad-cam's numpy
+        (N, H, W) in [0, 1].
+        """
         input_tensor = check_images(input_tensor, self.model, "input_tensor").to(self.device)
-        if targets is not None and len(targets) != len(input_tensor):
+        if targets is None:  # grad-cam's BaseCAM.forward: the argmax of the model's output, as logit targets
+            with model_lock(self.model), preserved_state(self.model), torch.no_grad():
+                predicted = class_scores(self.model(input_tensor)).argmax(dim=1).tolist()
+            targets = [ClassifierOutputTarget(category) for category in predicted]
+        if len(targets) != len(input_tensor):
             raise ValueError(f"`targets` has {len(targets)} entries for {len(input_tensor)} images; pass one per "
                              "image.")
         size = self.get_target_width_height(input_tensor)
@@ -274,7 +312,7 @@ class GradCamBridge(BaseCAM):
                      for attribution in self.attributions]
         return scale_cam_image(np.mean(np.stack(per_layer), axis=0))  # grad-cam's aggregate_multi_layers
 
-    def _maps(self, attribution: MethodAttribution, images: torch.Tensor, targets: list[Callable] | None,
+    def _maps(self, attribution: MethodAttribution, images: torch.Tensor, targets: list[Callable],
               eigen_smooth: bool) -> np.ndarray:
         """One method's (N, h, w) maps of the targets, ReLU'd, as numpy."""
         accepted = attribution.accepted_options() or frozenset()
@@ -284,18 +322,17 @@ class GradCamBridge(BaseCAM):
                 raise ValueError(f"`eigen_smooth` is not available for {attribution.method_name!r}: it is a "
                                  "projection of grad-cam's weighted activations; use aug_smooth or a grad-cam class.")
             options["eigen_smooth"] = True
-        refused = [type(t).__name__ for t in targets or () if isinstance(t, TASK_TARGETS)]
+        refused = [type(t).__name__ for t in targets if isinstance(t, TASK_TARGETS)]
         if refused:
             raise TypeError(f"targets {sorted(set(refused))} are for segmentation or detection models; "
                             f"{attribution.method_name!r} explains a classifier's class scores.")
         class_maps = getattr(attribution, "class_maps", None)
         takes_score = "score" in inspect.signature(getattr(attribution, "core", lambda: None)).parameters
-        if targets is not None and takes_score:  # the target's own scalar, per image or per copy
+        logit_targets = all(isinstance(t, ClassifierOutputTarget) for t in targets)
+        by_class = logit_targets and getattr(attribution, "target_score", "logit") == "logit"  # target=c: c's logit
+        if not by_class and takes_score:  # the target's own scalar, per image or per copy
             maps = attribution.attribute(images, target=None, score=self._score(targets), **options)[:, 0]
-        elif targets is None or all(isinstance(t, ClassifierOutputTarget) for t in targets):
-            labels = None if targets is None else [self._category(t, attribution) for t in targets]
-            maps = attribution.attribute(images, target=labels, **options)[:, 0]
-        elif callable(class_maps):
+        elif not by_class and callable(class_maps):
             with preserved_state(self.model):
                 _, cam = class_maps(images)
             maps = torch.stack([self._class_map(t, image_maps) for t, image_maps in zip(targets, cam, strict=True)])

@@ -32,7 +32,7 @@ from torch import nn
 
 from captum_topgap._checks import check_choice, check_float, check_int
 from captum_topgap.attribution import LayerMethod
-from captum_topgap.methods.gradcam import Score, grad_cam_maps
+from captum_topgap.methods.gradcam import Score, check_score, grad_cam_maps
 from captum_topgap.registry import method_spec, register_method
 
 BaseCAM = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -306,6 +306,22 @@ class AugmentedGradCAM(LayerMethod):
         self.base, self.options = spec.name, check_augmented_options(**options)
         self._base_method: LayerMethod | None = None
 
+    @property
+    def base_method(self) -> LayerMethod:
+        """The registered ``base`` method at this layer (built once, on first use)."""
+        if self._base_method is None:
+            self._base_method = method_spec(self.base).load()(self.model, self.layer, upsample=False,
+                                                              **({"reshape_transform": self.reshape_transform}
+                                                                 if self.reshape_transform else {}))
+        return self._base_method
+
+    @property
+    def target_score(self) -> str:
+        """What ``target=c`` explains on each copy: the base's (class c's ``"logit"`` for Grad-CAM, the softmax
+        ``"probability"`` for base='recipro_cam'); the grad-cam bridge reads it to explain ``ClassifierOutputTarget``.
+        """
+        return "logit" if self.base == "gradcam" else getattr(self.base_method, "target_score", "logit")
+
     def base_core(self, score: Score | None = None) -> BaseCAM:
         """``(images, labels, owners) -> (B, 1, h, w)`` of the base method at this layer (its object built once);
         a callable ``score`` (a pytorch-grad-cam target's scalar, :data:`~captum_topgap.methods.gradcam.Score`)
@@ -319,11 +335,7 @@ class AugmentedGradCAM(LayerMethod):
                                      score=score or "logit", owners=owners)[1][0]
 
             return own
-        if self._base_method is None:
-            self._base_method = method_spec(self.base).load()(self.model, self.layer, upsample=False,
-                                                              **({"reshape_transform": self.reshape_transform}
-                                                                 if self.reshape_transform else {}))
-        base = self._base_method
+        base = self.base_method
         if score is not None and (not callable(score) or "score" not in inspect.signature(base.core).parameters):
             raise ValueError(f"`score` (a pytorch-grad-cam target other than ClassifierOutputTarget) is not available "
                              f"with base={self.base!r}: its maps explain a class index; use base='gradcam'.")
@@ -343,5 +355,6 @@ class AugmentedGradCAM(LayerMethod):
         if score is not None and not callable(score):
             raise ValueError(f"`score` of augmented_gradcam must be a function of the logits and the image index (a "
                              f"pytorch-grad-cam target through the bridge), got {score!r}.")
+        check_score(score, self.method_name)
         return augmented_cam(self.base_core(score), inputs, labels,
                              **{**self.options, **check_augmented_options(**options)})

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch
@@ -65,6 +66,29 @@ def class_score(logits: torch.Tensor, target: torch.Tensor, score: Score = "logi
         raise ValueError(f"`score` must be one of {SCORES} or a function of the logits, got {score!r}.")
     picked = logits.gather(1, target.view(-1, 1))[:, 0]
     return picked - logits.mean(dim=1) if score == "centred" else picked
+
+
+def check_score(score: object, method: str) -> None:
+    """A ``score`` function must take ``(logits, owners)`` (:data:`Score`): one of another arity is refused here,
+    naming ``score`` and the fix, before any forward — it would otherwise fail inside the method with Python's
+    own TypeError. Names (``"logit"``, …) are checked where the method reads them.
+
+    Example:
+        >>> check_score(lambda logits: logits[:, 0], "differentiable_gradcam")
+        Traceback (most recent call last):
+        ...
+        TypeError: `score` of differentiable_gradcam is called as score(logits, owners) ...
+    """
+    if not callable(score):
+        return
+    try:
+        inspect.signature(score).bind(None, None)
+    except TypeError as error:
+        raise TypeError(f"`score` of {method} is called as score(logits, owners) — logits (M, C), owners (M,) the "
+                        f"image of each row — and returns (M,), but {error}; e.g. score=lambda logits, owners: "
+                        "logits[:, 2].") from None
+    except ValueError:  # no signature to read (a builtin): its call will tell
+        pass
 
 
 def principal_projection(weighted: torch.Tensor) -> torch.Tensor:
@@ -155,6 +179,7 @@ class DifferentiableGradCAM(LayerMethod):
     def core(self, inputs: torch.Tensor, labels: torch.Tensor, create_graph: bool = False,
              score: Score = "logit", eigen_smooth: bool = False) -> torch.Tensor:
         """Grad-CAM of ``labels`` at the layer's resolution (``score``: what is differentiated)."""
+        check_score(score, self.method_name)
         return grad_cam_maps(self.network, inputs, labels, [self.layer], check_bool(create_graph, "create_graph"),
                              upsample=False, weighting=self.weighting, score=score, reshape=self.reshape_transform,
                              eigen_smooth=check_bool(eigen_smooth, "eigen_smooth"))[1][0]

@@ -24,7 +24,7 @@ from torch import nn
 
 from captum_topgap._checks import check_bool, check_int
 from captum_topgap.attribution import LayerMethod, Reshape, capture
-from captum_topgap.methods.gradcam import Score, class_score
+from captum_topgap.methods.gradcam import Score, check_score, class_score
 from captum_topgap.registry import register_method
 
 GAUSSIAN = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
@@ -98,6 +98,7 @@ class ReciproCAM(LayerMethod):
     """
 
     method_name = "recipro_cam"
+    target_score = "probability"  # target=c explains softmax_c; the grad-cam bridge passes a logit as `score`
     supports_reshape = False  # it masks a spatial map position by position; transformer tokens are not one
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, gaussian: bool = False,
@@ -112,4 +113,5 @@ class ReciproCAM(LayerMethod):
         if score is not None and not callable(score):
             raise ValueError(f"`score` of recipro_cam must be a function of the logits and the image index (a "
                              f"pytorch-grad-cam target through the bridge), got {score!r}.")
+        check_score(score, self.method_name)
         return recipro_cam(self.network, self.layer, inputs, labels, self.gaussian, self.chunk_size, score)
