@@ -154,6 +154,26 @@ def _feature_mask(value: object, inputs: torch.Tensor, inner: Attribution) -> ob
     return value
 
 
+def _check_coalitions(inner: Attribution, feature_mask: object, inputs: torch.Tensor) -> None:
+    """Kernel SHAP samples coalitions of one to all-but-one group, so the default grid of a 1 × 1 image (one
+    patch) leaves it none (Captum would fail with a NaN ``Categorical``): refused, naming ``feature_mask`` and
+    the fix. A ``feature_mask`` the caller gives is checked by :func:`_feature_mask` instead.
+
+    Example:
+        >>> _check_coalitions(attr.KernelShap(torch.nn.Flatten()), torch.zeros(1, 1, 1, 1), torch.zeros(1, 3, 1, 1))
+        Traceback (most recent call last):
+        ...
+        ValueError: `feature_mask`: the default 8 × 8 grid of patches is one patch on 1 × 1 images; ...
+    """
+    if isinstance(inner, attr.KernelShap) and isinstance(feature_mask, torch.Tensor) \
+            and feature_mask.unique().numel() < 2:
+        h, w = inputs.shape[-2:]
+        raise ValueError(f"`feature_mask`: the default 8 × 8 grid of patches is one patch on {h} × {w} images; "
+                         "Kernel SHAP needs two groups at least: pass feature_mask=torch.arange(C).view(1, C, 1, 1) "
+                         "(one group per channel), or use 'feature_ablation' or 'shapley_value_sampling', which are "
+                         "exact for one group.")
+
+
 INTERPOLATION = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 """The modes ``torch.nn.functional.interpolate`` takes for images (GuidedGradCam's ``interpolate_mode``)."""
 
@@ -208,8 +228,10 @@ def _run(inner: Attribution, inputs: torch.Tensor, labels: torch.Tensor, default
          options: dict[str, Any]) -> torch.Tensor:
     options = {name: CAPTUM_OPTIONS[name](value, inputs, inner) if name in CAPTUM_OPTIONS else value
                for name, value in options.items()}
+    options = {**(defaults(inputs) if defaults else {}), **options}
+    _check_coalitions(inner, options.get("feature_mask"), inputs)
     try:
-        return inner.attribute(inputs, target=labels, **{**(defaults(inputs) if defaults else {}), **options})
+        return inner.attribute(inputs, target=labels, **options)
     except RuntimeError as error:
         if inputs.dtype in (torch.float16, torch.bfloat16) and "type" in str(error):
             raise TypeError(f"Captum's {type(inner).__name__} mixes float32 tensors into {inputs.dtype} inputs "

@@ -58,10 +58,12 @@ def pool_top_k(x: torch.Tensor, count: int, fraction: float) -> torch.Tensor:
         >>> pool_top_k(torch.tensor([[[[1.0, 5.0], [3.0, 2.0]]]]), 2, 0.0)
         tensor([[4.]])
     """
-    positions = x.shape[-2] * x.shape[-1]
-    if count > positions:
-        raise ValueError("TopKPool: k (a count of positions) is larger than the map's H·W positions; pass a smaller "
-                         "k or a fraction in (0, 1]")
+    height, width = x.shape[-2], x.shape[-1]
+    positions = height * width
+    if count > positions:  # with the values: a scripted module's traceback shows this line, not them
+        raise ValueError(f"TopKPool: k (a count of positions) is larger than the map's H·W positions: k = {count} "
+                         f"for a {height} × {width} map ({positions} positions); use 1 ≤ k ≤ {positions}, or a float "
+                         "fraction in (0, 1].")
     k = kept_positions(positions, count, fraction)
     if k >= positions:
         return F.adaptive_avg_pool2d(x, 1).flatten(1)

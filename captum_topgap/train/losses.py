@@ -68,14 +68,14 @@ def topgap_loss(logits: torch.Tensor, cam: torch.Tensor, target: torch.Tensor,
         1.5986
     """
     sparsity = check_lambda(sparsity, "sparsity")
-    check_topgap_arguments(logits, cam, target)
+    target = check_topgap_arguments(logits, cam, target)
     check_classes(target, logits.shape[-1])
     return F.cross_entropy(logits, target) + sparsity * cam.abs().mean()
 
 
-def check_topgap_arguments(logits: object, cam: object, target: object) -> None:
+def check_topgap_arguments(logits: object, cam: object, target: object) -> torch.Tensor:
     """``logits`` (N, C), ``cam`` (N, C, H, W) floats of one batch, ``target`` (N,) integers, N ≥ 1 — or an
-    error naming the argument and the call that gives it.
+    error naming the argument and the call that gives it; returns ``target`` as int64 (:func:`check_labels`).
 
     Example:
         >>> check_topgap_arguments(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
@@ -98,13 +98,17 @@ def check_topgap_arguments(logits: object, cam: object, target: object) -> None:
                          f"`cam` {tuple(cam.shape)} and `logits` {tuple(logits.shape)}; use {hint}.")
     if len(logits) == 0:
         raise ValueError("`logits` is an empty batch (N = 0): the loss of no image is undefined; skip empty batches.")
-    check_labels(target, len(logits))
+    return check_labels(target, len(logits))
 
 
 def check_labels(target: object, batch_size: int, name: str = "target") -> torch.Tensor:
-    """A (N,) tensor of integer class indices, one per image, or an error naming its shape or dtype and the fix.
+    """A (N,) tensor of integer class indices, one per image, as int64 — any integer dtype is taken (int32 labels
+    are common; torch's ``cross_entropy`` itself takes int64 and uint8 only) — or an error naming its shape or
+    dtype and the fix.
 
     Example:
+        >>> check_labels(torch.tensor([1, 0], dtype=torch.int32), 2).dtype
+        torch.int64
         >>> check_labels(torch.tensor([[0.0, 1.0]]), 1)
         Traceback (most recent call last):
         ...
@@ -116,7 +120,25 @@ def check_labels(target: object, batch_size: int, name: str = "target") -> torch
                  else type(target).__name__)
         raise ValueError(f"`{name}` must be ({batch_size},) integer class indices, got {found}; for one-hot labels "
                          "pass target.argmax(1).")
-    return target
+    return target.long()
+
+
+def check_batch(inputs: object, name: str = "inputs") -> torch.Tensor:
+    """A batch of images (N, C, H, W) for a loss term, or an error naming ``name``'s shape and the fix (one
+    image: add its batch dimension).
+
+    Example:
+        >>> check_batch(torch.zeros(3, 8, 8))
+        Traceback (most recent call last):
+        ...
+        ValueError: `inputs` must be a batch of images (N, C, H, W), got shape (3, 8, 8); for one image pass \
+inputs.unsqueeze(0), with target[None] and mask[None].
+    """
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
+        found = f"shape {tuple(inputs.shape)}" if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"`{name}` must be a batch of images (N, C, H, W), got {found}; for one image pass "
+                         f"{name}.unsqueeze(0), with target[None] and mask[None].")
+    return inputs
 
 
 def default_reff_layers(model: nn.Module) -> list[nn.Module]:
@@ -262,8 +284,8 @@ class ReFF:
         """The ReFF term (scalar, differentiable w.r.t. the weights) and the logits of the same forward;
         ``network`` is the module to run (e.g. the DistributedDataParallel wrapper of the model).
         """
-        relevant = check_relevance(mask, inputs)
-        check_labels(target, len(inputs))
+        relevant = check_relevance(mask, check_batch(inputs))
+        target = check_labels(target, len(inputs))
 
         def score(logits: torch.Tensor, _owners: torch.Tensor) -> torch.Tensor:  # once the class count is known
             check_classes(target, logits.shape[1])
@@ -325,7 +347,7 @@ class RRR:
     def term_and_logits(self, inputs: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                         network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The RRR term (differentiable w.r.t. the weights) and the logits of the same forward."""
-        relevant = check_relevance(mask, inputs)
+        relevant = check_relevance(mask, check_batch(inputs))
         check_labels(target, len(inputs))
         with torch.enable_grad():
             x = inputs.detach().requires_grad_(True)
