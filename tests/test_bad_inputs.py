@@ -802,7 +802,7 @@ ONE = (torch.rand(3, 2, 2), 0, None)
 
 DATA_CASES = [
     clear("make_dataset:name='nope'", lambda env: make_dataset("nope"), ValueError,
-          r"`dataset` must be one of \['cifar10', 'mask-folder', 'oxford-pet', .*\], got 'nope'"),
+          r"`dataset` must be one of \['cifar10', 'cub', 'isic2017', 'mask-folder', 'oxford-pet', .*\], got 'nope'"),
     clear("make_dataset:split='dev'", dataset(split="dev"), ValueError,
           r"`split` must be one of \['test', 'train', 'val'\], got 'dev'"),
     *[clear(f"make_dataset:{option}={value!r}", dataset(**{option: value}), ValueError,

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from captum_topgap.data.folders import CIFAR10Images, MaskFolder, OxfordPetMasks
+from captum_topgap.data.published import CUB200, ISIC2017, Waterbirds
 from captum_topgap.data.sources import load_digits, load_fashion_mnist, load_textures, read_gimp_pattern
 from captum_topgap.data.spurious import SpuriousBackgrounds, group_accuracy
 from captum_topgap.data.textured_mnist import TexturedMNIST
@@ -29,26 +30,46 @@ from captum_topgap.data.transforms import (
     resize_pair,
 )
 
-DATASETS: dict[str, Callable[..., Samples]] = {
-    "textured-mnist": lambda split, **kw: TexturedMNIST(split, **kw),
-    "spurious-mnist": lambda split, **kw: SpuriousBackgrounds(split, objects="mnist", **kw),
-    "spurious-fashion-mnist": lambda split, **kw: SpuriousBackgrounds(split, objects="fashion-mnist", **kw),
-    "mask-folder": lambda split, root, **kw: MaskFolder(f"{root}/{split}", **kw),
-    "oxford-pet": lambda split, root, **kw: OxfordPetMasks(root, "test" if split == "test" else "trainval", **kw),
-    "cifar10": lambda split, root, **kw: CIFAR10Images(root, split, **kw),
-}
+
+class NamedDataset(NamedTuple):
+    """One of :data:`DATASETS`: how :func:`make_dataset` builds it for a split, the class it builds, and the
+    arguments of that class that ``make_dataset`` sets itself (the others are the caller's keywords).
+    """
+
+    build: Callable[..., Samples]
+    cls: type
+    fixed: tuple[str, ...]
 
 
-BUILDS: dict[str, tuple[type, tuple[str, ...]]] = {
-    "textured-mnist": (TexturedMNIST, ("split",)),
-    "spurious-mnist": (SpuriousBackgrounds, ("split", "objects")),
-    "spurious-fashion-mnist": (SpuriousBackgrounds, ("split", "objects")),
-    "mask-folder": (MaskFolder, ()),
-    "oxford-pet": (OxfordPetMasks, ("split",)),
-    "cifar10": (CIFAR10Images, ("split",)),
+DATASETS: dict[str, NamedDataset] = {
+    "textured-mnist": NamedDataset(lambda split, **kw: TexturedMNIST(split, **kw), TexturedMNIST, ("split",)),
+    "spurious-mnist": NamedDataset(lambda split, **kw: SpuriousBackgrounds(split, objects="mnist", **kw),
+                                   SpuriousBackgrounds, ("split", "objects")),
+    "spurious-fashion-mnist": NamedDataset(
+        lambda split, **kw: SpuriousBackgrounds(split, objects="fashion-mnist", **kw), SpuriousBackgrounds,
+        ("split", "objects")),
+    "mask-folder": NamedDataset(lambda split, root, **kw: MaskFolder(f"{root}/{split}", **kw), MaskFolder, ()),
+    "oxford-pet": NamedDataset(
+        lambda split, root, **kw: OxfordPetMasks(root, "test" if split == "test" else "trainval", **kw),
+        OxfordPetMasks, ("split",)),
+    "cifar10": NamedDataset(lambda split, root, **kw: CIFAR10Images(root, split, **kw), CIFAR10Images, ("split",)),
+    "cub": NamedDataset(lambda split, root, **kw: CUB200(root, split, **kw), CUB200, ("split",)),
+    "waterbirds": NamedDataset(lambda split, root, **kw: Waterbirds(root, split, **kw), Waterbirds, ("split",)),
+    "isic2017": NamedDataset(lambda split, root, **kw: ISIC2017(root, split, **kw), ISIC2017, ("split",)),
 }
-"""The class each of :data:`DATASETS` builds and the arguments :func:`make_dataset` sets itself: its other
-keyword arguments are those ``make_dataset`` takes, ``root`` (the dataset's folder) among them where required."""
+"""Every dataset :func:`make_dataset` builds by name; ``cub``, ``waterbirds`` and ``isic2017`` read the papers'
+datasets from ``root`` in their published layouts (:mod:`captum_topgap.data.published`)."""
+
+
+def dataset_arguments(name: str) -> frozenset[str]:
+    """The keyword arguments :func:`make_dataset` takes for dataset ``name``.
+
+    Example:
+        >>> sorted(dataset_arguments("waterbirds"))[:4]
+        ['labels', 'limit', 'root', 'segmentations']
+    """
+    entry = DATASETS[name]
+    return frozenset(inspect.signature(entry.cls).parameters) - frozenset(entry.fixed)
 
 
 def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Samples:
@@ -65,9 +86,9 @@ def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Samples:
     """
     if name not in DATASETS:
         raise ValueError(f"`dataset` must be one of {sorted(DATASETS)}, got {name!r}.")
-    cls, fixed = BUILDS[name]
+    cls = DATASETS[name].cls
     parameters = inspect.signature(cls).parameters
-    taken = sorted(set(parameters) - set(fixed))
+    taken = sorted(dataset_arguments(name))
     unknown = sorted(set(kwargs) - set(taken))
     if unknown:
         raise TypeError(f"make_dataset({name!r}) got an unexpected keyword argument {unknown[0]!r}; it takes "
@@ -75,12 +96,32 @@ def make_dataset(name: str, split: str = "train", **kwargs: Any) -> Samples:
     if "root" in parameters and parameters["root"].default is inspect.Parameter.empty and "root" not in kwargs:
         raise TypeError(f"make_dataset({name!r}) missing 1 required positional argument: 'root'; pass "
                         f"root=FOLDER, the folder that holds the dataset (see help({cls.__name__})).")
-    return DATASETS[name](split, **kwargs)
+    return DATASETS[name].build(split, **kwargs)
 
 
 __all__ = [
-    "BUILDS", "DATASETS", "Batch", "CIFAR10Images", "MaskFolder", "OxfordPetMasks", "PairedTransform",
-    "PartiallyAnnotated", "Samples",
-    "SpuriousBackgrounds", "TexturedMNIST", "batches", "collate", "group_accuracy", "load_digits",
-    "load_fashion_mnist", "load_textures", "make_dataset", "read_gimp_pattern", "resize_pair",
+    "CUB200",
+    "DATASETS",
+    "ISIC2017",
+    "Batch",
+    "CIFAR10Images",
+    "MaskFolder",
+    "NamedDataset",
+    "OxfordPetMasks",
+    "PairedTransform",
+    "PartiallyAnnotated",
+    "Samples",
+    "SpuriousBackgrounds",
+    "TexturedMNIST",
+    "Waterbirds",
+    "batches",
+    "collate",
+    "dataset_arguments",
+    "group_accuracy",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_textures",
+    "make_dataset",
+    "read_gimp_pattern",
+    "resize_pair"
 ]
