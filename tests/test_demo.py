@@ -17,14 +17,17 @@ import torch
 
 import captum_topgap
 from captum_topgap.app.cli import main
-from captum_topgap.app.demo import CLAIMS, SCENARIOS, DemoConfig, evaluate_claims, run_demo
+from captum_topgap.app.demo import DemoConfig, evaluate_claims, run_demo
 from captum_topgap.app.report import cell
+from captum_topgap.app.scenarios import SCENARIOS, Budget
 from captum_topgap.train.checkpoints import load_checkpoint
 
-TINY = DemoConfig(size=32, object_images=32, object_epochs=1, spurious_images=32, spurious_epochs=1, val_images=16,
-                  test_images=16, explain_images=4, attack_images=4, seeds=(3,), robust_size=24, robust_images=32,
-                  robust_epochs=1, audit_images=4, audit_attacks=("pgd20", "pgd30", "square20"),
-                  audit_sweep=(128 / 255,))
+TINY = DemoConfig(seeds=(3,), budgets={
+    "object": Budget(32, 1, 16, 16, explain_images=4, attack_images=4, size=32),
+    "robustness": Budget(32, 1, 16, 16, audit_images=4, audit_attacks=("pgd20", "pgd30", "square20"),
+                         audit_sweep=(128 / 255,), size=24),
+    "spurious": Budget(32, 1, 16, 16, explain_images=4, attack_images=4, size=32)})
+CLAIMS = [claim for spec in SCENARIOS if spec.default for claim in spec.claims]
 
 
 class _Page(HTMLParser):
@@ -56,9 +59,14 @@ def test_results_json_has_both_scenarios_every_model_and_claims_that_follow_from
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["scenarios"]) == {"object", "robustness", "spurious"}
     assert saved["scenarios"]["robustness"]["size"] == 24
-    assert {"size", "object_epochs", "spurious_epochs", "spurious_images", "test_images", "seeds"} <= set(
-        saved["config"])
-    expected = {(s.name, m.name, 3) for s in SCENARIOS for m in s.models}
+    assert {"preset", "seeds", "scenarios", "budgets", "device"} <= set(saved["config"])
+    for scene in saved["scenarios"].values():  # each scenario's budget, time and cost in reference steps
+        assert scene["budget"]["images"] == 32 and scene["budget"]["seeds"] == [3]
+        assert scene["reference_steps"] == pytest.approx(scene["seconds"] / saved["reference_step"])
+    assert 0 < saved["reference_step"] < 60 and saved["peak_memory_mb"] > 100
+    assert saved["reference_steps"] == pytest.approx(saved["seconds"] / saved["reference_step"])
+    assert sum(scene["seconds"] for scene in saved["scenarios"].values()) <= saved["seconds"]
+    expected = {(s.name, m.name, 3) for s in SCENARIOS if s.default for m in s.models}
     assert {(m["scenario"], m["name"], m["seed"]) for m in saved["models"]} == expected
     for row in saved["models"]:
         assert (out / row["checkpoint"]).is_file() and not Path(row["checkpoint"]).is_absolute()
@@ -170,7 +178,8 @@ def test_every_demo_checkpoint_loads_and_explain_evaluate_visualize_accept_them(
 def test_the_papers_protocol_fine_tunes_one_pretrained_backbone_for_every_model(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    config = replace(TINY, backbone="pretrained", pretrained_size=64, scenarios=("object", "spurious"))
+    config = replace(TINY, backbone="pretrained", pretrained_size=64, scenarios=("object", "spurious"),
+                     budgets={name: TINY.budgets[name] for name in ("object", "spurious")})
     report = run_demo(tmp_path, config=config, progress=False)
     assert report["scenarios"]["spurious"]["size"] == 64
     names = {}
@@ -193,7 +202,8 @@ def test_the_demo_keeps_one_half_precision_checkpoint_per_model_unless_asked(tmp
     """
     from dataclasses import replace
 
-    from captum_topgap.app.demo import BASELINE, scenario_data, train_model
+    from captum_topgap.app.demo import scenario_data, train_model
+    from captum_topgap.app.scenarios import BASELINE
 
     assert DemoConfig().keep_checkpoints is False and DemoConfig.quick().keep_checkpoints is False
     data = scenario_data(SCENARIOS[0], TINY)
@@ -217,7 +227,7 @@ def test_the_demo_keeps_one_half_precision_checkpoint_per_model_unless_asked(tmp
 
 @pytest.mark.slow
 def test_cli_demo_prints_both_scenarios_and_every_claim(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(DemoConfig, "quick", classmethod(lambda cls, seed=0: TINY))
+    monkeypatch.setattr(DemoConfig, "quick", classmethod(lambda cls: TINY))
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert "[object]" in printed and "[spurious]" in printed and "[robustness]" in printed
@@ -297,7 +307,7 @@ def test_robustness_candidates_parse_and_the_choice_keeps_the_clean_accuracy() -
 def test_cli_sweep_scores_candidates_on_the_validation_split(tmp_path: Path, monkeypatch, capsys) -> None:
     from captum_topgap.app.selection import choose
 
-    monkeypatch.setattr(DemoConfig, "quick", classmethod(lambda cls, seed=0: TINY))
+    monkeypatch.setattr(DemoConfig, "quick", classmethod(lambda cls: TINY))
     assert main(["sweep", "--quick", "--candidate", "baseline", "--candidate", "reff:contrastive:100",
                  "--seeds", "0", "--images", "24", "--epochs", "2", "--out", str(tmp_path)]) == 0
     saved = json.loads((tmp_path / "sweep.json").read_text())

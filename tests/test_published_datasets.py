@@ -240,3 +240,20 @@ def test_isic_bad_labels(isic: Path) -> None:
         ISIC2017(isic)
     with pytest.raises(ValueError, match="`split` must be 'train', 'val' or 'test', got 'valid'"):
         ISIC2017(isic, "valid")
+
+
+def test_train_reads_cub_from_its_root_and_refuses_a_missing_root(cub: Path, tmp_path: Path, capsys) -> None:
+    from captum_topgap.app.cli import main
+    from captum_topgap.train.checkpoints import load_checkpoint
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "cub", "--root", str(cub), "--model", "resnet18", "--size", "32", "--epochs", "1",
+                 "--batch-size", "3", "--out", str(out)]) == 0
+    stored = load_checkpoint(out / "last.pt")
+    assert stored["metadata"]["data"] == "cub" and stored["metadata"]["model_kwargs"]["num_classes"] == 200
+    capsys.readouterr()
+    assert main(["train", "--data", "waterbirds", "--out", str(tmp_path / "none")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.endswith("--data waterbirds reads the dataset from disk: pass --root, the folder that holds it in its "
+                          "published layout (docs/data.md)") and "\n" not in error
+    assert not (tmp_path / "none").exists()

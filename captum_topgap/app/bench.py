@@ -103,6 +103,43 @@ def train_step(model: nn.Module, objective: Callable, images: torch.Tensor, labe
     return step
 
 
+REFERENCE = {"size": 48, "batch": 32, "repeats": 5}
+"""The reference step that budgets are stated in: one training step of a timm ResNet-18 (10 classes) on a batch
+of 32 images of 48 × 48 px, the median of 5 after one warm-up."""
+
+
+def reference_step(device: str | torch.device = "cpu", repeats: int = REFERENCE["repeats"],
+                   clock: Clock = time.perf_counter) -> float:
+    """Seconds of this machine's reference step (:data:`REFERENCE`): budgets in reference steps × this number
+    are this machine's seconds. A few seconds in all on 2 CPU cores.
+
+    Example:
+        >>> 0 < reference_step(repeats=1) < 60
+        True
+    """
+    from captum_topgap.train.checkpoints import build_model
+    from captum_topgap.train.objectives import CrossEntropy
+
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(REFERENCE["batch"], 3, REFERENCE["size"], REFERENCE["size"], generator=generator).to(device)
+    labels = (torch.arange(REFERENCE["batch"]) % 10).to(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        step = train_step(build_model("resnet18", num_classes=10).to(device), CrossEntropy(), images, labels)
+    step()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = clock()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(clock() - start)
+    return statistics.median(times)
+
+
 def bench_topgap_cam(size: int, batch: int, repeats: int, device: torch.device) -> Row:
     """Top-GAP CAM (registry ``topgap_cam``) time / plain forward time of the same topgap_resnet18."""
     from captum_topgap.registry import get_method

@@ -38,10 +38,12 @@ from captum_topgap.app.arguments import (
 )
 from captum_topgap.app.compare import DEFAULT_METHODS
 from captum_topgap.app.plots import png_path
+from captum_topgap.data import DATASETS as NAMED_DATASETS
 from captum_topgap.evaluate.audit import AUDIT_ATTACKS
 from captum_topgap.train.losses import VARIANTS
 
 DATASETS = ["textured-mnist", "spurious-mnist", "spurious-fashion-mnist"]
+"""The rendered datasets ``preview`` draws."""
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -82,9 +84,10 @@ def _command(sub: argparse._SubParsersAction, name: str, help: str) -> argparse.
 
 
 def _data_options(parser: argparse.ArgumentParser, p: float = 0.0) -> None:
-    parser.add_argument("--data", default="textured-mnist", choices=[*DATASETS, "cifar10"])
+    parser.add_argument("--data", default="textured-mnist", choices=list(NAMED_DATASETS))
     parser.add_argument("--root", default=None,
-                        help="the dataset's folder on disk (cifar10: the one holding cifar-10-batches-py/)")
+                        help="the dataset's folder on disk in its published layout (cub: the one holding "
+                             "CUB_200_2011/; cifar10: cifar-10-batches-py/; docs/data.md)")
     parser.add_argument("--p", type=probability, default=p, help="background randomness (Textured MNIST)")
     parser.add_argument("--q", type=probability, default=0.0, help="digit-texture randomness (Textured MNIST)")
     parser.add_argument("--size", type=image_side, default=64, help="image side")
@@ -209,15 +212,23 @@ def _add_small(sub: argparse._SubParsersAction) -> None:
 
     demo = _command(sub, "demo", "the papers' claims in their own settings on Textured MNIST: a report")
     demo.add_argument("--out", default="demo", help="report folder (index.html, results.json, figures, models)")
-    demo.add_argument("--quick", action="store_true", help="one seed, fewer test images (≤ 10 min on 2 cores)")
+    demo.add_argument("--quick", action="store_true",
+                      help="each scenario's quick budget: one seed, fewer images (docs/demo.md: its reference steps)")
     demo.add_argument("--seed", type=non_negative_int, default=None, help="run this one seed instead of the preset's")
-    demo.add_argument("--scenarios", default="object,robustness,spurious",
-                      help="comma-separated scenarios to run (default: %(default)s)")
+    demo.add_argument("--scenarios", default=None,
+                      help="comma-separated scenarios to run (default: the default ones; see --list-scenarios)")
+    demo.add_argument("--list-scenarios", action="store_true",
+                      help="print each scenario's paper, data, models, claims and measured cost per preset, and exit")
+    demo.add_argument("--time", action="store_true",
+                      help="with --list-scenarios: time this machine's reference step and give each cost in minutes")
     demo.add_argument("--backbone", default="scratch", choices=["scratch", "pretrained"],
                       help="object and spurious scenarios: ResNet-18s from scratch at 48 px, or the papers' protocol — "
-                           "fine-tune ImageNet EfficientNet-Lite0 at 192 px (over the 45-min budget, docs/demo.md)")
+                           "fine-tune ImageNet EfficientNet-Lite0 at 192 px (over the default budget, docs/demo.md)")
     demo.add_argument("--keep-checkpoints", action="store_true",
                       help="keep each model's resumable last.pt and best.pt beside the model.pt the report lists")
+    demo.add_argument("--device", type=device, default="cpu", help="where every model trains and is measured (cuda)")
+    demo.add_argument("--root", default=None,
+                      help="the folder of a scenario's dataset on disk, in its published layout (docs/data.md)")
     demo.set_defaults(run=commands.demo)
 
     sweep = _command(sub, "sweep", "choose ReFF's variant and λ, or Top-GAP's k and λ, on a validation split")

@@ -26,15 +26,17 @@ import torchvision.utils
 from captum_topgap._distributed import is_main, shard
 from captum_topgap._layers import resolve_layer
 from captum_topgap.app.arguments import UsageError
+from captum_topgap.app.bench import reference_step
 from captum_topgap.app.bench import run as run_bench
 from captum_topgap.app.compare import CompareConfig, run_compare
-from captum_topgap.app.demo import SCENARIOS, DemoConfig, run_demo
+from captum_topgap.app.demo import DemoConfig, describe_data, run_demo
 from captum_topgap.app.explain import explain, load_image
 from captum_topgap.app.plots import png_path, save_sample_grid
 from captum_topgap.app.report import summary
+from captum_topgap.app.scenarios import PRESETS, SCENARIOS
 from captum_topgap.app.selection import choose, choose_robust, parse_candidate, sweep
 from captum_topgap.app.visualize import class_model, max_activating_patches, save_patch_grid
-from captum_topgap.data import Samples, batches, collate, make_dataset
+from captum_topgap.data import Samples, batches, collate, dataset_arguments, make_dataset
 from captum_topgap.evaluate.audit import robustness_audit
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, normalize_per_image
@@ -104,15 +106,22 @@ CIFAR_ROOT = "--data cifar10 needs --root: the folder that holds cifar-10-batche
 
 
 def dataset(args: argparse.Namespace, split: str, p: float | None = None) -> Samples:
-    """The ``--data`` split with ``--size``, ``--seed``, ``--limit`` (and ``--p``/``--q`` for Textured MNIST)."""
-    options: dict[str, Any] = {"size": args.size, "seed": args.seed, "limit": args.limit}
-    if args.data == "textured-mnist":
-        options.update(p=args.p if p is None else p, q=args.q)
-    if args.data == "cifar10":
-        if args.root is None:
-            raise UsageError(CIFAR_ROOT)
-        options["root"] = args.root
-    return make_dataset(args.data, split, **options)
+    """The ``--data`` split with those of ``--size``, ``--seed``, ``--limit``, ``--root`` and ``--p``/``--q`` that the
+    dataset takes; a dataset on disk without ``--root`` is a usage error naming the flag.
+    """
+    given: dict[str, Any] = {"size": args.size, "seed": args.seed, "limit": args.limit, "root": args.root,
+                             "p": args.p if p is None else p, "q": args.q}
+    require_root(args)
+    takes = dataset_arguments(args.data)
+    return make_dataset(args.data, split, **{key: value for key, value in given.items() if key in takes})
+
+
+def require_root(args: argparse.Namespace) -> None:
+    """A usage error naming ``--root`` when ``--data`` reads a dataset from disk and none was given."""
+    if "root" in dataset_arguments(args.data) and args.root is None:
+        raise UsageError(CIFAR_ROOT if args.data == "cifar10" else
+                         f"--data {args.data} reads the dataset from disk: pass --root, the folder that holds it in "
+                         "its published layout (docs/data.md)")
 
 
 def checked_checkpoint(path: str, name: str = "--checkpoint") -> dict[str, Any]:
@@ -276,8 +285,7 @@ def evaluate_model(args: argparse.Namespace) -> int:
     regions = [r.strip() for r in args.region.split(",") if r.strip()]
     if not set(regions) <= {"all", "background", "object"}:
         raise UsageError(f"--region must list all, background and/or object, got {args.region!r}")
-    if args.data == "cifar10" and args.root is None:
-        raise UsageError(CIFAR_ROOT)
+    require_root(args)
     checked_checkpoint(args.checkpoint)
     for path in args.surrogate:
         checked_checkpoint(path, "--surrogate")
@@ -409,16 +417,47 @@ def black_image(model: torch.nn.Module, size: int, device: str) -> torch.Tensor:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """``captum-topgap demo``: the scenarios, every claim, the report."""
-    scenarios = tuple(name.strip() for name in args.scenarios.split(",") if name.strip())
+    """``captum-topgap demo``: the scenarios, every claim, the report (``--list-scenarios``: what each one is)."""
+    if args.list_scenarios:
+        print(scenario_list(reference_step(args.device) if args.time else None))
+        return 0
     known = [scenario.name for scenario in SCENARIOS]
-    if not scenarios or not set(scenarios) <= set(known):
+    scenarios = tuple(name.strip() for name in (args.scenarios or "").split(",") if name.strip()) or tuple(
+        scenario.name for scenario in SCENARIOS if scenario.default)
+    if not set(scenarios) <= set(known):
         raise UsageError(f"--scenarios must list some of {', '.join(known)}, got {args.scenarios!r}")
     report = run_demo(args.out, quick=args.quick, seed=args.seed, scenarios=scenarios,
-                      keep_checkpoints=args.keep_checkpoints, backbone=args.backbone)
+                      keep_checkpoints=args.keep_checkpoints, backbone=args.backbone, device=args.device,
+                      root=args.root)
     print(summary(report))
-    print(f"report: {Path(args.out) / 'index.html'} ({report['seconds'] / 60:.1f} min)")
+    print(f"report: {Path(args.out) / 'index.html'} ({report['seconds'] / 60:.1f} min, "
+          f"{report['reference_steps']:.0f} reference steps of {report['reference_step']:.3f} s)")
     return 0
+
+
+def scenario_list(step: float | None = None) -> str:
+    """``demo --list-scenarios``: each scenario with its paper, data, models, claim count and measured cost per
+    preset in reference steps (and, given this machine's ``step``, in its minutes).
+
+    Example:
+        >>> scenario_list().splitlines()[0].split()[:2]
+        ['object', '(default):']
+    """
+    lines = []
+    for scenario in SCENARIOS:
+        costs = []
+        for preset in PRESETS:
+            cost = scenario.cost.get(preset)
+            minutes = f" ≈ {cost * step / 60:.1f} min here" if cost and step else ""
+            costs.append(f"{preset} {cost:,.0f} reference steps{minutes}" if cost else f"{preset} not measured")
+        lines += [f"{scenario.name} ({'default' if scenario.default else 'run alone with --scenarios'}): "
+                  f"{scenario.paper} — {scenario.table}",
+                  f"    data: {describe_data(scenario)}, {scenario.size} px; models: "
+                  f"{', '.join(model.name for model in scenario.models)}; {len(scenario.claims)} claims",
+                  f"    cost: {'; '.join(costs)}"]
+    if step:
+        lines.append(f"reference step (ResNet-18 training step, 48 px, batch 32) here: {step:.3f} s")
+    return "\n".join(lines)
 
 
 def sweep_candidates(args: argparse.Namespace) -> int:

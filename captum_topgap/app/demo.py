@@ -1,54 +1,55 @@
 """``captum-topgap demo``: each paper's claims tested in the setting its paper makes them, with seeds.
 
-Two scenarios on Textured MNIST (p: background randomness, q: digit-texture randomness):
+The scenarios are data (:mod:`captum_topgap.app.scenarios`); this module is the one runner that executes any of
+them: it renders or reads a scenario's data once, trains each of its models once per seed in the project's one
+loop (every model of a scenario sees the same images, epochs and optimiser: Adam, lr 1e-3, batch 32), applies
+the scenario's measures (:data:`MODEL_MEASURES`, :data:`SEED_MEASURES`), judges its claims by criteria fixed in
+:mod:`captum_topgap.evaluate.claims`, and writes ``results.json`` and ``index.html``.
 
-- **object** — train and test (p, q) = (1, 0): the background is random, what decides the label lies on
-  the digit (Top-GAP's setting). A baseline ResNet-18 and a Top-GAP ResNet-18: accuracy; mask IoU of the
-  Top-GAP CAM vs the baseline's Grad-CAM, Recipro-CAM and Augmented Grad-CAM; ERF background share;
-  PGD-20 robust accuracy on the background only.
-- **robustness** — the Top-GAP poster's CIFAR-10 setting in the nearest form offline: 32-px Textured MNIST
-  with (p, q) = (1, 0), the CIFAR PreAct ResNet-18 and its Top-GAP version (k a share of the 32 × 32 CAM
-  positions, λ chosen on the validation split), both trained normally (no adversarial training, as in the
-  poster). PGD-20 as the poster measures it, and the robustness audit of
-  :mod:`captum_topgap.evaluate.audit` (stronger gradient attacks, Square, transfer from the other model of
-  the seed, an ε sweep): robust accuracy as the per-image minimum, and a verdict.
-- **spurious** — train (0, 1), test (1, 1): the background gives the class away in training and is
-  random at test time (ReFF's setting, its supplementary's Table 2). A baseline, ReFF as published,
-  ReFF with the contrastive share (our variant that closes the published term's loophole, docs/reff.md),
-  RRR as a control, and the background-swap control (the same digits re-rendered on random backgrounds
-  through their masks: the ceiling of what the masks can buy): shifted accuracy, the rate at which
-  predictions follow the background, and the collapse diagnostic (:mod:`captum_topgap.evaluate.diagnostics`).
-
-Every model of a scenario sees the same images, epochs and optimiser (Adam, lr 1e-3, batch 32), is
-trained once per seed and evaluated by every measure; each dataset is rendered once per scenario. The
-claims (:data:`CLAIMS`) are judged by criteria fixed in :mod:`captum_topgap.evaluate.claims`. λ of every variant
-was chosen on a shifted *validation* split (other MNIST digits than the test split), never on the test.
+Budgets are stated in this machine's units: the run starts by timing the reference step
+(:func:`captum_topgap.app.bench.reference_step`) and prints each scenario's measured cost in reference steps
+times that step; ``results.json`` records the reference step, the wall seconds of each scenario and of the run,
+and the peak memory.
 
 Example:
-    >>> DemoConfig.quick().seeds, DemoConfig().seeds
+    >>> DemoConfig.quick().budget(scenario("object")).seeds, DemoConfig().budget(scenario("object")).seeds
     ((0,), (0, 1, 2))
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import statistics
+import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from captum_topgap._checks import check_choice
+from captum_topgap._checks import check_choice, check_device
 from captum_topgap._hooks import capture
 from captum_topgap._state import preserved_state
+from captum_topgap.app.bench import reference_step
 from captum_topgap.app.findings import mechanisms
 from captum_topgap.app.report import save_figures, write_html
-from captum_topgap.data import TexturedMNIST, batches, collate
-from captum_topgap.evaluate.audit import SWEEP, robustness_audit
+from captum_topgap.app.scenarios import (
+    PRESETS,
+    PRETRAINED,
+    SCENARIOS,
+    Budget,
+    DiskData,
+    ModelSpec,
+    Scenario,
+    TexturedData,
+    scenario,
+)
+from captum_topgap.data import Samples, TexturedMNIST, batches, collate, make_dataset
+from captum_topgap.evaluate.audit import robustness_audit
 from captum_topgap.evaluate.claims import Claim
 from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_diagnostic, topk_evidence
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
@@ -60,250 +61,94 @@ from captum_topgap.train.losses import default_reff_layers, layer_names, stem_re
 from captum_topgap.train.objectives import make_objective
 from captum_topgap.train.workflows import trainable_model
 
-ROBUST_K = 0.02
-"""Top-GAP's k in the robustness scenario, a share of the 32 × 32 CAM positions (the poster's grid: 64, 256 or
-2 048 of 3 136 at 224 px → 0.02, 0.08, 0.65); with ROBUST_SPARSITY (λ) chosen
-on the validation split by ``captum-topgap sweep --scenario robustness`` (docs/robustness.md)."""
-ROBUST_SPARSITY = 0.01
-DEMO_AUDIT = ("pgd20", "pgd50", "apgd_ce50", "apgd_dlr50", "square1000")
-"""The demo's audit: PGD-20 (the poster's attack), PGD-50 (the poster's stronger one), then AutoAttack's core —
-APGD-CE and APGD-DLR at 50 iterations (the CPU budget: the PreAct ResNet-18 costs 45 ms per image and gradient
-step on 2 cores) and Square-1000 — with transfer and the ε sweep added by :func:`robustness_audit`. The
-library's PGD-100 (:data:`~captum_topgap.evaluate.audit.AUDIT_ATTACKS`) is left out: in earlier default runs it
-broke no Top-GAP image that PGD-50 had left. PGD-50 stays although APGD-CE supersedes it: without it the same
-two images of 32 fall in one step of the cascade instead of two, which the masking rule (> 0.05 of what the
-earlier attacks left, per step) flagged for one Top-GAP seed at the same robust accuracy (docs/demo.md)."""
+__all__ = ["MEASURES", "MODEL_MEASURES", "SEED_MEASURES", "DemoConfig", "ModelSpec", "Trained", "run_demo",
+           "run_scenarios", "scenario_data", "train_model"]
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Budget of the demo. The default preset aims at 45 minutes on 2 CPU cores, :meth:`quick` at 10.
+    """One run: the ``preset`` whose :class:`~captum_topgap.app.scenarios.Budget` each scenario spends
+    (``"quick"`` or ``"default"``), ``budgets`` replacing a scenario's by name (tests, ``sweep --images``),
+    ``seeds`` replacing the budgets' seeds, the ``scenarios`` run, and the run-wide settings: optimiser,
+    ``backbone`` (``"pretrained"``: the papers' protocol, the same ImageNet EfficientNet-Lite0 at
+    ``pretrained_size`` px for every model of a ``pretrained`` scenario), ``device`` and ``root`` (the folder
+    of a scenario's dataset on disk).
 
-    The spurious scenario trains twice the object scenario's steps: a network kept off the background must
-    learn the digit's shape from scratch. Its 3 000 images × 5 epochs (the steps of 1 500 × 10) were chosen
-    with λ on the shifted validation split: more digits kept the training distribution where more epochs on
-    fewer did not (docs/reff.md). The object scenario's models converge within 5 epochs.
-
-    ``backbone="pretrained"`` is the papers' protocol for the object and spurious scenarios: every model
-    fine-tunes the same ImageNet EfficientNet-Lite0 (:data:`PRETRAINED`) at ``pretrained_size`` px, where its
-    last stage has 6 × 6 positions; ``"scratch"`` (the default, which the budget allows) trains ResNet-18s
-    from random weights at ``size`` px. ``optimizer`` / ``lr`` / ``momentum`` are the loop's for every model.
+    Example:
+        >>> budget = DemoConfig(seeds=(4,)).budget(scenario("spurious"))
+        >>> budget.images, budget.epochs, budget.seeds, DemoConfig().scenarios
+        (3000, 5, (4,), ('object', 'robustness', 'spurious'))
     """
 
-    size: int = 48
-    object_images: int = 1500
-    object_epochs: int = 5
-    spurious_images: int = 3000
-    spurious_epochs: int = 5
-    val_images: int = 500
-    test_images: int = 1000
-    explain_images: int = 200
-    attack_images: int = 200
-    seeds: tuple[int, ...] = (0, 1, 2)
-    k: float = 1 / 16
+    preset: str = "default"
+    seeds: tuple[int, ...] | None = None
+    scenarios: tuple[str, ...] = tuple(s.name for s in SCENARIOS if s.default)
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
     batch_size: int = 32
     lr: float = 1e-3
     optimizer: str = "adam"
     momentum: float = 0.8
-    robust_size: int = 32
-    robust_images: int = 1500
-    robust_epochs: int = 3
-    robust_k: float = ROBUST_K
-    robust_sparsity: float = ROBUST_SPARSITY
-    audit_images: int = 32
-    audit_attacks: tuple[str, ...] = DEMO_AUDIT
-    audit_sweep: tuple[float, ...] = SWEEP
-    scenarios: tuple[str, ...] = ("object", "robustness", "spurious")
     keep_checkpoints: bool = False
     backbone: str = "scratch"
     pretrained_size: int = 192
+    device: str = "cpu"
+    root: str | None = None
 
     @classmethod
-    def quick(cls, seed: int = 0) -> DemoConfig:
-        """One seed (verdicts are indicative), 1 000 images × 4 epochs for the object scenario, 1 000 × 5 for
-        the spurious one, 1 000 × 3 for the robustness one, fewer test, explained and attacked images (16 in the
-        audit), and AutoAttack's core as the audit (PGD-20, APGD-DLR-50, Square-1000, transfer, ε sweep).
-        """
-        return cls(object_images=1000, object_epochs=4, spurious_images=1000, spurious_epochs=5, val_images=300,
-                   test_images=500, explain_images=64, attack_images=64, robust_images=1000, audit_images=16,
-                   audit_attacks=("pgd20", "apgd_dlr50", "square1000"), seeds=(seed,))
+    def quick(cls) -> DemoConfig:
+        """Each scenario's ``quick`` budget: one seed (verdicts are indicative), fewer images (``--quick``)."""
+        return cls(preset="quick")
 
     def __post_init__(self) -> None:
-        """The backbone and optimiser named, checked before any work."""
+        """The preset, backbone, optimiser, device and scenarios named, checked before any work."""
+        check_choice(self.preset, "preset", PRESETS)
         check_choice(self.backbone, "backbone", ("scratch", "pretrained"))
         check_choice(self.optimizer, "optimizer", ("adam", "sgd"))
+        check_device(self.device)
+        for name in (*self.scenarios, *self.budgets):
+            scenario(name)
 
-    def budget(self, scenario: str) -> tuple[int, int]:
-        """(training images, epochs) of a scenario.
+    def budget(self, spec: Scenario) -> Budget:
+        """The budget the run spends on ``spec``: its override, else its preset's; ``seeds`` replaced.
 
         Example:
-            >>> DemoConfig().budget("spurious"), DemoConfig().budget("robustness")
-            ((3000, 5), (1500, 3))
+            >>> DemoConfig().budget(scenario("robustness")).audit_images
+            32
         """
-        return {"object": (self.object_images, self.object_epochs),
-                "robustness": (self.robust_images, self.robust_epochs)}.get(
-            scenario, (self.spurious_images, self.spurious_epochs))
+        budget = self.budgets.get(spec.name) or spec.budgets[self.preset]
+        return budget if self.seeds is None else replace(budget, seeds=self.seeds)
 
-    def with_budget(self, scenario: str, images: int | None = None, epochs: int | None = None) -> DemoConfig:
+    def with_budget(self, name: str, images: int | None = None, epochs: int | None = None) -> DemoConfig:
         """This config with a scenario's training images and/or epochs replaced (``None`` keeps the preset's).
 
         Example:
-            >>> DemoConfig().with_budget("spurious", epochs=8).budget("spurious")
+            >>> budget = DemoConfig().with_budget("spurious", epochs=8).budget(scenario("spurious"))
+            >>> budget.images, budget.epochs
             (3000, 8)
         """
-        old_images, old_epochs = self.budget(scenario)
-        images, epochs = images or old_images, epochs or old_epochs
-        if scenario == "object":
-            return replace(self, object_images=images, object_epochs=epochs)
-        if scenario == "robustness":
-            return replace(self, robust_images=images, robust_epochs=epochs)
-        return replace(self, spurious_images=images, spurious_epochs=epochs)
+        budget = self.budget(scenario(name))
+        changed = replace(budget, images=images or budget.images, epochs=epochs or budget.epochs)
+        return replace(self, budgets={**self.budgets, name: changed})
 
-    def image_size(self, scenario: str) -> int:
-        """The image side of a scenario: 32 px (CIFAR's) for robustness, ``size`` for the others
-        (``pretrained_size`` with the pretrained backbone).
+    def image_size(self, spec: Scenario) -> int:
+        """The image side of a scenario: ``pretrained_size`` with the pretrained backbone where the scenario
+        takes it, else its budget's size or its own.
         """
-        if scenario == "robustness":
-            return self.robust_size
-        return self.pretrained_size if self.backbone == "pretrained" else self.size
+        if self.backbone == "pretrained" and spec.pretrained:
+            return self.pretrained_size
+        return self.budget(spec).size or spec.size
 
-    def architecture(self, spec: ModelSpec, scenario: str) -> tuple[str, bool]:
-        """(timm name, load ImageNet weights) of a model: the spec's own, or with the pretrained backbone the
-        EfficientNet-Lite0 in its place (:data:`PRETRAINED`) for the object and spurious scenarios.
+    def architecture(self, model: ModelSpec, spec: Scenario) -> tuple[str, bool]:
+        """(timm name, load ImageNet weights) of a model: its own, or with the pretrained backbone the
+        EfficientNet-Lite0 in its place (:data:`~captum_topgap.app.scenarios.PRETRAINED`).
 
         Example:
-            >>> DemoConfig(backbone="pretrained").architecture(BASELINE, "spurious")
+            >>> DemoConfig(backbone="pretrained").architecture(scenario("spurious").models[0], scenario("spurious"))
             ('pixel_efficientnet_lite0', True)
         """
-        if self.backbone == "pretrained" and scenario != "robustness":
-            return PRETRAINED[spec.architecture], True
-        return spec.architecture, False
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model of a scenario: its timm architecture and training objective (:func:`make_objective`:
-    ``method``, ReFF ``variant``, λ = ``weight``, regularised ``layers``, or with ``stem`` the stem and the four
-    stages of :func:`~captum_topgap.train.losses.stem_reff_layers` on any backbone); ``swap_background`` trains
-    on the background-swapped images instead.
-    """
-
-    name: str
-    label: str
-    architecture: str
-    method: str = "baseline"
-    variant: str | None = None
-    weight: float | None = None
-    layers: tuple[str, ...] | None = None
-    swap_background: bool = False
-    k: float | None = None
-    stem: bool = False
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """Training and test (p, q) of Textured MNIST and the models compared there.
-
-    The validation split is drawn like the test. Where that is the training distribution, every model keeps
-    its best validation epoch (``restore_best``); under a shift it keeps its last, since choosing an epoch on
-    the shifted split would choose by the very shift the scenario tests.
-    """
-
-    name: str
-    train: tuple[float, float]
-    test: tuple[float, float]
-    models: tuple[ModelSpec, ...]
-
-    @property
-    def restore_best(self) -> bool:
-        """True when the validation split is in distribution (the test is drawn like the training data).
-
-        Example:
-            >>> [scenario.restore_best for scenario in SCENARIOS]
-            [True, True, False]
-        """
-        return self.train == self.test
-
-
-BASELINE = ModelSpec("baseline", "ResNet-18", "resnet18")
-PRETRAINED = {"resnet18": "pixel_efficientnet_lite0", "topgap_resnet18": "topgap_efficientnet_lite0"}
-"""The papers' protocol (``backbone="pretrained"``): every model of the object and spurious scenarios starts
-from the same ImageNet EfficientNet-Lite0 (:mod:`captum_topgap.models.pretrained`), its head new."""
-SCENARIOS = (
-    Scenario("object", (1.0, 0.0), (1.0, 0.0),
-             (BASELINE, ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap"),
-              ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff"))),
-    Scenario("robustness", (1.0, 0.0), (1.0, 0.0),
-             (ModelSpec("baseline", "PreAct ResNet-18", "preact_resnet18_cifar"),
-              ModelSpec("topgap", "Top-GAP PreAct ResNet-18", "topgap_preact_resnet18", "topgap"))),
-    Scenario("spurious", (0.0, 1.0), (1.0, 1.0),
-             (BASELINE, ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff"),
-              ModelSpec("reff_contrastive", "ReFF (contrastive share, λ = 20, stem + stages)", "resnet18", "reff",
-                        "contrastive", 20.0, stem=True),
-              ModelSpec("rrr", "RRR", "resnet18", "rrr"),
-              ModelSpec("control", "background-swap control", "resnet18", swap_background=True))),
-)
-OBJECT_METHODS = {"baseline": ("gradcam", "recipro_cam", "augmented_gradcam"), "topgap": ("topgap_cam",),
-                  "reff": ("gradcam",)}
-METHOD_OPTIONS = {"augmented_gradcam": {"n_augmentations": 8, "solver": "primal_dual"}}
-
-CLAIMS = (
-    Claim("Top-GAP keeps the baseline's accuracy (within 2 points)", "object", "accuracy", "topgap", "baseline",
-          "not_worse", 0.02, "COCO, ResNet: 0.853 → 0.868 (no loss in accuracy)"),
-    Claim("Top-GAP's CAM overlaps the object better than the baseline's Grad-CAM", "object", "iou/topgap_cam",
-          "topgap", "baseline", "greater", 0.01, "CUB, ResNet: IoU 0.435 vs 0.268", "iou/gradcam"),
-    Claim("Top-GAP's CAM overlaps the object better than the baseline's Recipro-CAM", "object", "iou/topgap_cam",
-          "topgap", "baseline", "greater", 0.01, "CUB, ResNet: IoU 0.435 vs 0.340", "iou/recipro_cam"),
-    Claim("Top-GAP's effective receptive field puts less mass on the background", "object",
-          "erf_background_share", "topgap", "baseline", "lower", 0.01,
-          "ERF figure: object pixels' gradient matters more (no number)"),
-    Claim("Top-GAP's background is less susceptible to attacks (PGD-20 on the background only)", "object",
-          "pgd20_background", "topgap", "baseline", "greater", 0.02, "'background is less susceptible' (no number)"),
-    Claim("ReFF does not hurt training when no spurious feature exists (accuracy within 1 point)", "object",
-          "accuracy", "reff", "baseline", "not_worse", 0.01,
-          "Table 3: 'does not have any negative effect on training when no spurious features exist'"),
-    Claim("Augmented Grad-CAM overlaps the object better than Grad-CAM (same baseline model)", "object",
-          "iou/augmented_gradcam", "baseline", "baseline", "greater", 0.01,
-          "Morbidelli et al.: sharper maps (no number)", "iou/gradcam"),
-    Claim("Top-GAP keeps the baseline's clean accuracy (within 2 points), trained normally", "robustness",
-          "accuracy", "topgap", "baseline", "not_worse", 0.02, "CIFAR-10, PreAct ResNet-18: 0.951 vs 0.945"),
-    Claim("Top-GAP is more robust to PGD-20 than the baseline (the poster's attack)", "robustness", "pgd20",
-          "topgap", "baseline", "greater", 0.02, "CIFAR-10, PreAct ResNet-18: 0.517 vs 0.0"),
-    Claim("Top-GAP keeps over 50 % under PGD-20 (the poster's abstract)", "robustness", "pgd20", "topgap", None,
-          "at_least", 0.5, "CIFAR-10: 0.517"),
-    Claim("Top-GAP is more robust than the baseline under the audit (per-image minimum over every attack)",
-          "robustness", "robust_accuracy", "topgap", "baseline", "greater", 0.02,
-          "Square 0.343, PGD-50 0.313 vs 0.0 (no per-image minimum reported)"),
-    Claim("Top-GAP's PGD-20 robustness is not gradient masking (audit verdict, every seed)", "robustness",
-          "gradient_masked", "topgap", None, "below", 0.5, "— (PGD-50 and Square below PGD-20 in the poster's table)"),
-    Claim("ReFF as published generalises better than the baseline under the background shift", "spurious",
-          "shifted_accuracy", "reff", "baseline", "greater", 0.02,
-          "Table 2, n = All: 46.4 ± 1.0 % (the supplementary gives no baseline)"),
-    Claim("ReFF as published is gamed: a regularised layer's Grad-CAM collapses (positive at < 5 % of positions)",
-          "spurious", "min_positive_fraction", "reff", None, "below", 0.05, "— (this project's finding)"),
-    Claim("ReFF (contrastive share) generalises better than the baseline under the background shift", "spurious",
-          "shifted_accuracy", "reff_contrastive", "baseline", "greater", 0.02, "Table 2: 46.4 ± 1.0 % (ReFF)"),
-    Claim("ReFF (contrastive share) reaches the floor: at least 10 points above the baseline", "spurious",
-          "shifted_accuracy", "reff_contrastive", "baseline", "greater", 0.10, "— (this project's target)"),
-    Claim("ReFF (contrastive share) follows the background clearly less often than the baseline", "spurious",
-          "follows_background", "reff_contrastive", "baseline", "lower", 0.05, "— (this project's target)"),
-    Claim("ReFF (contrastive share) keeps its maps alive (positive at ≥ 5 % of positions at every layer)",
-          "spurious", "min_positive_fraction", "reff_contrastive", None, "at_least", 0.05,
-          "— (this project's target)"),
-    Claim("ReFF (contrastive share) puts more Grad-CAM mass on the digit than the baseline (≥ 6 × 6 layer)",
-          "spurious", "in_mask_share", "reff_contrastive", "baseline", "greater", 0.02,
-          "Fig. 3: ReFF's Grad-CAMs highlight the digits (no number)"),
-    Claim("ReFF (contrastive share) puts more of its pixel evidence (ERF mass) on the digit than the baseline",
-          "spurious", "erf_digit_share", "reff_contrastive", "baseline", "greater", 0.02,
-          "— (where ReFF's evidence comes from, in pixels; this project's measure)"),
-    Claim("RRR generalises better than the baseline under the background shift (control)", "spurious",
-          "shifted_accuracy", "rrr", "baseline", "greater", 0.02, "Ross et al. 2017: decoy MNIST (MLP), not here"),
-    *(Claim(f"{label} keeps the baseline's in-distribution accuracy (within 2 points)", "spurious",
-            "in_distribution_accuracy", name, "baseline", "not_worse", 0.02,
-            "Table 3 (in spirit): the regulariser costs no accuracy where the training data are")
-      for name, label in (("reff", "ReFF (published)"), ("reff_contrastive", "ReFF (contrastive share)"),
-                          ("rrr", "RRR"))),
-)
+        if self.backbone == "pretrained" and spec.pretrained:
+            return PRETRAINED[model.architecture], True
+        return model.architecture, model.pretrained
 
 
 def render(split: str, p: float, q: float, size: int, limit: int) -> TexturedMNIST:
@@ -311,27 +156,34 @@ def render(split: str, p: float, q: float, size: int, limit: int) -> TexturedMNI
     return TexturedMNIST(split, p=p, q=q, size=size, limit=limit, seed=0)
 
 
-def materialise(data: TexturedMNIST) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
-    """Every sample of ``data`` rendered once, so every model and measure reuses the same tensors."""
+def materialise(data: Samples) -> list[tuple]:
+    """Every sample of ``data`` read once, so every model and measure reuses the same tensors."""
     return [data[i] for i in range(len(data))]
 
 
-def scenario_data(scenario: Scenario, config: DemoConfig) -> dict[str, Any]:
-    """The rendered splits of a scenario: ``train``, ``val`` (drawn like the test, other digits), ``test``,
-    each test and validation image's background, the ``swapped`` training set of the control, and for the
-    spurious scenario the in-distribution test split.
+def scenario_data(spec: Scenario, config: DemoConfig) -> dict[str, Any]:
+    """The splits of a scenario: ``train``, ``val`` (drawn like the test), ``test``; for Textured MNIST also each
+    test and validation image's background, the ``swapped`` training set of a background-swap control, and —
+    under a shift — the ``in_distribution`` test split; for a dataset on disk, its published splits.
     """
-    (p, q), (tp, tq) = scenario.train, scenario.test
-    images, _ = config.budget(scenario.name)
-    size = config.image_size(scenario.name)
-    test, val = render("test", tp, tq, size, config.test_images), render("val", tp, tq, size, config.val_images)
-    data = {"train": materialise(render("train", p, q, size, images)),
+    budget, size = config.budget(spec), config.image_size(spec)
+    if isinstance(spec.data, DiskData):
+        if config.root is None:
+            raise ValueError(f"scenario {spec.name!r} reads {spec.data.dataset} from disk: pass --root PATH "
+                             "(the folder that holds it in its published layout).")
+        read = {split: make_dataset(spec.data.dataset, split, root=config.root, size=size, limit=limit)
+                for split, limit in (("test", budget.test_images), ("val", budget.val_images),
+                                     ("train", budget.images))}
+        return {split: materialise(data) for split, data in read.items()}
+    (p, q), (tp, tq) = spec.data.train, spec.data.test
+    test, val = render("test", tp, tq, size, budget.test_images), render("val", tp, tq, size, budget.val_images)
+    data = {"train": materialise(render("train", p, q, size, budget.images)),
             "val": materialise(val), "test": materialise(test), "n_backgrounds": test.n_backgrounds,
             "backgrounds": test.background_textures(), "val_backgrounds": val.background_textures()}
-    if any(spec.swap_background for spec in scenario.models):
-        data["swapped"] = materialise(render("train", 1.0, q, size, images))
-    if scenario.train != scenario.test:
-        data["in_distribution"] = materialise(render("test", p, q, size, config.test_images))
+    if any(model.swap_background for model in spec.models):
+        data["swapped"] = materialise(render("train", 1.0, q, size, budget.images))
+    if not spec.restore_best:
+        data["in_distribution"] = materialise(render("test", p, q, size, budget.test_images))
     return data
 
 
@@ -348,29 +200,35 @@ class Trained:
     checkpoint: Path
 
 
-def train_model(spec: ModelSpec, scenario: Scenario, data: dict[str, Any], config: DemoConfig, seed: int,
+def train_model(model_spec: ModelSpec, spec: Scenario, data: dict[str, Any], config: DemoConfig, seed: int,
                 out: Path, progress: bool = True) -> Trained:
     """Train one model for one seed into ``out``: one weights-only ``model.pt`` with the metadata that
     :func:`captum_topgap.load_model` needs (float16; the returned model holds the same rounded weights, so
     every measure is of the stored model); the loop writes its per-epoch ``best.pt`` and ``last.pt`` only with
-    ``config.keep_checkpoints``.
+    ``config.keep_checkpoints``. A Top-GAP model's λ is the spec's ``weight`` (None: the loss's default).
     """
     torch.manual_seed(seed)
-    k, sparsity = topgap_setting(spec, scenario, config)
-    architecture, pretrained = config.architecture(spec, scenario.name)
-    model, kwargs = trainable_model(architecture, 10, k, pretrained=pretrained)
-    layers = layer_names(model, stem_reff_layers(model)) if spec.stem else spec.layers
-    objective = make_objective(spec.method, model, variant=spec.variant, weight=spec.weight, sparsity=sparsity,
-                               layers=layers)
-    train_data = data["swapped"] if spec.swap_background else data["train"]
-    p, q = (1.0, scenario.train[1]) if spec.swap_background else scenario.train
-    metadata = {"model": architecture, "model_kwargs": kwargs, "pretrained": pretrained, "method": spec.method,
-                "variant": spec.variant or "", "weight": getattr(objective, "weight", 0.0), "data": "textured-mnist",
-                "sparsity": sparsity or 0.0, "p": p, "q": q, "size": config.image_size(scenario.name),
-                "scenario": scenario.name, "demo_model": spec.name}
-    train_config = TrainConfig(epochs=config.budget(scenario.name)[1], batch_size=config.batch_size, lr=config.lr,
+    topgap = model_spec.method == "topgap"
+    sparsity = model_spec.weight if topgap else None
+    architecture, pretrained = config.architecture(model_spec, spec)
+    model, kwargs = trainable_model(architecture, spec.data.classes, model_spec.k if topgap else None,
+                                    pretrained=pretrained)
+    layers = layer_names(model, stem_reff_layers(model)) if model_spec.stem else model_spec.layers
+    objective = make_objective(model_spec.method, model, variant=model_spec.variant, weight=model_spec.weight,
+                               sparsity=sparsity, layers=layers)
+    train_data = data["swapped"] if model_spec.swap_background else data["train"]
+    if isinstance(spec.data, TexturedData):
+        p, q = (1.0, spec.data.train[1]) if model_spec.swap_background else spec.data.train
+        source: dict[str, Any] = {"data": "textured-mnist", "p": p, "q": q}
+    else:
+        source = {"data": spec.data.dataset}
+    metadata = {"model": architecture, "model_kwargs": kwargs, "pretrained": pretrained, "method": model_spec.method,
+                "variant": model_spec.variant or "", "weight": getattr(objective, "weight", 0.0), **source,
+                "sparsity": sparsity or 0.0, "size": config.image_size(spec), "scenario": spec.name,
+                "demo_model": model_spec.name}
+    train_config = TrainConfig(epochs=config.budget(spec).epochs, batch_size=config.batch_size, lr=config.lr,
                                optimizer=config.optimizer, momentum=config.momentum, seed=seed, progress=progress,
-                               restore_best=scenario.restore_best)
+                               restore_best=spec.restore_best, device=config.device)
     start = time.perf_counter()
     history = train(model, objective, train_data, data["val"], train_config,
                     out if config.keep_checkpoints else None, metadata=metadata)
@@ -381,23 +239,20 @@ def train_model(spec: ModelSpec, scenario: Scenario, data: dict[str, Any], confi
     return Trained(model, history, list(getattr(objective, "regularised", [])), seconds, checkpoint)
 
 
-def topgap_setting(spec: ModelSpec, scenario: Scenario, config: DemoConfig) -> tuple[float | None, float | None]:
-    """(k, λ) of a Top-GAP model: the spec's own, else the scenario's (robustness: ``robust_k``,
-    ``robust_sparsity``; object: ``k`` and the loss's default λ); (None, None) for other models.
+@dataclass
+class Stage:
+    """What a measure sees of one scenario's run: the spec, its budget, data and image size, the device."""
 
-    Example:
-        >>> topgap_setting(SCENARIOS[1].models[1], SCENARIOS[1], DemoConfig()) == (ROBUST_K, ROBUST_SPARSITY)
-        True
-    """
-    if spec.method != "topgap":
-        return None, None
-    robust = scenario.name == "robustness"
-    k = spec.k if spec.k is not None else config.robust_k if robust else config.k
-    return k, spec.weight if spec.weight is not None else config.robust_sparsity if robust else None
+    spec: Scenario
+    budget: Budget
+    data: dict[str, Any]
+    size: int
+    device: torch.device
+    progress: bool
 
 
 def stages(model: nn.Module) -> dict[str, nn.Module]:
-    """The four stages whose Grad-CAM the spurious scenario diagnoses, by name: ReFF's default layers (a
+    """The four stages whose Grad-CAM the shift measure diagnoses, by name: ReFF's default layers (a
     ResNet's ``layer1`` … ``layer4``, else the last four of timm's ``feature_info``).
 
     Example:
@@ -418,83 +273,68 @@ def judge_layer(model: nn.Module, size: int, min_positions: int = 36) -> str:
         'layer2'
     """
     named = stages(model)
+    first = next(model.parameters())
     with preserved_state(model), torch.no_grad(), capture(list(named.values())) as seen:
-        model(torch.zeros(1, 3, size, size))
+        model(torch.zeros(1, 3, size, size, device=first.device, dtype=first.dtype))
     positions = [out.shape[-2] * out.shape[-1] for out in seen.ready()]
     return [name for name, count in zip(named, positions, strict=True) if count >= min_positions][-1]
 
 
-def measure_object(name: str, model: nn.Module, data: dict[str, Any], config: DemoConfig,
-                   progress: bool) -> dict[str, float]:
-    """Accuracy, mask IoU / energy pointing game per method, ERF background share, PGD-20 (all, background);
-    for a Top-GAP network also where its top-k positions lie and which stage chose them
-    (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`).
+def measure_localisation(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
+    """Accuracy, mask IoU / energy pointing game of each of the model's ``methods``, ERF background share,
+    PGD-20 on the background; for a Top-GAP network also where its top-k positions lie and which stage chose
+    them (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`).
     """
+    model, data, budget = trained.model, stage.data, stage.budget
     measures = {"accuracy": accuracy(model, data["test"])}
-    explained = data["test"][:config.explain_images]
-    scores = heatmap_scores(model, OBJECT_METHODS[name], explained, limit=None, method_kwargs=METHOD_OPTIONS,
-                            progress=progress)
+    explained = data["test"][:budget.explain_images]
+    scores = heatmap_scores(model, model_spec.methods, explained, limit=None,
+                            method_kwargs={k: dict(v) for k, v in stage.spec.method_options.items()},
+                            progress=stage.progress)
     for method, row in scores.items():
         measures[f"iou/{method}"] = row["iou"]
         measures[f"energy_pointing_game/{method}"] = row["energy_pointing_game"]
     if "topgap_cam" in scores:
         probe = collate(explained)
-        evidence = topk_evidence(model, probe.images, probe.labels, probe.masks)
+        evidence = topk_evidence(model, probe.images.to(stage.device), probe.labels, probe.masks)
         measures["topk_on_object"], measures["mask_area"] = evidence["on_object"], evidence["mask_area"]
         measures["cam_positions"] = float(evidence["positions"])
-        for stage, share in evidence["stage_share"].items():
-            measures[f"topk_stage_share/{stage}"] = share
-            measures[f"stage_positions/{stage}"] = float(evidence["stage_positions"][stage])
-    erf = erf_scores(model, explained, limit=None, progress=progress)
+        for name, share in evidence["stage_share"].items():
+            measures[f"topk_stage_share/{name}"] = share
+            measures[f"stage_positions/{name}"] = float(evidence["stage_positions"][name])
+    erf = erf_scores(model, explained, limit=None, progress=stage.progress)
     measures["erf_background_share"], measures["erf_distance"] = erf["background_share"], erf["distance"]
-    loader = batches(data["test"][:config.attack_images], 64)
+    loader = batches(data["test"][:budget.attack_images], 64)
     measures["pgd20_background"] = evaluate_robustness(model, loader, ["pgd20"], region="background",
-                                                       progress=progress)["pgd20"]
+                                                       progress=stage.progress)["pgd20"]
     return measures
 
 
-def measure_robustness(models: dict[str, nn.Module], data: dict[str, Any], config: DemoConfig,
-                       progress: bool) -> dict[str, dict[str, Any]]:
-    """Per model of one seed: test accuracy, PGD-20 as the poster measures it and the robustness audit on the
-    first ``audit_images`` test images, the seed's other models as transfer surrogates.
-    """
-    attacked = collate(data["test"][:config.audit_images])
-    measured = {}
-    for name, model in models.items():
-        audit = robustness_audit(model, attacked.images, attacked.labels, attacks=config.audit_attacks,
-                                 surrogates={other: m for other, m in models.items() if other != name},
-                                 sweep=config.audit_sweep, progress=progress)
-        measured[name] = {"accuracy": accuracy(model, data["test"]), "pgd20": audit["pgd20"],
-                          "robust_accuracy": audit["robust_accuracy"],
-                          "gradient_masked": float(audit["verdict"] == "gradient-masked"), "audit": audit}
-    return measured
-
-
-def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
-                     regularised: Sequence[str]) -> dict[str, float]:
+def measure_shift(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
     """In-distribution and shifted accuracy, follows-background rate and the collapse diagnostic at every
-    stage and every ``regularised`` layer (the contrastive share's stem too; on in-distribution test images);
+    stage and every regularised layer (the contrastive share's stem too; on in-distribution test images);
     ``in_mask_share`` at the deepest stage with ≥ 6 × 6 positions (where Grad-CAM puts the evidence) beside
-    ``erf_digit_share``, the share of the true class's input-gradient mass on the digit's pixels (where the
-    evidence is in the image, :func:`~captum_topgap.evaluate.metrics.erf_distance`);
-    ``min_positive_fraction`` over the ``regularised`` layers (the four stages for an unregularised model).
+    ``erf_digit_share``, the share of the true class's input-gradient mass on the digit's pixels;
+    ``min_positive_fraction`` over the regularised layers (the four stages for an unregularised model).
     """
+    model, data, regularised = trained.model, stage.data, trained.regularised
     shifted = collate(data["test"])
-    predictions = predict(model, shifted.images)
+    predictions = predict(model, shifted.images.to(stage.device)).cpu()
     measures = {"in_distribution_accuracy": accuracy(model, data["in_distribution"]),
                 "shifted_accuracy": float((predictions == shifted.labels).float().mean()),
                 "follows_background": follows_background_rate(predictions, shifted.labels, data["backgrounds"],
                                                               data["n_backgrounds"], 10) or 0.0}
-    probe = collate(data["in_distribution"][:config.explain_images])
+    explained = data["in_distribution"][:stage.budget.explain_images]
+    probe = collate(explained)
     modules = dict(model.named_modules())
     layers = {**stages(model), **{name: modules[name] for name in regularised}}
-    diagnostic = gradcam_diagnostic(model, layers, probe.images, probe.labels, probe.masks)
+    diagnostic = gradcam_diagnostic(model, layers, probe.images.to(stage.device), probe.labels, probe.masks)
     for layer, row in diagnostic.items():
         measures[f"positive_fraction/{layer}"] = row["positive_fraction"]
         measures[f"in_mask_share/{layer}"] = row["in_mask_share"] or 0.0  # no positive mass: none inside
-    erf = erf_scores(model, data["in_distribution"][:config.explain_images], limit=None, progress=False)
+    erf = erf_scores(model, explained, limit=None, progress=False)
     measures["erf_digit_share"] = 1.0 - erf["background_share"]
-    layer = judge_layer(model, config.image_size("spurious"))
+    layer = judge_layer(model, stage.size)
     measures["in_mask_share"] = measures[f"in_mask_share/{layer}"]
     measures["mask_area"] = diagnostic[layer]["mask_area"] or 0.0
     measures["min_positive_fraction"] = min(measures[f"positive_fraction/{name}"]
@@ -502,49 +342,98 @@ def measure_spurious(model: nn.Module, data: dict[str, Any], config: DemoConfig,
     return measures
 
 
-def run_scenarios(config: DemoConfig, out: Path, progress: bool = True,
-                  log: Callable[[str], None] = print) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Train and measure every model of every scenario of ``config.scenarios`` for every seed.
+def measure_audit(stage: Stage, trained: Mapping[str, Trained]) -> dict[str, dict[str, Any]]:
+    """Per model of one seed: test accuracy, PGD-20 as the Top-GAP poster measures it and the robustness audit
+    on the first ``audit_images`` test images, the seed's other models as transfer surrogates.
+    """
+    attacked = collate(stage.data["test"][:stage.budget.audit_images])
+    models = {name: t.model for name, t in trained.items()}
+    measured = {}
+    for name, model in models.items():
+        audit = robustness_audit(model, attacked.images.to(stage.device), attacked.labels.to(stage.device),
+                                 attacks=stage.budget.audit_attacks,
+                                 surrogates={other: m for other, m in models.items() if other != name},
+                                 sweep=stage.budget.audit_sweep, progress=stage.progress)
+        measured[name] = {"accuracy": accuracy(model, stage.data["test"]), "pgd20": audit["pgd20"],
+                          "robust_accuracy": audit["robust_accuracy"],
+                          "gradient_masked": float(audit["verdict"] == "gradient-masked"), "audit": audit}
+    return measured
+
+
+MODEL_MEASURES: dict[str, Callable[[Stage, ModelSpec, Trained], dict[str, float]]] = {
+    "localisation": measure_localisation, "shift": measure_shift}
+"""Measures of one model, taken right after it is trained."""
+SEED_MEASURES: dict[str, Callable[[Stage, Mapping[str, Trained]], dict[str, dict[str, Any]]]] = {
+    "audit": measure_audit}
+"""Measures of the models of one seed together (each is the others' transfer surrogate)."""
+MEASURES = frozenset(MODEL_MEASURES) | frozenset(SEED_MEASURES)
+"""Every measure a scenario may name."""
+
+
+def run_scenarios(config: DemoConfig, out: Path, progress: bool = True, log: Callable[[str], None] = print,
+                  step: float | None = None) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, float]]:
+    """Train and measure every model of every scenario of ``config.scenarios`` for every seed of its budget.
 
     Returns the ``models`` list (name, scenario, seed, checkpoint relative to ``out``, seconds, measures,
-    history; the robustness scenario's rows also hold their ``audit``) and, per scenario, the seed-0 models
-    kept for the figures.
+    history; an audited scenario's rows also hold their ``audit``), per scenario the first seed's models
+    kept for the figures, and the wall seconds of each scenario. ``step``: the reference step, to print
+    each scenario's measured cost in this machine's seconds.
     """
     rows: list[dict[str, Any]] = []
     kept: dict[str, dict[str, Any]] = {}
-    for scenario in (s for s in SCENARIOS if s.name in config.scenarios):
-        log(f"scenario {scenario.name}: rendering Textured MNIST (train p, q = {scenario.train}, "
-            f"test {scenario.test}, {config.image_size(scenario.name)} px)")
-        data = scenario_data(scenario, config)
-        kept[scenario.name] = {"data": data, "models": {}, "options": METHOD_OPTIONS}
-        for seed in config.seeds:
+    seconds: dict[str, float] = {}
+    device = torch.device(config.device)
+    for spec in (s for s in SCENARIOS if s.name in config.scenarios):
+        start = time.perf_counter()
+        budget, size = config.budget(spec), config.image_size(spec)
+        cost = spec.cost.get(config.preset)
+        expected = f"; measured cost {cost:.0f} reference steps ≈ {cost * step / 60:.1f} min here" if (
+            cost and step and not config.budgets) else ""
+        log(f"scenario {spec.name} ({spec.paper}): {describe_data(spec)}, {size} px{expected}")
+        stage = Stage(spec, budget, scenario_data(spec, config), size, device, progress)
+        kept[spec.name] = {"data": stage.data, "models": {}, "options": spec.method_options, "specs": spec.models,
+                           "measures": spec.measures}
+        for seed in budget.seeds:
             trained_models: dict[str, Trained] = {}
-            for spec in scenario.models:
-                folder = out / "models" / scenario.name / spec.name / f"seed{seed}"
-                log(f"  {scenario.name} / {spec.label} / seed {seed}: training {config.budget(scenario.name)[1]} "
-                    "epochs")
-                trained = trained_models[spec.name] = train_model(spec, scenario, data, config, seed, folder, progress)
-                rows.append({"name": spec.name, "label": spec.label, "scenario": scenario.name, "seed": seed,
-                             "checkpoint": str(trained.checkpoint.relative_to(out)),
-                             "train_seconds": trained.seconds, "history": trained.history})
-                if scenario.name == "object":
-                    rows[-1]["measures"] = measure_object(spec.name, trained.model, data, config, progress)
-                elif scenario.name == "spurious":
-                    rows[-1]["measures"] = measure_spurious(trained.model, data, config, trained.regularised)
-                if seed == config.seeds[0]:
-                    kept[scenario.name]["models"][spec.name] = trained.model
-            if scenario.name == "robustness":
-                log(f"  robustness / seed {seed}: auditing {len(trained_models)} models on {config.audit_images} "
-                    "test images")
-                measured = measure_robustness({name: t.model for name, t in trained_models.items()}, data, config,
-                                              progress)
-                for row in rows[-len(trained_models):]:
-                    row["audit"] = measured[row["name"]].pop("audit")
-                    row["measures"] = measured[row["name"]]
-        if scenario.name == "spurious":
-            kept[scenario.name]["layer"] = judge_layer(kept[scenario.name]["models"]["baseline"],
-                                                       config.image_size(scenario.name))
-    return rows, kept
+            for model_spec in spec.models:
+                folder = out / "models" / spec.name / model_spec.name / f"seed{seed}"
+                log(f"  {spec.name} / {model_spec.label} / seed {seed}: training {budget.epochs} epochs")
+                trained = train_model(model_spec, spec, stage.data, config, seed, folder, progress)
+                trained_models[model_spec.name] = trained
+                row: dict[str, Any] = {
+                    "name": model_spec.name, "label": model_spec.label, "scenario": spec.name, "seed": seed,
+                    "checkpoint": str(trained.checkpoint.relative_to(out)), "train_seconds": trained.seconds,
+                    "history": trained.history, "measures": {}}
+                rows.append(row)
+                for name in spec.measures:
+                    if name in MODEL_MEASURES:
+                        row["measures"].update(MODEL_MEASURES[name](stage, model_spec, trained))
+                if seed == budget.seeds[0]:
+                    kept[spec.name]["models"][model_spec.name] = trained.model
+            for name in spec.measures:
+                if name in SEED_MEASURES:
+                    log(f"  {spec.name} / seed {seed}: {name} of {len(trained_models)} models")
+                    measured = SEED_MEASURES[name](stage, trained_models)
+                    for row in rows[-len(trained_models):]:
+                        if "audit" in measured[row["name"]]:
+                            row["audit"] = measured[row["name"]].pop("audit")
+                        row["measures"].update(measured[row["name"]])
+        if "shift" in spec.measures:
+            kept[spec.name]["layer"] = judge_layer(kept[spec.name]["models"][spec.models[0].name], size)
+        seconds[spec.name] = time.perf_counter() - start
+    return rows, kept, seconds
+
+
+def describe_data(spec: Scenario) -> str:
+    """The scenario's data in one phrase, for the log and ``--list-scenarios``.
+
+    Example:
+        >>> describe_data(scenario("spurious"))
+        'Textured MNIST, train (p, q) = (0.0, 1.0), test (1.0, 1.0)'
+    """
+    if isinstance(spec.data, TexturedData):
+        return f"Textured MNIST, train (p, q) = {spec.data.train}, test {spec.data.test}"
+    return f"{spec.data.dataset} from --root"
 
 
 def audit_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -577,7 +466,7 @@ def audit_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def per_seed_values(rows: list[dict[str, Any]], scenario: str) -> dict[str, list[float]]:
+def per_seed_values(rows: list[dict[str, Any]], name: str) -> dict[str, list[float]]:
     """``{"model:measure": [value per seed]}`` of one scenario, seeds in ascending order.
 
     Example:
@@ -587,50 +476,70 @@ def per_seed_values(rows: list[dict[str, Any]], scenario: str) -> dict[str, list
         {'a:m': [0.1, 0.2]}
     """
     values: dict[str, list[float]] = {}
-    for row in sorted((r for r in rows if r["scenario"] == scenario), key=lambda r: r["seed"]):
+    for row in sorted((r for r in rows if r["scenario"] == name), key=lambda r: r["seed"]):
         for measure, value in row["measures"].items():
             values.setdefault(f"{row['name']}:{measure}", []).append(value)
     return values
 
 
-def evaluate_claims(rows: list[dict[str, Any]], claims: Sequence[Claim] = CLAIMS) -> list[dict[str, Any]]:
-    """Every claim's row (values per seed, gap, pooled sd, criterion, verdict)."""
-    values = {scenario.name: per_seed_values(rows, scenario.name) for scenario in SCENARIOS}
+def evaluate_claims(rows: list[dict[str, Any]], claims: Sequence[Claim] | None = None) -> list[dict[str, Any]]:
+    """Every claim's row (values per seed, gap, pooled sd, criterion, verdict) for the scenarios in ``rows``."""
+    values = {spec.name: per_seed_values(rows, spec.name) for spec in SCENARIOS}
+    claims = claims if claims is not None else [claim for spec in SCENARIOS for claim in spec.claims]
     return [claim.evaluate(values[claim.scenario]) for claim in claims if values[claim.scenario]]
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2 ** 20 if sys.platform == "darwin" else peak / 2 ** 10
 
 
 def run_demo(out: str | Path = "demo", quick: bool = False, seed: int | None = None, progress: bool = True,
              config: DemoConfig | None = None, scenarios: Sequence[str] | None = None,
-             keep_checkpoints: bool = False, backbone: str | None = None) -> dict[str, Any]:
-    """Train, measure, judge, draw; write ``out/results.json`` and ``out/index.html``; return the report.
+             keep_checkpoints: bool = False, backbone: str | None = None, device: str | None = None,
+             root: str | Path | None = None) -> dict[str, Any]:
+    """Time the reference step, then train, measure, judge, draw; write ``out/results.json`` and
+    ``out/index.html``; return the report.
 
     ``seed`` replaces the seeds of the preset by that one seed; ``scenarios`` its scenarios by those named;
     ``keep_checkpoints`` keeps each model's resumable ``last.pt`` and its ``best.pt`` beside its ``model.pt``;
-    ``backbone`` replaces the preset's (``"scratch"`` or ``"pretrained"``, :attr:`DemoConfig.backbone`).
+    ``backbone`` replaces the preset's (``"scratch"`` or ``"pretrained"``); ``device`` runs every model there
+    (``"cuda"``); ``root`` is the folder of a scenario's dataset on disk.
     """
+    config = config or (DemoConfig.quick() if quick else DemoConfig())
+    changes: dict[str, Any] = {"seeds": None if seed is None else (seed,),
+                               "scenarios": None if scenarios is None else tuple(scenarios),
+                               "keep_checkpoints": keep_checkpoints or None, "backbone": backbone, "device": device,
+                               "root": None if root is None else str(root)}
+    config = replace(config, **{key: value for key, value in changes.items() if value is not None})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = config or (DemoConfig.quick() if quick else DemoConfig())
-    if seed is not None:
-        config = replace(config, seeds=(seed,))
-    if scenarios is not None:
-        config = replace(config, scenarios=tuple(scenarios))
-    if keep_checkpoints:
-        config = replace(config, keep_checkpoints=True)
-    if backbone is not None:
-        config = replace(config, backbone=backbone)
     start = time.perf_counter()
-    rows, kept = run_scenarios(config, out, progress, print if progress else (lambda _text: None))
+    step = reference_step(config.device)
+    if progress:
+        print(f"reference step (ResNet-18 training step, 48 px, batch 32) on {config.device}: {step:.3f} s")
+    rows, kept, seconds = run_scenarios(config, out, progress, print if progress else (lambda _text: None), step)
     claims = evaluate_claims(rows)
     audit = audit_summary(rows)
     for claim in claims:
         claim["mechanism"] = mechanisms(claim, rows, audit)
     figures = save_figures(rows, kept, out, audit)
-    described = {s.name: {"train": list(s.train), "test": list(s.test), "size": config.image_size(s.name),
-                          "models": [m.name for m in s.models]} for s in SCENARIOS if s.name in config.scenarios}
-    report: dict[str, Any] = {"config": {**asdict(config), "seeds": list(config.seeds)}, "scenarios": described,
-                              "claims": claims, "audit": audit, "models": rows,
-                              "seconds": time.perf_counter() - start}
+    chosen = [s for s in SCENARIOS if s.name in config.scenarios]
+    described = {s.name: {"paper": s.paper, "table": s.table, "description": s.description,
+                          "data": describe_data(s), **({"train": list(s.data.train), "test": list(s.data.test)}
+                                                       if isinstance(s.data, TexturedData) else {}),
+                          "size": config.image_size(s), "models": [m.name for m in s.models],
+                          "budget": {**asdict(config.budget(s)), "seeds": list(config.budget(s).seeds)},
+                          "columns": [list(c) for c in s.columns], "seconds": seconds[s.name],
+                          "reference_steps": seconds[s.name] / step} for s in chosen}
+    seeds = sorted({seed for s in chosen for seed in config.budget(s).seeds})
+    total = time.perf_counter() - start
+    report: dict[str, Any] = {
+        "config": {**asdict(config), "seeds": seeds, "scenarios": list(config.scenarios),
+                   "budgets": {name: asdict(budget) for name, budget in config.budgets.items()}},
+        "scenarios": described, "claims": claims, "audit": audit, "models": rows, "seconds": total,
+        "reference_step": step, "reference_steps": total / step, "peak_memory_mb": peak_memory_mb()}
     (out / "results.json").write_text(json.dumps(report, indent=1))
     write_html(report, figures, out)
     return report

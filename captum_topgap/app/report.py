@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +27,6 @@ from captum_topgap.evaluate.audit import cascade_columns
 from captum_topgap.evaluate.claims import mean_sd
 from captum_topgap.registry import get_method
 
-OBJECT_COLUMNS = (("baseline", "gradcam", "ResNet-18: Grad-CAM"), ("baseline", "recipro_cam", "ResNet-18: Recipro-CAM"),
-                  ("baseline", "augmented_gradcam", "ResNet-18: Augmented Grad-CAM"),
-                  ("topgap", "topgap_cam", "Top-GAP: its CAM"))
-MEASURES = {
-    "object": (("accuracy", "accuracy"), ("iou/gradcam", "IoU Grad-CAM"), ("iou/recipro_cam", "IoU Recipro-CAM"),
-               ("iou/augmented_gradcam", "IoU Aug. Grad-CAM"), ("iou/topgap_cam", "IoU Top-GAP CAM"),
-               ("topk_on_object", "Top-GAP's top-k on the object"),
-               ("erf_background_share", "ERF on background"), ("pgd20_background", "PGD-20 background")),
-    "robustness": (("accuracy", "clean accuracy"), ("pgd20", "PGD-20 (the poster's)"),
-                   ("robust_accuracy", "robust accuracy (audit)"),
-                   ("gradient_masked", "gradient-masked (share of seeds)")),
-    "spurious": (("in_distribution_accuracy", "in distribution"), ("shifted_accuracy", "shifted"),
-                 ("follows_background", "follows background"), ("min_positive_fraction", "min positive fraction"),
-                 ("in_mask_share", "Grad-CAM in-mask share (≥ 6 × 6)"), ("erf_digit_share", "ERF on digit"),
-                 ("mask_area", "mask area")),
-}
-DESCRIPTIONS = {
-    "object": "Train and test (p, q) = (1, 0): the background is random, what decides the label lies on the digit "
-              "— the setting of Top-GAP's localisation, ERF and attack claims.",
-    "robustness": "Train and test (p, q) = (1, 0) at 32 px: the Top-GAP poster's CIFAR-10 table in the nearest form "
-                  "offline — CIFAR PreAct ResNet-18s trained normally (no adversarial training), attacked at ε = 8/255 "
-                  "by PGD-20 as the poster does and by the robustness audit (a cascade of stronger gradient attacks, "
-                  "Square, transfer from the seed's other model, an ε sweep), whose verdict follows the rules printed "
-                  "below it.",
-    "spurious": "Train (p, q) = (0, 1), test (1, 1): in training the background gives the class away and the digit "
-                "texture is random; at test time the background is random too — the setting of ReFF's Table 2.",
-}
-
 
 def cell(claim: dict[str, Any]) -> str:
     """"mean ± sd" of the claimed model, and "vs mean ± sd" of the reference when there is one."""
@@ -63,9 +36,17 @@ def cell(claim: dict[str, Any]) -> str:
     return text
 
 
-def model_table(models: list[dict[str, Any]], scenario: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (one per model, mean ± sd over seeds) of a scenario's measures."""
-    present = [(key, title) for key, title in MEASURES[scenario]
+def model_table(models: list[dict[str, Any]], scenario: str,
+                columns: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (one per model, mean ± sd over seeds) of a scenario's measures: its ``columns``
+    (key, title) that some model has.
+
+    Example:
+        >>> rows = [{"scenario": "s", "name": "a", "label": "A", "train_seconds": 2.0, "measures": {"m": 0.5}}]
+        >>> model_table(rows, "s", [("m", "M"), ("n", "N")])
+        (['model', 'M', 'training s'], [['A', '0.500 ± 0.000', '2']])
+    """
+    present = [(key, title) for key, title in columns
                if any(key in row["measures"] for row in models if row["scenario"] == scenario)]
     names: dict[str, str] = {}
     for row in models:
@@ -85,49 +66,62 @@ def model_table(models: list[dict[str, Any]], scenario: str) -> tuple[list[str],
 
 def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path,
                  audit: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
-    """Heat-map grids of both scenarios (first seed, four test images, mask outlined), the ERF maps of the
-    object scenario and the diagnostic curves of the spurious scenario's ReFF / RRR variants.
+    """Per scenario, by its measures: for ``localisation`` the heat-map grid of every model's methods and the
+    ERF maps (first seed, four test images, mask outlined), for ``shift`` the Grad-CAM grid and the diagnostic
+    curves of the regularised models; for every audited scenario the audit's curves.
 
-    ``kept[scenario]`` holds the rendered ``data``, the first seed's ``models``, the methods' ``options``
-    and, for the spurious scenario, the ``layer`` whose Grad-CAM is drawn.
+    ``kept[scenario]`` holds the rendered ``data``, the first seed's ``models``, their ``specs``, the methods'
+    ``options``, the scenario's ``measures`` and, for ``shift``, the ``layer`` whose Grad-CAM is drawn.
     """
     figures: dict[str, Path] = {}
-    if "object" in kept:
-        object_figures(kept["object"], out, figures)
-    if "spurious" in kept:
-        spurious_figures(rows, kept["spurious"], out, figures)
-    for scenario, models in (audit or {}).items():
-        figures[f"{scenario}_audit"] = save_audit_curves(models, out / f"{scenario}_audit.png")
+    for name, scene in kept.items():
+        if "localisation" in scene["measures"]:
+            localisation_figures(name, scene, out, figures)
+        if "shift" in scene["measures"]:
+            shift_figures(name, rows, scene, out, figures)
+    for name, models in (audit or {}).items():
+        figures[f"{name}_audit"] = save_audit_curves(models, out / f"{name}_audit.png")
     return figures
 
 
-def object_figures(scene: dict[str, Any], out: Path, figures: dict[str, Path]) -> None:
-    """The object scenario's heat-map grid and ERF maps (first seed, four test images)."""
+def localisation_figures(name: str, scene: dict[str, Any], out: Path, figures: dict[str, Path]) -> None:
+    """A scenario's heat-map grid (each model's methods) and ERF maps (first seed, four test images)."""
     batch = collate(scene["data"]["test"][:4])
-    maps = {title: get_method(method, scene["models"][name], **scene["options"].get(method, {}))
-            .attribute(batch.images, target=batch.labels).detach() for name, method, title in OBJECT_COLUMNS}
-    figures["object_heatmaps"] = out / "object_heatmaps.png"
-    save_overlays(batch.images, maps, figures["object_heatmaps"], batch.masks)
-    erf = {f"{name}: ERF": get_method("erf", model).attribute(batch.images, target=batch.labels).detach()
-           for name, model in scene["models"].items()}
-    figures["object_erf"] = out / "object_erf.png"
-    save_overlays(batch.images, erf, figures["object_erf"], batch.masks)
+    device = batch_device(scene["models"])
+    images, labels = batch.images.to(device), batch.labels.to(device)
+    maps = {f"{spec.label}: {method}": get_method(method, scene["models"][spec.name],
+                                                  **scene["options"].get(method, {}))
+            .attribute(images, target=labels).detach().cpu() for spec in scene["specs"] for method in spec.methods}
+    figures[f"{name}_heatmaps"] = out / f"{name}_heatmaps.png"
+    save_overlays(batch.images, maps, figures[f"{name}_heatmaps"], batch.masks)
+    erf = {f"{model_name}: ERF": get_method("erf", model).attribute(images, target=labels).detach().cpu()
+           for model_name, model in scene["models"].items()}
+    figures[f"{name}_erf"] = out / f"{name}_erf.png"
+    save_overlays(batch.images, erf, figures[f"{name}_erf"], batch.masks)
 
 
-def spurious_figures(rows: list[dict[str, Any]], scene: dict[str, Any], out: Path, figures: dict[str, Path]) -> None:
-    """The spurious scenario's Grad-CAM grid and the diagnostic curves of its ReFF / RRR variants."""
+def shift_figures(name: str, rows: list[dict[str, Any]], scene: dict[str, Any], out: Path,
+                  figures: dict[str, Path]) -> None:
+    """A shifted scenario's Grad-CAM grid and the diagnostic curves of its regularised models."""
     batch = collate(scene["data"]["in_distribution"][:4])
+    device = batch_device(scene["models"])
+    images, labels = batch.images.to(device), batch.labels.to(device)
     layer = scene["layer"]
-    maps = {f"{name}: Grad-CAM {layer}": get_method("gradcam", model, layer).attribute(
-        batch.images, target=batch.labels).detach() for name, model in scene["models"].items()}
-    figures["spurious_heatmaps"] = out / "spurious_heatmaps.png"
-    save_overlays(batch.images, maps, figures["spurious_heatmaps"], batch.masks)
+    maps = {f"{model_name}: Grad-CAM {layer}": get_method("gradcam", model, layer).attribute(
+        images, target=labels).detach().cpu() for model_name, model in scene["models"].items()}
+    figures[f"{name}_heatmaps"] = out / f"{name}_heatmaps.png"
+    save_overlays(batch.images, maps, figures[f"{name}_heatmaps"], batch.masks)
     histories: dict[str, list[list[dict]]] = {}
     for row in rows:
-        if row["scenario"] == "spurious" and "diagnostic" in row["history"][0]:
+        if row["scenario"] == name and "diagnostic" in row["history"][0]:
             histories.setdefault(row["label"], []).append(row["history"])
     if histories:
-        figures["spurious_diagnostic"] = save_diagnostic_curves(histories, out / "spurious_diagnostic.png")
+        figures[f"{name}_diagnostic"] = save_diagnostic_curves(histories, out / f"{name}_diagnostic.png")
+
+
+def batch_device(models: dict[str, Any]) -> Any:
+    """The device of a scenario's models (their first parameter's)."""
+    return next(next(iter(models.values())).parameters()).device
 
 
 def audit_rows(audit: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -176,17 +170,35 @@ def claims_table(claims: list[dict[str, Any]], scenario: str, one_seed: bool) ->
                        "measured mechanism (when it did not hold)", "verdict"], rows, classes)
 
 
-def backbone_text(config: dict[str, Any]) -> str:
-    """How the object and spurious scenarios' models start, for the report's first line.
+def budget_text(name: str, scene: dict[str, Any]) -> str:
+    """One scenario's data and budget in a sentence, for the page (results.json's ``scenarios[name]``).
 
     Example:
-        >>> backbone_text({"size": 48, "backbone": "scratch"})
-        '48 px, ResNet-18 from scratch'
+        >>> budget_text("s", {"data": "Textured MNIST", "size": 32, "budget": {"images": 100, "epochs": 2,
+        ...     "test_images": 50, "explain_images": 8, "attack_images": 0, "audit_images": 0, "seeds": [0]}})
+        's: Textured MNIST at 32 px, 100 training images × 2 epochs, 50 test images, 8 explained, seeds 0'
+    """
+    budget = scene["budget"]
+    parts = [f"{name}: {scene['data']} at {scene['size']} px, {budget['images']} training images × "
+             f"{budget['epochs']} epochs, {budget['test_images']} test images"]
+    parts += [f"{budget[key]} {what}" for key, what in (("explain_images", "explained"),
+              ("attack_images", "attacked by PGD-20 (ε = 8/255, Foolbox)"), ("audit_images", "audited"))
+              if budget[key]]
+    return ", ".join(parts) + ", seeds " + ", ".join(str(seed) for seed in budget["seeds"])
+
+
+def backbone_text(config: dict[str, Any]) -> str:
+    """How the models of the scenarios that take a pretrained backbone start, for the report's first line.
+
+    Example:
+        >>> backbone_text({"backbone": "scratch"})
+        'each from scratch'
     """
     if config.get("backbone") == "pretrained":
-        return (f"{config['pretrained_size']} px, ImageNet EfficientNet-Lite0 fine-tuned (the papers' protocol; λ "
-                "and optimiser as chosen for the from-scratch ResNet-18, not re-chosen for this backbone)")
-    return f"{config['size']} px, ResNet-18 from scratch"
+        return (f"the pretrained scenarios' models from ImageNet EfficientNet-Lite0 at {config['pretrained_size']} px "
+                "(the papers' protocol; λ and optimiser as chosen for the from-scratch ResNet-18, not re-chosen for "
+                "this backbone), the others from scratch")
+    return "each from scratch"
 
 
 def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> Path:
@@ -196,8 +208,11 @@ def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> P
     held = sum(claim["held"] for claim in claims)
     sections = []
     for scenario in report["scenarios"]:
-        header, rows = model_table(report["models"], scenario)
-        parts = [f"<h2>Scenario “{scenario}”</h2><p>{html.escape(DESCRIPTIONS[scenario])}</p>",
+        scene = report["scenarios"][scenario]
+        header, rows = model_table(report["models"], scenario, scene["columns"])
+        parts = [f"<h2>Scenario “{scenario}”</h2><p>{html.escape(scene['paper'])}: {html.escape(scene['table'])}. "
+                 f"{html.escape(scene['description'])}</p><p>{html.escape(budget_text(scenario, scene))}; "
+                 f"{scene['seconds'] / 60:.1f} min ({scene['reference_steps']:.0f} reference steps).</p>",
                  claims_table(claims, scenario, one_seed), "<h3>Measures (mean ± sd over seeds)</h3>",
                  html_table(header, rows)]
         if scenario in report.get("audit", {}):
@@ -223,16 +238,12 @@ table{{border-collapse:collapse;margin:1em 0;font-size:14px}}td,th{{border:1px s
 tr.held td:last-child{{color:#176317;font-weight:bold}}tr.not td:last-child{{color:#a11;font-weight:bold}}
 img{{max-width:100%}}</style></head><body>
 <h1>captum-topgap demo</h1>
-<p>Textured MNIST at {backbone_text(config)} ({config.get('optimizer', 'adam')}, lr {config['lr']:g}, batch
-{config['batch_size']}), seeds {seeds}: {config['object_images']} training images × {config['object_epochs']} epochs
-in the object scenario, {config['spurious_images']} × {config['spurious_epochs']} in the spurious one;
-{config['robust_size']} px and {config['robust_images']} × {config['robust_epochs']} in the robustness one (audit on
-{config['audit_images']} test images);
-{config['test_images']} test images per split; heat-maps on {config['explain_images']} and PGD-20 (ε = 8/255,
-Foolbox) on {config['attack_images']} test images. The object and robustness models are measured at their best
-validation epoch (validation drawn like training), the spurious ones at their last (their validation split is
-shifted). Each claim is judged by the criterion printed beside it,
-fixed in code before the run; λ of every variant was chosen on a shifted validation split, never on the test.</p>
+<p>Models {backbone_text(config)} ({config.get('optimizer', 'adam')}, lr {config['lr']:g}, batch
+{config['batch_size']}), seeds {seeds}. Models whose validation split is drawn like their training data are
+measured at their best validation epoch, those under a shift at their last (their validation split is shifted).
+Each claim is judged by the criterion printed beside it, fixed in code before the run; λ of every variant was
+chosen on a shifted validation split, never on the test. Reference step (a ResNet-18 training step, 48 px, batch
+32) on this machine: {report['reference_step']:.3f} s; peak memory {report['peak_memory_mb']:.0f} MiB.</p>
 <p><b>{held} of {len(claims)} claims held</b>{' — one seed: the verdicts are indicative' if one_seed else ''}.
 Total time {report['seconds'] / 60:.1f} min.</p>
 {''.join(sections)}
@@ -249,7 +260,7 @@ def summary(report: dict[str, Any]) -> str:
     """The terminal summary: per scenario the measures table, then every claim with its verdict."""
     lines = []
     for scenario in report["scenarios"]:
-        header, rows = model_table(report["models"], scenario)
+        header, rows = model_table(report["models"], scenario, report["scenarios"][scenario]["columns"])
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         lines.append(f"\n[{scenario}]")
         for row in [header, *rows]:

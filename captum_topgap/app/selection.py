@@ -25,7 +25,7 @@ Example:
     >>> parse_candidate("reff:contrastive:100:layer1,layer2")
     ModelSpec(name='reff:contrastive:100:layer1,layer2', label='reff contrastive λ=100 (layer1,layer2)', \
 architecture='resnet18', method='reff', variant='contrastive', weight=100.0, layers=('layer1', 'layer2'), \
-swap_background=False, k=None, stem=False)
+swap_background=False, k=None, stem=False, methods=(), pretrained=False)
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from captum_topgap.app.demo import SCENARIOS, DemoConfig, ModelSpec, materialise, render, scenario_data, train_model
+from captum_topgap.app.demo import DemoConfig, materialise, render, scenario_data, train_model
+from captum_topgap.app.scenarios import ModelSpec, TexturedData, scenario
 from captum_topgap.data import collate
 from captum_topgap.evaluate.diagnostics import COLLAPSE_THRESHOLD, follows_background_rate
 from captum_topgap.evaluate.heatmaps import erf_scores
@@ -78,9 +79,9 @@ def robust_candidate(text: str) -> ModelSpec:
     scenario.
     """
     parts = text.split(":")
-    scenario = next(s for s in SCENARIOS if s.name == "robustness")
+    robustness = scenario("robustness")
     if parts == ["baseline"]:
-        return scenario.models[0]
+        return robustness.models[0]
     try:
         k, lam = float(parts[1]), float(parts[2])
         if parts[0] != "topgap" or len(parts) != 3 or k <= 0 or lam < 0:
@@ -88,7 +89,7 @@ def robust_candidate(text: str) -> ModelSpec:
     except (ValueError, IndexError):
         raise ValueError(f"candidate {text!r}: in the robustness scenario use 'baseline' or 'topgap:K:λ' with K > 0 "
                          "(positions, or a share below 1) and λ ≥ 0, e.g. topgap:0.08:1.") from None
-    spec = scenario.models[1]
+    spec = robustness.models[1]
     return ModelSpec(text, f"{spec.label} k={k:g} λ={lam:g}", spec.architecture, "topgap", weight=lam,
                      k=int(k) if k >= 1 else k)
 
@@ -96,24 +97,25 @@ def robust_candidate(text: str) -> ModelSpec:
 def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
           progress: bool = True, scenario_name: str = "spurious") -> list[dict[str, Any]]:
     """Train every candidate for every seed of ``config`` and score it on the (shifted) validation split."""
-    scenario = next(s for s in SCENARIOS if s.name == scenario_name)
-    data = scenario_data(scenario, config)
+    spec = scenario(scenario_name)
+    data = scenario_data(spec, config)
     val = collate(data["val"])
-    if scenario_name == "spurious":
-        (p, q), size = scenario.train, config.image_size(scenario_name)
-        in_distribution = collate(materialise(render("val", p, q, size, config.val_images)))
+    budget = config.budget(spec)
+    if scenario_name == "spurious" and isinstance(spec.data, TexturedData):
+        (p, q), size = spec.data.train, config.image_size(spec)
+        in_distribution = collate(materialise(render("val", p, q, size, budget.val_images)))
     rows = []
-    images, epochs = config.budget(scenario_name)
-    for spec in candidates:
-        for seed in config.seeds:
+    images, epochs = budget.images, budget.epochs
+    for candidate in candidates:
+        for seed in budget.seeds:
             if progress:
-                print(f"{spec.label} / seed {seed}")
-            folder = Path(out) / spec.name.replace(":", "_").replace(",", "+") / f"seed{seed}"
-            trained = train_model(spec, scenario, data, config, seed, folder, progress)
+                print(f"{candidate.label} / seed {seed}")
+            folder = Path(out) / candidate.name.replace(":", "_").replace(",", "+") / f"seed{seed}"
+            trained = train_model(candidate, spec, data, config, seed, folder, progress)
             predictions = predict(trained.model, val.images)
             if scenario_name == "robustness":
-                attacked = slice(0, config.audit_images)
-                rows.append({"candidate": spec.name, "label": spec.label, "seed": seed, "images": images,
+                attacked = slice(0, budget.audit_images)
+                rows.append({"candidate": candidate.name, "label": candidate.label, "seed": seed, "images": images,
                              "epochs": epochs, "val_accuracy": float((predictions == val.labels).float().mean()),
                              "val_pgd20": robust_accuracy(trained.model, val.images[attacked], val.labels[attacked],
                                                           "pgd20"),
@@ -122,13 +124,13 @@ def sweep(candidates: Sequence[ModelSpec], config: DemoConfig, out: str | Path,
             last = trained.history[-1]
             diagnostic = last.get("diagnostic", {})
             rows.append({
-                "candidate": spec.name, "label": spec.label, "seed": seed, "images": images, "epochs": epochs,
+                "candidate": candidate.name, "label": candidate.label, "seed": seed, "images": images, "epochs": epochs,
                 "val_accuracy": float((predictions == val.labels).float().mean()),
                 "val_follows_background": follows_background_rate(
                     predictions, val.labels, data["val_backgrounds"], data["n_backgrounds"], 10),
                 "val_in_distribution_accuracy": float(
                     (predict(trained.model, in_distribution.images) == in_distribution.labels).float().mean()),
-                "val_erf_digit_share": 1.0 - erf_scores(trained.model, data["val"][:config.explain_images], limit=None,
+                "val_erf_digit_share": 1.0 - erf_scores(trained.model, data["val"][:budget.explain_images], limit=None,
                                                         progress=False)["background_share"],
                 "collapsed": sorted({name for record in trained.history for name in record.get("collapsed", [])}),
                 "positive_fraction": {k: v["positive_fraction"] for k, v in diagnostic.items()},

