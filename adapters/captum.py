@@ -217,9 +217,15 @@ INIT_OPTIONS: dict[str, Callable[[object, str], object]] = {
 """Captum constructor options checked here (Captum reads ``multiply_by_inputs="no"`` as true)."""
 
 
+CAPTUM_FILLED = {"forward_func": "model", "model": "model", "layer": "layer"}
+"""The Captum constructor's arguments the adapters fill themselves (``captum_class(model)``, layer classes
+``captum_class(model, layer)``; the first is ``forward_func`` or ``model`` by class), each with the argument
+of ``get_method`` it comes from: not options a user can pass."""
+
+
 def _checked_init(captum_class: type, init_kwargs: dict[str, Any]) -> dict[str, Any]:
     """``init_kwargs`` of ``captum_class`` with unknown keywords refused by name and known options checked."""
-    check_keywords(captum_class, init_kwargs, f"{captum_class.__name__}.__init__()")
+    check_keywords(captum_class, init_kwargs, f"{captum_class.__name__}.__init__()", filled=CAPTUM_FILLED)
     return {name: INIT_OPTIONS[name](value, name) if name in INIT_OPTIONS else value
             for name, value in init_kwargs.items()}
 

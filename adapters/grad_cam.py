@@ -69,7 +69,7 @@ class GradCamMethod(LayerMethod):
                  reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **cam_kwargs: Any) -> None:
         self.method_name = name
         super().__init__(model, layer, upsample, input_size, reshape_transform)
-        check_keywords(cam_class, cam_kwargs, f"{cam_class.__name__}.__init__()")
+        check_keywords(cam_class, cam_kwargs, f"{cam_class.__name__}.__init__()", filled=CAM_FILLED)
         for option, check in CAM_OPTIONS.items():
             if option in cam_kwargs:
                 cam_kwargs[option] = check(cam_kwargs[option], option)
@@ -141,6 +141,10 @@ CAM_OPTIONS: dict[str, Callable[[Any, str], Any]] = {
 """grad-cam constructor options checked before grad-cam sees them (AblationCAM's ``batch_size`` and
 ``ratio_channels_to_ablate`` ∈ (0, 1], FEM's ``k`` > 0 standard deviations, KPCA-CAM's scikit-learn
 ``kernel``): grad-cam would otherwise fail mid-call with a numpy or torch message, or run on a misread value."""
+
+CAM_FILLED = {"model": "model", "target_layers": "layer"}
+"""The grad-cam constructor's arguments :class:`GradCamMethod` fills itself (``cam_class(model, [layer])``),
+each with the argument of ``get_method`` it comes from: not options a user can pass."""
 
 NUMPY_LINALG = (gc.EigenCAM, gc.EigenGradCAM, gc.KPCA_CAM)
 """grad-cam classes that decompose their activations with numpy's linalg (no float16 there)."""

@@ -13,7 +13,7 @@ import inspect
 import math
 import numbers
 import tempfile
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -129,19 +129,44 @@ def check_input_size(value: object, name: str = "input_size") -> tuple[int, int,
     return int(value[0]), int(value[1]), int(value[2])
 
 
-def check_keywords(function: Callable[..., object], options: Collection[str], owner: str) -> None:
+def check_keywords(function: Callable[..., object], options: Collection[str], owner: str,
+                   filled: Mapping[str, str] | None = None) -> None:
     """Refuse keyword arguments ``function`` does not take, as Python would but before any work, listing the
-    ones it takes.
+    ones a user can pass.
+
+    ``filled`` maps the parameters the caller fills itself to the argument of ``get_method`` they come from
+    (grad-cam's ``model`` and ``target_layers`` from ``model`` and ``layer``): they are left out of the list,
+    and a user who passes one is told which argument to pass instead. Positional-only parameters and
+    ``*args`` cannot be passed by keyword and are not listed either.
 
     Example:
         >>> check_keywords(lambda model, batch_size=1: None, ["batch_size"], "AblationCAM.__init__()")
+        >>> check_keywords(lambda model, target_layers, k=2: None, ["kk"], "FEM.__init__()",
+        ...                filled={"model": "model", "target_layers": "layer"})
+        Traceback (most recent call last):
+        ...
+        TypeError: FEM.__init__() got an unexpected keyword argument 'kk'; it takes ['k'].
+        >>> check_keywords(lambda model, target_layers, k=2: None, ["target_layers"], "FEM.__init__()",
+        ...                filled={"model": "model", "target_layers": "layer"})
+        Traceback (most recent call last):
+        ...
+        TypeError: FEM.__init__() got the keyword argument 'target_layers', which get_method fills from its \
+`layer`; pass layer=... instead.
     """
     parameters = inspect.signature(function).parameters
+    filled = filled or {}
+    taken_by_caller = sorted(set(options) & set(filled) & set(parameters))
+    if taken_by_caller:
+        name = taken_by_caller[0]
+        raise TypeError(f"{owner} got the keyword argument {name!r}, which get_method fills from its "
+                        f"`{filled[name]}`; pass {filled[name]}=... instead.")
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
-    unknown = sorted(set(options) - set(parameters))
+    by_keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    passable = sorted(n for n, p in parameters.items() if p.kind in by_keyword and n not in filled)
+    unknown = sorted(set(options) - set(passable))
     if unknown:
-        taken = sorted(n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+        taken = passable if passable else "none"
         raise TypeError(f"{owner} got an unexpected keyword argument {unknown[0]!r}; it takes {taken}.")
 
 

@@ -238,5 +238,6 @@ def get_method(name: str, model: nn.Module, layer: nn.Module | str | None = None
     if composed:
         return _COMPOSITIONS[prefix](inner, model, layer, **kwargs)
     factory = method_spec(prefix).load()
-    check_keywords(factory, kwargs, f"{factory.__name__}.__init__()" if isinstance(factory, type) else f"{prefix!r}")
+    check_keywords(factory, kwargs, f"{factory.__name__}.__init__()" if isinstance(factory, type) else f"{prefix!r}",
+                   filled={"model": "model", "layer": "layer"})
     return factory(model, layer=layer, **kwargs)
