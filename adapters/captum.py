@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from captum_topgap._checks import check_bool, check_choice, check_float, check_int, check_keywords
-from captum_topgap.attribution import LayerMethod, MethodAttribution
+from captum_topgap.attribution import LAYER_OPTIONS, LayerMethod, MethodAttribution
 from captum_topgap.methods import (
     CAM,
     ERF,
@@ -223,9 +223,12 @@ CAPTUM_FILLED = {"forward_func": "model", "model": "model", "layer": "layer"}
 of ``get_method`` it comes from: not options a user can pass."""
 
 
-def _checked_init(captum_class: type, init_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``init_kwargs`` of ``captum_class`` with unknown keywords refused by name and known options checked."""
-    check_keywords(captum_class, init_kwargs, f"{captum_class.__name__}.__init__()", filled=CAPTUM_FILLED)
+def _checked_init(captum_class: type, init_kwargs: dict[str, Any], also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``init_kwargs`` of ``captum_class`` with unknown keywords refused by name (listing ``also``, the
+    adapter's own options, beside the class's) and known options checked.
+    """
+    check_keywords(captum_class, init_kwargs, f"{captum_class.__name__}.__init__()", filled=CAPTUM_FILLED,
+                   also=also)
     return {name: INIT_OPTIONS[name](value, name) if name in INIT_OPTIONS else value
             for name, value in init_kwargs.items()}
 
@@ -293,7 +296,7 @@ class CaptumLayerMethod(LayerMethod):
                  reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **init_kwargs: Any) -> None:
         self.method_name = name
         super().__init__(model, layer, upsample, input_size, reshape_transform)
-        init_kwargs = _checked_init(captum_class, init_kwargs)
+        init_kwargs = _checked_init(captum_class, init_kwargs, tuple(set(LAYER_OPTIONS) - {"reshape_transform"}))
         self.captum_class, self.cam, self.defaults, self.init_kwargs = captum_class, cam, defaults, init_kwargs
         self._inner: Attribution | None = None
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from captum_topgap._checks import check_bool, check_choice, check_float, check_images, check_int, check_keywords
 from captum_topgap._state import preserved_state
-from captum_topgap.attribution import LayerMethod, MethodAttribution, class_scores, model_lock
+from captum_topgap.attribution import LAYER_OPTIONS, LayerMethod, MethodAttribution, class_scores, model_lock
 from captum_topgap.registry import method_spec, register_method
 
 
@@ -69,7 +69,8 @@ class GradCamMethod(LayerMethod):
                  reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None, **cam_kwargs: Any) -> None:
         self.method_name = name
         super().__init__(model, layer, upsample, input_size, reshape_transform)
-        check_keywords(cam_class, cam_kwargs, f"{cam_class.__name__}.__init__()", filled=CAM_FILLED)
+        check_keywords(cam_class, cam_kwargs, f"{cam_class.__name__}.__init__()", filled=CAM_FILLED,
+                       also=LAYER_OPTIONS)
         for option, check in CAM_OPTIONS.items():
             if option in cam_kwargs:
                 cam_kwargs[option] = check(cam_kwargs[option], option)

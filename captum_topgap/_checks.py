@@ -130,14 +130,15 @@ def check_input_size(value: object, name: str = "input_size") -> tuple[int, int,
 
 
 def check_keywords(function: Callable[..., object], options: Collection[str], owner: str,
-                   filled: Mapping[str, str] | None = None) -> None:
+                   filled: Mapping[str, str] | None = None, also: Collection[str] = ()) -> None:
     """Refuse keyword arguments ``function`` does not take, as Python would but before any work, listing the
     ones a user can pass.
 
     ``filled`` maps the parameters the caller fills itself to the argument of ``get_method`` they come from
     (grad-cam's ``model`` and ``target_layers`` from ``model`` and ``layer``): they are left out of the list,
     and a user who passes one is told which argument to pass instead. Positional-only parameters and
-    ``*args`` cannot be passed by keyword and are not listed either.
+    ``*args`` cannot be passed by keyword and are not listed either. ``also``: the options the caller itself
+    takes (an adapter's ``upsample``, ``input_size``), listed beside ``function``'s.
 
     Example:
         >>> check_keywords(lambda model, batch_size=1: None, ["batch_size"], "AblationCAM.__init__()")
@@ -146,6 +147,10 @@ def check_keywords(function: Callable[..., object], options: Collection[str], ow
         Traceback (most recent call last):
         ...
         TypeError: FEM.__init__() got an unexpected keyword argument 'kk'; it takes ['k'].
+        >>> check_keywords(lambda k=2: None, ["kk"], "FEM.__init__()", also=["upsample"])
+        Traceback (most recent call last):
+        ...
+        TypeError: FEM.__init__() got an unexpected keyword argument 'kk'; it takes ['k', 'upsample'].
         >>> check_keywords(lambda model, target_layers, k=2: None, ["target_layers"], "FEM.__init__()",
         ...                filled={"model": "model", "target_layers": "layer"})
         Traceback (most recent call last):
@@ -166,7 +171,8 @@ def check_keywords(function: Callable[..., object], options: Collection[str], ow
     passable = sorted(n for n, p in parameters.items() if p.kind in by_keyword and n not in filled)
     unknown = sorted(set(options) - set(passable))
     if unknown:
-        taken = passable if passable else "none"
+        listed = sorted({*passable, *also})
+        taken = listed if listed else "none"
         raise TypeError(f"{owner} got an unexpected keyword argument {unknown[0]!r}; it takes {taken}.")
 
 

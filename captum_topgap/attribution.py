@@ -71,8 +71,8 @@ from captum_topgap._layers import (
 )
 from captum_topgap._state import preserved_state
 
-__all__ = ["LayerMethod", "MethodAttribution", "Reshape", "capture", "class_scores", "resolve_labels", "unwrap_inputs",
-           "upsample_to"]
+__all__ = ["LAYER_OPTIONS", "LayerMethod", "MethodAttribution", "Reshape", "capture", "class_scores", "resolve_labels",
+           "unwrap_inputs", "upsample_to"]
 
 Reshape = Callable[[torch.Tensor], torch.Tensor]
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
@@ -287,6 +287,11 @@ class MethodAttribution(Attribution):
             return out
 
         return resolve_labels(target, inputs.shape[0], logits, self._num_classes).to(inputs.device)
+
+
+LAYER_OPTIONS = ("upsample", "input_size", "reshape_transform")
+"""What every :class:`LayerMethod` takes at construction beside ``layer`` (``get_method``'s own argument) and its
+method's options."""
 
 
 class LayerMethod(MethodAttribution):

@@ -21,10 +21,10 @@ FILLED = {"model", "target_layers", "forward_func", "layer"}
 """Arguments get_method fills itself: never in the list of options a user can pass."""
 
 OPTIONS = {
-    "gradcam": ["reshape_transform"],  # grad-cam class
-    "scorecam": ["reshape_transform"],  # grad-cam class
+    "gradcam": ["input_size", "reshape_transform", "upsample"],  # grad-cam class, with the adapter's own
+    "scorecam": ["input_size", "reshape_transform", "upsample"],  # grad-cam class
     "integrated_gradients": ["multiply_by_inputs"],  # Captum pixel class
-    "layer_gradcam": ["device_ids"],  # Captum layer class
+    "layer_gradcam": ["device_ids", "input_size", "upsample"],  # Captum layer class, with the adapter's own
     "recipro_cam": ["chunk_size", "gaussian", "input_size", "reshape_transform", "upsample"],  # this project's
 }
 """Method -> the constructor options the refusal lists."""
