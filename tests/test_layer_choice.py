@@ -1,5 +1,6 @@
 """The default layer depends on the images' size, never on the order of calls (issue: reading ``.layer_name``
-first probed a mobilenet at 224 px and fixed a layer that is 1 × 1 at 32 px, so every map was zero)."""
+first probed a mobilenet at 224 px and fixed a layer that is 1 × 1 at 32 px, so every map was zero).
+"""
 
 from __future__ import annotations
 
