@@ -223,6 +223,7 @@ def test_oxford_pet_trimaps_become_foreground_masks(tmp_path: Path) -> None:
     assert image.shape == (3, 6, 8) and label == 12 and mask.dtype == torch.bool
     assert torch.equal(mask[0], torch.from_numpy(trimap == 1))
     assert OxfordPetMasks(tmp_path, binary=True)[1][1] == 1
+    assert data.n_classes == 37 and OxfordPetMasks(tmp_path, binary=True).n_classes == 2  # what `train` builds
     image, _, mask = OxfordPetMasks(tmp_path, size=12)[0]
     assert image.shape == (3, 12, 12) and mask.shape == (1, 12, 12) and mask.sum() > 0
     with pytest.raises(FileNotFoundError, match=r"no Oxford-IIIT Pet under .* download=True"):

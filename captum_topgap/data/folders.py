@@ -63,6 +63,7 @@ class OxfordPetMasks(Dataset):
                                     "annotations/); pass the right `root` or download=True.") from error
         self.size, self.transform = size, transform
         self.classes = self.data.bin_classes if binary else self.data.classes
+        self.n_classes = 2 if binary else 37  # the published breeds, whichever the split's file lists
 
     def __len__(self) -> int:
         return len(self.data)
