@@ -143,3 +143,11 @@ def test_a_scenario_reads_its_dataset_from_disk(cub: Path, tmp_path: Path) -> No
     assert report["scenarios"]["topgap-cub"]["data"] == "cub from --root"
     with pytest.raises(ValueError, match=r"scenario 'topgap-cub' reads cub from disk: pass --root PATH"):
         run_demo(tmp_path / "none", config=replace(config, root=None), progress=False)
+
+
+def test_the_presets_measured_costs_fit_their_budgets() -> None:
+    """The quick preset ≤ 10 min and the default ≤ 90 min where the reference step takes 0.15 s."""
+    budget = {"quick": 10 * 60 / 0.15, "default": 90 * 60 / 0.15}
+    for preset, steps in budget.items():
+        total = sum(spec.cost[preset] for spec in SCENARIOS if spec.default)
+        assert 0 < total <= steps, (preset, total, steps)

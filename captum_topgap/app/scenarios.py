@@ -4,7 +4,7 @@ A scenario names its paper and the claim table it reproduces, its data (Textured
 (p, q), or a dataset on disk in its published layout), its image size, its models (:class:`ModelSpec`, with
 per-model options such as Top-GAP's k and λ and the explanation methods measured on it), its measures (names
 of :data:`captum_topgap.app.demo.MEASURES`), its claims, a :class:`Budget` per preset and that budget's
-measured cost in reference steps (:func:`captum_topgap.app.demo.reference_step`). Adding a scenario is adding
+measured cost in reference steps (:func:`captum_topgap.app.bench.reference_step`). Adding a scenario is adding
 a value to :data:`SCENARIOS`; nothing in the runner names one.
 
 Example:
@@ -190,7 +190,7 @@ OBJECT = Scenario(
      ("iou/augmented_gradcam", "IoU Aug. Grad-CAM"), ("iou/topgap_cam", "IoU Top-GAP CAM"),
      ("topk_on_object", "Top-GAP's top-k on the object"), ("erf_background_share", "ERF on background"),
      ("pgd20_background", "PGD-20 background")),
-    pretrained=True, method_options=AUGMENTED_OPTIONS)
+    cost={"quick": 734, "default": 4901}, pretrained=True, method_options=AUGMENTED_OPTIONS)
 
 ROBUSTNESS = Scenario(
     "robustness", "Top-GAP poster (seed 002)", "CIFAR-10 robustness table (PGD-20, PGD-50, Square)",
@@ -215,12 +215,13 @@ ROBUSTNESS = Scenario(
      Claim("Top-GAP's PGD-20 robustness is not gradient masking (audit verdict, every seed)", "robustness",
            "gradient_masked", "topgap", None, "below", 0.5,
            "— (PGD-50 and Square below PGD-20 in the poster's table)")),
-    {"quick": Budget(1000, 3, 300, 500, explain_images=64, attack_images=64, audit_images=16,
+    {"quick": Budget(1000, 3, 300, 500, audit_images=16,
                      audit_attacks=("pgd20", "apgd_dlr50", "square1000"), seeds=(0,)),
-     "default": Budget(1500, 3, 500, 1000, explain_images=200, attack_images=200, audit_images=32,
+     "default": Budget(1500, 3, 500, 1000, audit_images=32,
                        audit_attacks=DEMO_AUDIT)},
     (("accuracy", "clean accuracy"), ("pgd20", "PGD-20 (the poster's)"), ("robust_accuracy", "robust accuracy (audit)"),
-     ("gradient_masked", "gradient-masked (share of seeds)")))
+     ("gradient_masked", "gradient-masked (share of seeds)")),
+    cost={"quick": 1356, "default": 9804})
 
 _SPURIOUS_TEXT = "Table 3 (in spirit): the regulariser costs no accuracy where the training data are"
 SPURIOUS = Scenario(
@@ -260,13 +261,13 @@ SPURIOUS = Scenario(
              "in_distribution_accuracy", name, "baseline", "not_worse", 0.02, _SPURIOUS_TEXT)
        for name, label in (("reff", "ReFF (published)"), ("reff_contrastive", "ReFF (contrastive share)"),
                            ("rrr", "RRR")))),
-    {"quick": Budget(1000, 5, 300, 500, explain_images=64, attack_images=64, seeds=(0,)),
-     "default": Budget(3000, 5, 500, 1000, explain_images=200, attack_images=200)},
+    {"quick": Budget(1000, 5, 300, 500, explain_images=64, seeds=(0,)),
+     "default": Budget(3000, 5, 500, 1000, explain_images=200)},
     (("in_distribution_accuracy", "in distribution"), ("shifted_accuracy", "shifted"),
      ("follows_background", "follows background"), ("min_positive_fraction", "min positive fraction"),
      ("in_mask_share", "Grad-CAM in-mask share (≥ 6 × 6)"), ("erf_digit_share", "ERF on digit"),
      ("mask_area", "mask area")),
-    pretrained=True)
+    cost={"quick": 1712, "default": 14779}, pretrained=True)
 
 TOPGAP_CUB = Scenario(
     "topgap-cub", "Top-GAP poster (seed 002)", "CUB localisation: IoU 0.435 vs Grad-CAM 0.268 vs Recipro-CAM 0.340",
