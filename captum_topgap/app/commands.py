@@ -117,7 +117,15 @@ def dataset(args: argparse.Namespace, split: str, p: float | None = None) -> Sam
 
 
 def require_root(args: argparse.Namespace) -> None:
-    """A usage error naming ``--root`` when ``--data`` reads a dataset from disk and none was given."""
+    """A usage error naming ``--root`` when ``--data`` reads a dataset from disk and none was given.
+
+    Example:
+        >>> require_root(argparse.Namespace(data="textured-mnist", root=None))
+        >>> require_root(argparse.Namespace(data="cub", root=None))
+        Traceback (most recent call last):
+        ...
+        captum_topgap.app.arguments.UsageError: --data cub reads the dataset from disk: pass --root, the folder ...
+    """
     if "root" in dataset_arguments(args.data) and args.root is None:
         raise UsageError(CIFAR_ROOT if args.data == "cifar10" else
                          f"--data {args.data} reads the dataset from disk: pass --root, the folder that holds it in "

@@ -490,7 +490,12 @@ def evaluate_claims(rows: list[dict[str, Any]], claims: Sequence[Claim] | None =
 
 
 def peak_memory_mb() -> float:
-    """This process's peak resident memory in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    """This process's peak resident memory in MiB (``ru_maxrss``: KiB on Linux, bytes on macOS).
+
+    Example:
+        >>> peak_memory_mb() > 10
+        True
+    """
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2 ** 20 if sys.platform == "darwin" else peak / 2 ** 10
 

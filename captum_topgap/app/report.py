@@ -120,7 +120,13 @@ def shift_figures(name: str, rows: list[dict[str, Any]], scene: dict[str, Any], 
 
 
 def batch_device(models: dict[str, Any]) -> Any:
-    """The device of a scenario's models (their first parameter's)."""
+    """The device of a scenario's models (their first parameter's).
+
+    Example:
+        >>> import torch
+        >>> batch_device({"a": torch.nn.Linear(2, 2)})
+        device(type='cpu')
+    """
     return next(next(iter(models.values())).parameters()).device
 
 
