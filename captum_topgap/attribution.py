@@ -371,7 +371,7 @@ class LayerMethod(MethodAttribution):
                 warnings.warn(f"`.layer` was read before any call and reported {self._name(self._layer)!r} for a "
                               f"{tuple(self._probe().shape[-2:])} probe; at the {tuple(example.shape[-2:])} "
                               f"images explained the default layer is {self._name(chosen)!r}, which is used. "
-                              "Pass input_size=(C, H, W) to fix the choice before the first call.", stacklevel=4)
+                              "Pass input_size=(C, H, W) to fix the choice before the first call.", stacklevel=5)
             self._layer, self._provisional = chosen, False
         tokens = transformer_reshape(self.model, self._layer)
         if tokens is not None and not self.supports_reshape:
@@ -383,7 +383,7 @@ class LayerMethod(MethodAttribution):
         self.layer_positions = height * width
         if height * width == 1:
             warnings.warn(f"the layer {type(self._layer).__name__} has a 1 × 1 output for {tuple(example.shape[-2:])} "
-                          "inputs: every map will be constant; use larger inputs or an earlier layer.", stacklevel=4)
+                          "inputs: every map will be constant; use larger inputs or an earlier layer.", stacklevel=5)
         self._checked = True
 
     def activations(self, output: torch.Tensor) -> torch.Tensor:

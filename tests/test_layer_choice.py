@@ -46,9 +46,10 @@ def test_a_provisional_layer_replaced_at_the_first_call_is_named_in_a_warning() 
     assert method.layer_name == "features"  # 7 × 7 for the 224-px probe
     with pytest.warns(UserWarning, match=r"reported 'features' for a \(224, 224\) probe; at the \(32, 32\) images "
                                          r"explained the default layer is 'features\.9\.block\.0', which is used\. "
-                                         r"Pass input_size=\(C, H, W\)"):
+                                         r"Pass input_size=\(C, H, W\)") as record:
         method.attribute(torch.rand(1, 3, 32, 32), target=0)
     assert method.layer_name == "features.9.block.0"
+    assert record[0].filename == __file__  # the warning points at the caller's line, not into Captum's wrapper
 
 
 def test_input_size_fixes_the_choice_before_and_at_the_first_call() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,9 @@ def test_train_reads_cub_from_its_root_and_refuses_a_missing_root(cub: Path, tmp
     assert error.endswith("--data waterbirds reads the dataset from disk: pass --root, the folder that holds it in its "
                           "published layout (docs/data.md)") and "\n" not in error
     assert not (tmp_path / "none").exists()
+    broken = tmp_path / "broken"  # a missing test image fails before any training, nothing written
+    shutil.copytree(cub, broken)
+    (broken / "CUB_200_2011" / "images" / cub_file(12)).unlink()
+    assert main(["train", "--data", "cub", "--root", str(broken), "--model", "resnet18", "--size", "32",
+                 "--epochs", "1", "--batch-size", "3", "--out", str(tmp_path / "run2")]) == 2
+    assert "expected" in capsys.readouterr().err and not (tmp_path / "run2").exists()

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 import captum_topgap.app.demo as demo_module
 import captum_topgap.app.scenarios as scenarios_module
@@ -143,6 +144,7 @@ def test_a_scenario_reads_its_dataset_from_disk(cub: Path, tmp_path: Path) -> No
     assert report["scenarios"]["topgap-cub"]["data"] == "cub from --root"
     with pytest.raises(ValueError, match=r"scenario 'topgap-cub' reads cub from disk: pass --root PATH"):
         run_demo(tmp_path / "none", config=replace(config, root=None), progress=False)
+    assert not (tmp_path / "none").exists()  # refused before the reference step and the output folder
 
 
 def test_the_presets_measured_costs_fit_their_budgets() -> None:
@@ -151,3 +153,10 @@ def test_the_presets_measured_costs_fit_their_budgets() -> None:
     for preset, steps in budget.items():
         total = sum(spec.cost[preset] for spec in SCENARIOS if spec.default)
         assert 0 < total <= steps, (preset, total, steps)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without CUDA")
+def test_demo_device_cuda_without_a_gpu_is_one_line_in_the_command_lines_words(capsys) -> None:
+    assert main(["demo", "--device", "cuda", "--list-scenarios"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "no CUDA device torch can use; pass --device cpu" in error and "\n" not in error

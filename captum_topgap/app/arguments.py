@@ -114,5 +114,6 @@ def device(text: str) -> str:
     try:
         check_device(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error).replace("`device` ", "")) from None
+        raise argparse.ArgumentTypeError(str(error).replace("`device` ", "").replace("device='cpu'", "--device cpu")
+                                         ) from None
     return text

@@ -157,6 +157,7 @@ def train_model(args: argparse.Namespace) -> int:
             raise UsageError(f"--pretrained: {error}") from None
     torch.manual_seed(args.seed)
     train_data, val_data = dataset(args, "train"), dataset(args, "val")
+    test_data = dataset(args, "test", p=args.test_p)  # built before training: a broken tree fails fast
     if args.k is not None and not name.startswith("topgap_"):
         raise UsageError(f"--k is Top-GAP's top-k; --model {args.model} is not a topgap_* model (drop --k, or train "
                          f"topgap_{args.model})")
@@ -176,11 +177,12 @@ def train_model(args: argparse.Namespace) -> int:
                 "variant": args.variant if method == "reff" else "", "weight": getattr(objective, "weight", 0.0),
                 "p": args.p, "q": args.q, "size": args.size}
     history = train(model, objective, train_data, val_data, config, args.out, args.resume, metadata)
-    test_accuracy = accuracy(model, dataset(args, "test", p=args.test_p), args.batch_size, args.device)
+    test_accuracy = accuracy(model, test_data, args.batch_size, args.device)
     kept = kept_record(history)
+    shift = f" (p={args.test_p})" if "p" in dataset_arguments(args.data) else ""
     if is_main():
         print(f"{args.model} ({method}): epoch {kept['epoch']} kept, val accuracy {kept['val_accuracy']:.4f}, "
-              f"test accuracy (p={args.test_p}) {test_accuracy:.4f}; checkpoints in {args.out}")
+              f"test accuracy{shift} {test_accuracy:.4f}; checkpoints in {args.out}")
     return 0
 
 

@@ -100,13 +100,19 @@ class DemoConfig:
         return cls(preset="quick")
 
     def __post_init__(self) -> None:
-        """The preset, backbone, optimiser, device and scenarios named, checked before any work."""
+        """The preset, backbone, optimiser, device and scenarios named — and ``root`` where a scenario reads its
+        dataset from disk — checked before any work.
+        """
         check_choice(self.preset, "preset", PRESETS)
         check_choice(self.backbone, "backbone", ("scratch", "pretrained"))
         check_choice(self.optimizer, "optimizer", ("adam", "sgd"))
         check_device(self.device)
         for name in (*self.scenarios, *self.budgets):
             scenario(name)
+        for spec in SCENARIOS:
+            if spec.name in self.scenarios and isinstance(spec.data, DiskData) and self.root is None:
+                raise ValueError(f"scenario {spec.name!r} reads {spec.data.dataset} from disk: pass --root PATH (the "
+                                 "folder that holds it in its published layout).")
 
     def budget(self, spec: Scenario) -> Budget:
         """The budget the run spends on ``spec``: its override, else its preset's; ``seeds`` replaced.
@@ -168,9 +174,6 @@ def scenario_data(spec: Scenario, config: DemoConfig) -> dict[str, Any]:
     """
     budget, size = config.budget(spec), config.image_size(spec)
     if isinstance(spec.data, DiskData):
-        if config.root is None:
-            raise ValueError(f"scenario {spec.name!r} reads {spec.data.dataset} from disk: pass --root PATH "
-                             "(the folder that holds it in its published layout).")
         read = {split: make_dataset(spec.data.dataset, split, root=config.root, size=size, limit=limit)
                 for split, limit in (("test", budget.test_images), ("val", budget.val_images),
                                      ("train", budget.images))}
