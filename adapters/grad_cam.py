@@ -305,6 +305,14 @@ class GradCamBridge(BaseCAM):
         (N, H, W) in [0, 1].
         """
         input_tensor = check_images(input_tensor, self.model, "input_tensor").to(self.device)
+        targets = self._targets(input_tensor, targets)
+        size = self.get_target_width_height(input_tensor)
+        per_layer = [scale_cam_image(self._maps(attribution, input_tensor, targets, eigen_smooth), size)
+                     for attribution in self.attributions]
+        return scale_cam_image(np.mean(np.stack(per_layer), axis=0))  # grad-cam's aggregate_multi_layers
+
+    def _targets(self, input_tensor: torch.Tensor, targets: list[Callable] | None) -> list[Callable]:
+        """grad-cam's targets, one per image; ``None``: ClassifierOutputTarget of the predicted class (eval mode)."""
         if targets is None:  # grad-cam's BaseCAM.forward: the argmax of the model's output, as logit targets
             with model_lock(self.model), preserved_state(self.model), torch.no_grad():
                 predicted = class_scores(self.model(input_tensor)).argmax(dim=1).tolist()
@@ -312,14 +320,17 @@ class GradCamBridge(BaseCAM):
         if len(targets) != len(input_tensor):
             raise ValueError(f"`targets` has {len(targets)} entries for {len(input_tensor)} images; pass one per "
                              "image.")
-        size = self.get_target_width_height(input_tensor)
-        per_layer = [scale_cam_image(self._maps(attribution, input_tensor, targets, eigen_smooth), size)
-                     for attribution in self.attributions]
-        return scale_cam_image(np.mean(np.stack(per_layer), axis=0))  # grad-cam's aggregate_multi_layers
+        return targets
 
     def _maps(self, attribution: MethodAttribution, images: torch.Tensor, targets: list[Callable],
               eigen_smooth: bool) -> np.ndarray:
         """One method's (N, h, w) maps of the targets, ReLU'd, as numpy."""
+        maps = self._explain(attribution, images, targets, eigen_smooth)[:, 0]
+        return maps.detach().clamp_min(0).float().cpu().numpy()
+
+    def _explain(self, attribution: MethodAttribution, images: torch.Tensor, targets: list[Callable],
+                 eigen_smooth: bool) -> torch.Tensor:
+        """One method's attributions (N, ·, h, w) of grad-cam's targets (the conventions of the class docstring)."""
         accepted = attribution.accepted_options() or frozenset()
         options: dict[str, Any] = {}
         if eigen_smooth:
@@ -332,19 +343,17 @@ class GradCamBridge(BaseCAM):
             raise TypeError(f"targets {sorted(set(refused))} are for segmentation or detection models; "
                             f"{attribution.method_name!r} explains a classifier's class scores.")
         class_maps = getattr(attribution, "class_maps", None)
-        takes_score = "score" in inspect.signature(getattr(attribution, "core", lambda: None)).parameters
+        core: Callable = getattr(attribution, "core", None) or attribution._attribute
+        takes_score = "score" in inspect.signature(core).parameters
         logit_targets = all(isinstance(t, ClassifierOutputTarget) for t in targets)
         by_class = logit_targets and getattr(attribution, "target_score", "logit") == "logit"  # target=c: c's logit
         if not by_class and takes_score:  # the target's own scalar, per image or per copy
-            maps = attribution.attribute(images, target=None, score=self._score(targets), **options)[:, 0]
-        elif not by_class and callable(class_maps):
+            return attribution.attribute(images, target=None, score=self._score(targets), **options)
+        if not by_class and callable(class_maps):
             with preserved_state(self.model):
                 _, cam = class_maps(images)
-            maps = torch.stack([self._class_map(t, image_maps) for t, image_maps in zip(targets, cam, strict=True)])
-        else:
-            maps = attribution.attribute(images, target=[self._category(t, attribution) for t in targets],
-                                         **options)[:, 0]
-        return maps.detach().clamp_min(0).float().cpu().numpy()
+            return torch.stack([self._class_map(t, maps) for t, maps in zip(targets, cam, strict=True)]).unsqueeze(1)
+        return attribution.attribute(images, target=[self._category(t, attribution) for t in targets], **options)
 
     @staticmethod
     def _score(targets: list[Callable]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -386,6 +395,55 @@ class GradCamBridge(BaseCAM):
                             "which explains one class: pass ClassifierOutputTarget(c) (or "
                             "ClassifierOutputSoftmaxTarget(c), ClassifierOutputReST(c)), or None.")
         return int(target.category)
+
+
+class PerceptionVisualization(GradCamBridge):
+    """Perception Visualization as a pytorch-grad-cam class: ``cam(input_tensor, targets)`` -> numpy (N, H, W, C).
+
+    PV is an image, not a heat map: the bridge returns it channels-last in [0, 1], ready for ``plt.imshow`` (no
+    ``show_cam_on_image`` overlay needed). Targets follow :class:`GradCamBridge` (``None``: the predicted class;
+    ``ClassifierOutputTarget(c)``: class c's logit; scalar targets such as ``ClassifierOutputSoftmaxTarget`` are
+    differentiated by PV's Grad-CAM). ``target_layers`` may name the decoder's layer (or be ``None``); another
+    layer is refused — PV's Grad-CAM and reconstruction are of one layer. ``aug_smooth`` and ``eigen_smooth``
+    are refused (they average or project heat maps).
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.models import PerceptionDecoder
+        >>> model = timm.create_model("resnet18", num_classes=3)
+        >>> decoder = PerceptionDecoder(model, image_size=64)
+        >>> with PerceptionVisualization(model, [model.layer4], decoder=decoder) as cam:
+        ...     cam(input_tensor=torch.rand(2, 3, 64, 64), targets=None).shape
+        (2, 64, 64, 3)
+    """
+
+    method = "perception_visualization"
+
+    def __init__(self, model: nn.Module, target_layers: list[nn.Module] | None = None,
+                 reshape_transform: Callable | None = None, **options: Any) -> None:
+        super().__init__(model, None, reshape_transform, **options)
+        decoder = self.attributions[0].decoder
+        other = [type(layer).__name__ for layer in target_layers or [] if layer is not decoder.layer]
+        if other:
+            raise ValueError(f"`target_layers` {other} are not the decoder's layer {decoder.layer_name!r}: PV combines "
+                             "the Grad-CAM and the reconstruction of one layer. Pass [the decoder's layer] or None.")
+
+    def __call__(self, input_tensor: torch.Tensor, targets: list[Callable] | None = None,
+                 aug_smooth: bool = False, eigen_smooth: bool = False) -> np.ndarray:
+        """PV of ``targets`` as numpy (N, H, W, C) in [0, 1]."""
+        for name, value in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
+            if value:
+                raise ValueError(f"`{name}` is not available for Perception Visualization: it smooths heat maps, and "
+                                 "PV is an image; call without it.")
+        return self.forward(input_tensor, targets)
+
+    def forward(self, input_tensor: torch.Tensor, targets: list[Callable] | None,
+                eigen_smooth: bool = False) -> np.ndarray:
+        """PV images (N, H, W, C) in [0, 1] of ``targets`` (``None``: the predicted class)."""
+        input_tensor = check_images(input_tensor, self.model, "input_tensor").to(self.device)
+        targets = self._targets(input_tensor, targets)
+        pv = self._explain(self.attributions[0], input_tensor, targets, eigen_smooth)
+        return pv.detach().permute(0, 2, 3, 1).float().cpu().numpy()
 
 
 TopGAPCAM = GradCamBridge.of("topgap_cam")

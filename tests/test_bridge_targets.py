@@ -18,7 +18,7 @@ import captum_topgap
 from captum_topgap._state import count_hooks
 from captum_topgap.adapters import grad_cam
 from captum_topgap.data.transforms import Batch
-from captum_topgap.models import ExpansionNet
+from captum_topgap.models import ExpansionNet, PerceptionDecoder
 from captum_topgap.pooling import TopKPool
 from captum_topgap.train.losses import RRR, ReFF, topgap_loss
 from captum_topgap.train.objectives import ReFFObjective
@@ -41,6 +41,9 @@ def bridge_case(method: str) -> tuple[nn.Module, list[nn.Module] | None, torch.T
         model = ExpansionNet(timm.create_model("resnet18", num_classes=3), stages=None).eval()
         return model, None, torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     net = TinyNet().eval()
+    if method == "perception_visualization":
+        return PerceptionDecoder(net, image_size=8).eval(), None, torch.rand(2, 3, 8, 8,
+                                                                              generator=torch.Generator().manual_seed(3))
     return net, [net.features], torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
 
 
@@ -66,7 +69,8 @@ def test_targets_none_is_classifier_output_target_of_the_predicted_class(bridge:
     with bridge(model, layers, **options) as cam:
         by_default = cam(input_tensor=images, targets=None)
         explicit = cam(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in predicted])
-    assert by_default.shape == explicit.shape == (2, *images.shape[-2:])
+    image = (3,) if bridge.method == "perception_visualization" else ()  # PV is an image (N, H, W, C)
+    assert by_default.shape == explicit.shape == (2, *images.shape[-2:], *image)
     assert np.array_equal(by_default, explicit)
 
 

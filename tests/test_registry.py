@@ -44,11 +44,12 @@ def test_unknown_name_suggests_the_closest() -> None:
 
 
 def test_every_method_is_a_captum_attribution(tiny_net) -> None:
-    from captum_topgap.models import ExpansionNet
+    from captum_topgap.models import ExpansionNet, PerceptionDecoder
 
-    expansion = ExpansionNet(tiny_net, stages=["features.2", "features"])
+    own = {"expansion_cam": ExpansionNet(tiny_net, stages=["features.2", "features"]),
+           "perception_visualization": PerceptionDecoder(tiny_net, image_size=8)}
     for name in captum_topgap.list_methods():
-        model = expansion if name == "expansion_cam" else tiny_net
+        model = own.get(name, tiny_net)
         assert isinstance(captum_topgap.get_method(name, model), Attribution), name
 
 

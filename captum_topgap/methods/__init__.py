@@ -7,11 +7,12 @@ from captum_topgap.methods.cam import CAM, class_activation_map
 from captum_topgap.methods.erf import ERF, erf, erf_at
 from captum_topgap.methods.expansion_cam import ExpansionCAM, expansion_cams
 from captum_topgap.methods.gradcam import DifferentiableGradCAM, PositiveGradCAM, grad_cam_maps
+from captum_topgap.methods.perception import PerceptionVisualization, perception_maps
 from captum_topgap.methods.recipro import ReciproCAM, recipro_cam
 from captum_topgap.methods.rise import RISE, rise
 from captum_topgap.methods.smooth import Smoothed
 from captum_topgap.methods.topgap_cam import TopGAPCAM, topgap_cam
 
-__all__ = ["CAM", "ERF", "RISE", "AugmentedGradCAM", "DifferentiableGradCAM", "ExpansionCAM", "PositiveGradCAM",
-           "ReciproCAM", "Smoothed", "TopGAPCAM", "augmented_cam", "class_activation_map", "erf", "erf_at",
-           "expansion_cams", "grad_cam_maps", "recipro_cam", "rise", "topgap_cam"]
+__all__ = ["CAM", "ERF", "RISE", "AugmentedGradCAM", "DifferentiableGradCAM", "ExpansionCAM", "PerceptionVisualization",
+           "PositiveGradCAM", "ReciproCAM", "Smoothed", "TopGAPCAM", "augmented_cam", "class_activation_map", "erf",
+           "erf_at", "expansion_cams", "grad_cam_maps", "perception_maps", "recipro_cam", "rise", "topgap_cam"]

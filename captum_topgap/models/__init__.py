@@ -1,8 +1,9 @@
 """Models: Top-GAP networks (registered in timm on import), the CIFAR PreAct ResNet-18, the expansion
-network of Expansion CAM and ReFF's pix2pix pseudo-annotator.
+network of Expansion CAM, the decoder of Perception Visualization and ReFF's pix2pix pseudo-annotator.
 """
 
 from captum_topgap.models.expansion import ExpansionNet
+from captum_topgap.models.perception import PerceptionDecoder
 from captum_topgap.models.preact import PreActResNet18, PreActResNetFeatures
 from captum_topgap.models.pretrained import pretrained_backbone
 from captum_topgap.models.pseudo_annotator import PseudoAnnotator
@@ -10,6 +11,7 @@ from captum_topgap.models.topgap_net import TopGAPNet, topgap
 
 __all__ = [
            "ExpansionNet",
+           "PerceptionDecoder",
            "PreActResNet18",
            "PreActResNetFeatures",
            "PseudoAnnotator",

@@ -27,6 +27,7 @@ from torch import nn
 from captum_topgap._checks import input_channels
 from captum_topgap._hooks import capture
 from captum_topgap._layers import linear_classifier
+from captum_topgap.models._blocks import OverFrozen, conv_bn_relu, freeze
 
 
 def _stages(localizer: nn.Module, stages: Sequence[str] | None) -> list[str]:
@@ -44,15 +45,14 @@ class _Up(nn.Module):
 
     def __init__(self, channels: int, skip: int, out: int) -> None:
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(channels + skip, out, 3, padding=1, bias=False), nn.BatchNorm2d(out),
-                                  nn.ReLU(inplace=True))
+        self.conv = conv_bn_relu(channels + skip, out)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
         return self.conv(torch.cat([x, skip], dim=1))
 
 
-class ExpansionNet(nn.Module):
+class ExpansionNet(OverFrozen):
     """Frozen localisation network + trainable expansion path; ``forward`` returns the classifier's logits.
 
     Args:
@@ -64,9 +64,11 @@ class ExpansionNet(nn.Module):
     the expansion network trains, so neither its weights nor its BatchNorm statistics move.
     """
 
+    frozen = "localizer"
+
     def __init__(self, localizer: nn.Module, stages: Sequence[str] | None = None) -> None:
         super().__init__()
-        self.localizer = localizer.eval().requires_grad_(False)
+        self.localizer = freeze(localizer)
         self.stages = _stages(localizer, stages)
         modules = dict(localizer.named_modules())
         missing = [name for name in self.stages if name not in modules]
@@ -84,12 +86,6 @@ class ExpansionNet(nn.Module):
         self.up = nn.ModuleList(_Up(widths[i + 1], widths[i], widths[i]) for i in reversed(range(len(widths) - 1)))
         self.head = nn.Sequential(nn.Conv2d(widths[0], self.channels, 3, padding=1), nn.ReLU(inplace=True))
         self.reconstruction = nn.Conv2d(self.channels, probe.shape[1], 1)  # x̂ has the input's channels
-
-    def train(self, mode: bool = True) -> ExpansionNet:
-        """Train the expansion path; the localisation network stays in eval mode."""
-        super().train(mode)
-        self.localizer.eval()
-        return self
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         modules = dict(self.localizer.named_modules())

@@ -21,6 +21,7 @@ from torch import nn
 import captum_topgap.models  # noqa: F401  (registers the topgap_* names in timm)
 from captum_topgap._checks import check_bool, check_device, check_float, check_int
 from captum_topgap.models.expansion import ExpansionNet
+from captum_topgap.models.perception import PerceptionDecoder
 from captum_topgap.models.pretrained import PACKAGED
 
 
@@ -202,7 +203,8 @@ def build_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module
 def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model of a checkpoint written by :func:`train` — by ``captum-topgap train`` or the demo —
     from its ``metadata`` (timm name and keyword arguments), in eval mode; an expansion checkpoint gives the
-    ``ExpansionNet`` with its localisation network inside. Both ``best.pt`` and ``last.pt`` load.
+    ``ExpansionNet`` with its localisation network inside, a perception checkpoint the ``PerceptionDecoder`` with
+    its classifier inside (at the layer and image size it was trained at). Both ``best.pt`` and ``last.pt`` load.
 
     Example:
         >>> import tempfile
@@ -246,6 +248,8 @@ def load_model(checkpoint: str | Path, device: str | torch.device = "cpu") -> nn
                          f"does not take: {str(error).splitlines()[0][:160]}") from None
     if meta.get("method") == "expansion":
         model = ExpansionNet(model)
+    elif meta.get("method") == "perception":
+        model = PerceptionDecoder(model, meta.get("layer"), tuple(meta.get("image_size", ())) or None)
     broken = [name for name, tensor in state["model"].items()
               if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if broken:

@@ -1,8 +1,9 @@
 """Objectives of the one training loop: ``objective(model, batch) -> (loss, logits)``.
 
 The plain classifier, Top-GAP, ReFF (every variant) and RRR through :class:`ExplanationObjective` with the
-masks of ReFF's Algorithm 1, and the expansion network of Expansion CAM. :func:`make_objective` is the
-one place a method name becomes an objective (the CLI, the demo and the sweep call it).
+masks of ReFF's Algorithm 1, the expansion network of Expansion CAM and the decoder of Perception
+Visualization. :func:`make_objective` is the one place a method name becomes an objective (the CLI, the demo
+and the sweep call it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from captum_topgap._layers import resolve_layer
 from captum_topgap.data.transforms import Batch
 from captum_topgap.evaluate.diagnostics import LayerDiagnostic, gradcam_diagnostic
 from captum_topgap.models.expansion import ExpansionNet
+from captum_topgap.models.perception import CONSISTENCY_WEIGHT, Perceived, PerceptionDecoder, feature_consistency
 from captum_topgap.train.losses import REFF_WEIGHTS, RRR, TOPGAP_SPARSITY, ReFF, check_lambda, topgap_loss
 
 
@@ -180,8 +182,46 @@ class ExpansionObjective:
         return F.mse_loss(reconstruction, batch.images), logits
 
 
+class PerceptionObjective:
+    """Training objective of Perception Visualization's decoder (the classifier frozen):
+
+        L = ‖x̂ − x‖₁ / (C H W) + β · ‖E(x̂) − E(x)‖² / ‖E(x)‖²,      x̂ = D(E(x))
+
+    logits = the frozen classifier's (from the same forward that gives E(x)).
+
+    Args:
+        consistency: β of the feature-consistency term (0: a pixel loss alone).
+
+    Example:
+        >>> import timm
+        >>> decoder = PerceptionDecoder(timm.create_model("resnet18", num_classes=3), image_size=32)
+        >>> loss, logits = PerceptionObjective()(decoder, Batch(torch.rand(2, 3, 32, 32), torch.tensor([0, 1]), None,
+        ...                                                    None))
+        >>> loss.requires_grad, tuple(logits.shape)
+        (True, (2, 3))
+    """
+
+    uses_labels = False  # a reconstruction: the training loop does not check the labels against the classes
+
+    def __init__(self, consistency: float = CONSISTENCY_WEIGHT) -> None:
+        self.consistency = check_lambda(consistency, "consistency")
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pixel + feature-consistency loss and the frozen classifier's logits."""
+        decoder = getattr(model, "module", model)
+        if not isinstance(decoder, PerceptionDecoder):
+            raise TypeError(f"the perception objective trains a PerceptionDecoder, got {type(decoder).__name__}")
+        perceived: Perceived = model(batch.images, reconstruct=True)  # through the forward: DDP sees it
+        loss = F.l1_loss(perceived.reconstruction, batch.images)
+        if self.consistency:
+            re_encoded = decoder.encode(perceived.reconstruction)
+            loss = loss + self.consistency * feature_consistency(perceived.latent, re_encoded)
+        return loss, perceived.logits
+
+
 METHODS = ("baseline", "topgap", "reff", "rrr")
-"""Training methods of :func:`make_objective` (the expansion network has its own objective)."""
+"""Training methods of :func:`make_objective` (the expansion network and the perception decoder have their own
+objectives)."""
 
 
 def make_objective(method: str, model: nn.Module, variant: str | None = None, weight: float | None = None,

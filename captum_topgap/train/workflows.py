@@ -6,6 +6,7 @@
 - :func:`explanation_setup`: ReFF's Algorithm 1 set-up — keep the masks of ``n_annotated`` images, fit the
   pix2pix pseudo-annotator on them when some are hidden.
 - :func:`expansion_setup`: Expansion CAM's expansion network over a trained classifier checkpoint.
+- :func:`perception_setup`: Perception Visualization's decoder over a trained classifier checkpoint.
 
 Example:
     >>> model, kwargs = trainable_model("topgap_resnet18", 10, k=16)
@@ -21,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from captum_topgap.data import PartiallyAnnotated, Samples
-from captum_topgap.models import ExpansionNet, PseudoAnnotator, TopGAPNet
+from captum_topgap.models import ExpansionNet, PerceptionDecoder, PseudoAnnotator, TopGAPNet
 from captum_topgap.train.checkpoints import build_model, load_checkpoint, load_model
 
 
@@ -81,3 +82,15 @@ def expansion_setup(localizer: str | Path, device: str = "cpu") -> tuple[Expansi
     model = ExpansionNet(load_model(localizer, device))
     return model, {"model": meta["model"], "model_kwargs": meta.get("model_kwargs", {}), "method": "expansion",
                    "localizer": str(localizer)}
+
+
+def perception_setup(classifier: str | Path, size: int, layer: str | None = None,
+                     device: str = "cpu") -> tuple[PerceptionDecoder, dict[str, Any]]:
+    """A perception decoder over the frozen classifier of checkpoint ``classifier`` at ``layer`` (default: the
+    Grad-CAM layer) for ``size`` × ``size`` images, and the metadata that rebuilds it
+    (:func:`~captum_topgap.train.checkpoints.load_model` returns the ``PerceptionDecoder``).
+    """
+    meta = load_checkpoint(classifier)["metadata"]
+    model = PerceptionDecoder(load_model(classifier, device), layer, image_size=size).to(device)
+    return model, {"model": meta["model"], "model_kwargs": meta.get("model_kwargs", {}), "method": "perception",
+                   "layer": model.layer_name, "image_size": list(model.image_size), "classifier": str(classifier)}
