@@ -98,7 +98,8 @@ def _data_options(parser: argparse.ArgumentParser, p: float = 0.0) -> None:
 def _add_train(sub: argparse._SubParsersAction) -> None:
     train = _command(sub, "train", "train a baseline or Top-GAP model with the one training loop")
     train.add_argument("--model", default="topgap_resnet18", help="timm name (topgap_* for Top-GAP)")
-    train.add_argument("--method", default="auto", choices=["auto", "baseline", "topgap", "reff", "rrr", "expansion"])
+    train.add_argument("--method", default="auto",
+                       choices=["auto", "baseline", "topgap", "reff", "rrr", "expansion", "perception"])
     train.add_argument("--pretrained", action="store_true",
                        help="fine-tune ImageNet weights (offline, from their packages): --model efficientnet_lite0/1/2 "
                             "or topgap_efficientnet_lite0/1/2")
@@ -116,6 +117,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        help="ReFF/RRR: pix2pix epochs on the annotated set")
     _data_options(train)
     train.add_argument("--localizer", default=None, help="expansion: the classifier checkpoint to expand (frozen)")
+    train.add_argument("--classifier", default=None,
+                       help="perception: the classifier checkpoint whose layer the decoder inverts (frozen)")
+    train.add_argument("--layer", default=None,
+                       help="perception: the layer E stops at (default: the layer Grad-CAM explains)")
+    train.add_argument("--consistency", type=non_negative_float, default=None,
+                       help="perception: β of the feature-consistency term (default models.perception's)")
     train.add_argument("--test-p", type=probability, default=1.0, help="background randomness of the test split")
     train.add_argument("--epochs", type=positive_int, default=10)
     train.add_argument("--batch-size", type=positive_int, default=32)

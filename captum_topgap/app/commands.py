@@ -42,12 +42,19 @@ from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, normalize_per_image
 from captum_topgap.evaluate.robustness import AttackSpec, evaluate_robustness
 from captum_topgap.evaluate.shift import corruption_accuracy, group_shift
+from captum_topgap.models.perception import CONSISTENCY_WEIGHT
 from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes, pretrained_name
 from captum_topgap.registry import canonical_name, get_method, list_methods, method_spec
 from captum_topgap.train.checkpoints import load_checkpoint, load_model
 from captum_topgap.train.loop import TrainConfig, kept_record, train
-from captum_topgap.train.objectives import ExpansionObjective, make_objective
-from captum_topgap.train.workflows import expansion_setup, explanation_setup, trainable_model, training_method
+from captum_topgap.train.objectives import ExpansionObjective, PerceptionObjective, make_objective
+from captum_topgap.train.workflows import (
+    expansion_setup,
+    explanation_setup,
+    perception_setup,
+    trainable_model,
+    training_method,
+)
 
 
 def methods_table() -> list[tuple[str, str, str, str]]:
@@ -147,6 +154,12 @@ def train_model(args: argparse.Namespace) -> int:
         checked_checkpoint(args.resume, "--resume")
     if args.method == "expansion":
         return train_expansion(args, config)
+    if args.method == "perception":
+        return train_perception(args, config)
+    for flag, value in (("--classifier", args.classifier), ("--layer", args.layer),
+                        ("--consistency", args.consistency)):
+        if value is not None:
+            raise UsageError(f"{flag} is an option of --method perception; drop it for --method {args.method}")
     if args.method in ("topgap", "auto") and not args.model.startswith("topgap_") and args.method == "topgap":
         raise UsageError(f"--method topgap needs a topgap_* model, got --model {args.model}")
     name = args.model
@@ -204,6 +217,25 @@ def train_expansion(args: argparse.Namespace, config: TrainConfig) -> int:
                     args.resume, metadata)
     print(f"expansion network over {args.localizer}: final reconstruction MSE {history[-1]['train_loss']:.5f}, "
           f"classifier val accuracy {history[-1]['val_accuracy']:.4f} (frozen); checkpoints in {args.out}")
+    return 0
+
+
+def train_perception(args: argparse.Namespace, config: TrainConfig) -> int:
+    """Perception Visualization: train a PerceptionDecoder over the frozen ``--classifier`` checkpoint."""
+    if not args.classifier:
+        raise UsageError("--method perception needs --classifier CKPT: the classifier trained by captum-topgap train")
+    checked_checkpoint(args.classifier, "--classifier")
+    try:
+        model, metadata = perception_setup(args.classifier, args.size, args.layer, args.device)
+    except ValueError as error:
+        raise UsageError(f"--layer: {error}" if args.layer else str(error)) from None
+    metadata.update(data=args.data, p=args.p, q=args.q, size=args.size)
+    objective = PerceptionObjective(CONSISTENCY_WEIGHT if args.consistency is None else args.consistency)
+    history = train(model, objective, dataset(args, "train"), dataset(args, "val"), config, args.out, args.resume,
+                    metadata)
+    print(f"perception decoder at {model.layer_name!r} over {args.classifier}: final loss "
+          f"{history[-1]['train_loss']:.5f}, classifier val accuracy {history[-1]['val_accuracy']:.4f} (frozen); "
+          f"checkpoints in {args.out}")
     return 0
 
 
