@@ -38,8 +38,10 @@ from captum_topgap.app.arguments import (
 )
 from captum_topgap.app.compare import DEFAULT_METHODS
 from captum_topgap.app.plots import png_path
+from captum_topgap.app.visualize import visualize_filters, visualize_neurons
 from captum_topgap.data import DATASETS as NAMED_DATASETS
 from captum_topgap.evaluate.audit import AUDIT_ATTACKS
+from captum_topgap.train.checkpoints import load_model
 from captum_topgap.train.losses import VARIANTS
 
 DATASETS = ["textured-mnist", "spurious-mnist", "spurious-fashion-mnist"]
@@ -181,24 +183,50 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_visualize(sub: argparse._SubParsersAction) -> None:
-    visualize = _command(sub, "visualize", "maximally activating patches or class-model images")
-    visualize.add_argument("what", choices=["patches", "classes"])
+    visualize = _command(sub, "visualize",
+                         "maximally activating patches, class models, first-layer filters or channel images")
+    visualize.add_argument("what", choices=["patches", "classes", "filters", "neurons"])
     visualize.add_argument("--checkpoint", required=True, help="a best.pt written by captum-topgap train")
-    visualize.add_argument("--layer", default=None, help="patches: the layer (dotted name, e.g. layer3)")
-    visualize.add_argument("--channels", type=int_list, default=[0, 1, 2, 3], help="patches: comma-separated")
+    visualize.add_argument("--layer", default=None,
+                           help="patches (required), neurons (default: the Grad-CAM layer): a dotted name, e.g. layer3")
+    visualize.add_argument("--channels", type=int_list, default=None,
+                           help="patches (default 0,1,2,3), neurons (default: the first 8): comma-separated")
     visualize.add_argument("--n", type=positive_int, default=9, help="patches: how many per channel")
     visualize.add_argument("--classes", type=int_list, default=None, help="classes: comma-separated (default: all)")
-    visualize.add_argument("--steps", type=positive_int, default=200, help="classes: gradient-ascent steps")
-    visualize.add_argument("--lr", type=positive_float, default=0.5, help="classes: step size")
-    visualize.add_argument("--l2", type=non_negative_float, default=1e-3, help="classes: λ of the L2 regulariser")
-    visualize.add_argument("--jitter", type=non_negative_int, default=0, help="classes: random roll in pixels (0: off)")
+    visualize.add_argument("--steps", type=positive_int, default=200, help="classes, neurons: gradient-ascent steps")
+    visualize.add_argument("--lr", type=positive_float, default=0.5, help="classes, neurons: step size")
+    visualize.add_argument("--l2", type=non_negative_float, default=1e-3,
+                           help="classes, neurons: λ of the L2 regulariser")
+    visualize.add_argument("--jitter", type=non_negative_int, default=0,
+                           help="classes, neurons: random roll in pixels (0: off)")
     visualize.add_argument("--blur-every", type=non_negative_int, default=0,
-                           help="classes: Gaussian blur period (0: off)")
+                           help="classes, neurons: Gaussian blur period (0: off)")
     _data_options(visualize, p=1.0)
-    visualize.set_defaults(limit=2000)
+    visualize.set_defaults(limit=2000, size=None)
     visualize.add_argument("--device", type=device, default="cpu")
-    visualize.add_argument("--out", default="visualization")
-    visualize.set_defaults(run=commands.visualize_units)
+    visualize.add_argument("--out", default="visualization", help="the folder the PNGs are written into")
+    visualize.set_defaults(run=run_visualize)
+
+
+def run_visualize(args: argparse.Namespace) -> int:
+    """``captum-topgap visualize``: patches and classes by :func:`commands.visualize_units`; filters and neurons
+    (``--size``: default the checkpoint's) by :mod:`captum_topgap.app.visualize`.
+
+    Example:
+        >>> run_visualize(build_parser().parse_args(["visualize", "filters", "--checkpoint", "missing.pt"]))
+        Traceback (most recent call last):
+        ...
+        captum_topgap.app.arguments.UsageError: --checkpoint: checkpoint missing.pt does not exist; pass a best.pt ...
+    """
+    if args.what in ("patches", "classes"):
+        args.channels = args.channels or [0, 1, 2, 3]
+        return commands.visualize_units(args)
+    metadata = commands.checked_checkpoint(args.checkpoint).get("metadata", {})
+    model = load_model(args.checkpoint, args.device)
+    if args.what == "filters":
+        return visualize_filters(model, args.out)
+    return visualize_neurons(model, args.out, args.layer, args.channels, args.size or metadata.get("size", 64),
+                             args.steps, args.lr, args.l2, args.jitter, args.blur_every, args.seed)
 
 
 def _add_small(sub: argparse._SubParsersAction) -> None:
