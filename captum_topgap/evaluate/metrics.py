@@ -93,6 +93,42 @@ def mean_mask_iou(heatmaps: torch.Tensor, masks: torch.Tensor,
     return torch.stack([_iou(normalised, masks, t) for t in levels]).mean(0)
 
 
+def class_discrimination(maps_top1: torch.Tensor, maps_top2: torch.Tensor) -> torch.Tensor:
+    """How differently a method explains two classes of the same image: one minus the Pearson correlation of its
+    map for the image's top-1 class with its map for the top-2 class, per image: (N,).
+
+        D = 1 − r,   r = Σ_p (a_p − ā)(b_p − b̄) / √(Σ_p (a_p − ā)² · Σ_p (b_p − b̄)²)
+
+    over the pixels p of the two maps a, b (any shape (N, …), the same for both), computed as D = ½‖â − b̂‖² with
+    â = (a − ā)/‖a − ā‖ (the same number, without the rounding of 1 − r near 0). D lies in [0, 2]: 0 when the two
+    maps are the same up to scale and offset (the method shows the same evidence for both classes — Grad-CAM's
+    "cat" and "laundry basket"), 1 when they are uncorrelated, 2 when one is the other reversed. Two constant maps
+    count as the same (r = 1, D = 0: nothing tells the classes apart); one constant map as uncorrelated (r = 0,
+    D = 1), as :func:`captum_topgap.evaluate.compare.spearman` does.
+
+    Example:
+        >>> a = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+        >>> class_discrimination(a.repeat(3, 1), torch.stack([2 * a[0] + 1, torch.tensor([1.0, -1.0, -1.0, 1.0]),
+        ...                                                   -a[0]])).tolist()
+        [0.0, 1.0, 2.0]
+    """
+    for name, value in (("maps_top1", maps_top1), ("maps_top2", maps_top2)):
+        if not isinstance(value, torch.Tensor) or value.dim() < 2:
+            shown = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"`{name}` must be a tensor of maps (N, …), one per image, got {shown}.")
+        if not all_finite(value):
+            raise ValueError(f"`{name}` contains NaN or Inf values; clean them (e.g. torch.nan_to_num) first.")
+    if maps_top1.shape != maps_top2.shape:
+        raise ValueError(f"`maps_top1` {tuple(maps_top1.shape)} and `maps_top2` {tuple(maps_top2.shape)} must have the "
+                         "same shape: the same method's maps of the same images for two classes.")
+    maps = [x.flatten(1).double() for x in (maps_top1, maps_top2)]
+    flat = [x.amax(1) == x.amin(1) for x in maps]  # exactly constant (a mean can round off such a map's value)
+    centred = [x - x.mean(1, keepdim=True) for x in maps]
+    unit = [c / c.norm(dim=1, keepdim=True).clamp_min(1e-300) for c in centred]
+    distance = ((unit[0] - unit[1]).pow(2).sum(1) / 2).clamp(0.0, 2.0)  # = 1 − r, exact 0 for maps equal up to scale
+    return torch.where(flat[0] & flat[1], 0.0, torch.where(flat[0] | flat[1], 1.0, distance)).float()
+
+
 def pointing_game(heatmaps: torch.Tensor, masks: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
     """Per-image hit (1.0) when the heat-map's maximum lies in the mask (dilated by ``tolerance`` px): (N,).
 
