@@ -299,7 +299,8 @@ def _add_small(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    compare = _command(sub, "compare", "every method scored side by side: localisation, faithfulness, sanity, cost")
+    compare = _command(sub, "compare", "every method scored side by side: localisation, faithfulness, sanity, class "
+                                           "discrimination, cost")
     compare.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated registry names")
     source = compare.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", default=None, help="a best.pt (default: train a ResNet-18 in the run)")

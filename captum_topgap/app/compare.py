@@ -207,7 +207,9 @@ th{{cursor:pointer;background:#eee;max-width:80px;overflow-wrap:anywhere}}img{{m
 on them {config['accuracy']:.3f}{', trained in this run on Textured MNIST with the object as the cue' if
 config['trained_in_run'] else ''}). Deletion/insertion: {config['steps']} steps; Captum's infidelity and
 sensitivity: {config['n_perturb_samples']} perturbation samples; randomisation cascade on {config['sanity_images']}
-images. Better is: {html.escape(arrows)}. Click a column header to sort.</p>
+images. Class discrimination: 1 − the Pearson correlation of each image's maps for the model's top-1 and top-2
+classes, averaged (0: the same map whatever the class). Better is: {html.escape(arrows)}. Click a column header to
+sort.</p>
 <p><b>Sanity check</b> (mean Spearman over the cascade ≥ {FLAG_SIMILARITY}): {html.escape(', '.join(flagged) or
 'no method flagged')}. Total time {report['seconds'] / 60:.1f} min.</p>
 {html_table(header, rows)}

@@ -17,6 +17,10 @@ Per method, on images with a ground-truth mask, from the heat-map of the *true* 
   step the Spearman rank correlation between the trained and the randomised model's maps is averaged over
   the images; ``randomization_similarity`` is its mean over the cascade (1: the maps ignore the weights;
   a method at or above :data:`FLAG_SIMILARITY` is flagged);
+- class discrimination (the lecture's "Limitations of Saliency Maps": Grad-CAM's maps for *cat* and *laundry
+  basket* are "essentially the same"): per image, 1 − the Pearson correlation of the method's maps for the
+  model's top-1 and top-2 predicted classes (:func:`captum_topgap.evaluate.metrics.class_discrimination`),
+  averaged — 0: the same map whatever the class, higher is better;
 - cost: seconds per image of the first pass and its peak memory (CUDA: peak allocated; Linux CPU: the
   process's peak resident set during the pass, reset before it).
 
@@ -55,11 +59,17 @@ from captum_topgap._checks import check_images, check_int
 from captum_topgap._state import preserved_state
 from captum_topgap.attribution import upsample_to
 from captum_topgap.evaluate.heatmaps import as_heatmap
-from captum_topgap.evaluate.metrics import energy_pointing_game, mask_iou, normalize_per_image, pointing_game
+from captum_topgap.evaluate.metrics import (
+    class_discrimination,
+    energy_pointing_game,
+    mask_iou,
+    normalize_per_image,
+    pointing_game,
+)
 from captum_topgap.registry import get_method
 
 COLUMNS = ("iou", "pointing_game", "energy_pointing_game", "deletion_auc", "insertion_auc", "road", "infidelity",
-           "sensitivity", "randomization_similarity", "seconds_per_image", "peak_memory_mb")
+           "sensitivity", "randomization_similarity", "class_discrimination", "seconds_per_image", "peak_memory_mb")
 """The keys of every row of :func:`compare` (``results.json``'s ``methods`` table)."""
 FLAG_SIMILARITY = 0.5
 """A method whose maps keep this Spearman correlation on average over the randomisation cascade is flagged."""
@@ -204,6 +214,31 @@ def heatmaps_of(explainer: Any, images: torch.Tensor, labels: torch.Tensor, batc
     return upsample_to(torch.cat(maps), images.shape[-2:])  # a method built with upsample=False
 
 
+def top_two_discrimination(model: nn.Module, explainer: Any, images: torch.Tensor, batch_size: int = 32,
+                           seed: int = 0) -> torch.Tensor:
+    """:func:`~captum_topgap.evaluate.metrics.class_discrimination` of a method's maps for each image's top-1 and
+    top-2 predicted classes, 1 − Pearson(map of the top-1 class, map of the top-2 class): (N,); NaN for a model
+    with one class. Both passes are seeded with ``seed`` (a method that draws random numbers draws the same ones).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+        >>> _ = net[1].weight.data.copy_(torch.tensor([[4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 3.0, 4.0]]))
+        >>> saliency = get_method("saliency", net)  # |∂y_c/∂x| = |w_c|: class 1's map is class 0's reversed
+        >>> top_two_discrimination(net, saliency, torch.rand(2, 1, 2, 2)).tolist()
+        [2.0, 2.0]
+    """
+    with preserved_state(model), torch.no_grad():
+        logits = torch.cat([model(chunk) for chunk in images.split(batch_size)])
+    if logits.shape[1] < 2:
+        return torch.full((len(images),), float("nan"))
+    top = logits.topk(2, dim=1).indices
+    maps = []
+    for rank in range(2):
+        torch.manual_seed(seed)
+        maps.append(heatmaps_of(explainer, images, top[:, rank], batch_size))
+    return class_discrimination(maps[0], maps[1])
+
+
 def _noise(inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Captum's infidelity perturbation: Gaussian noise I (σ = 0.003) and the input minus it."""
     noise = 0.003 * torch.randn_like(inputs)
@@ -304,10 +339,11 @@ def score_method(model: nn.Module, name: str, options: dict[str, Any], images: t
     cascade = randomization_cascade(model, name, images[sanity], labels[sanity], heat[sanity], options,
                                     batch_size, seed)
     similarity = float(np.mean([step["spearman"] for step in cascade]))
+    discrimination = top_two_discrimination(model, explainer, images, batch_size, seed)
     return {
         "iou": float(mask_iou(heat, masks).mean()), "pointing_game": float(pointing_game(heat, masks).mean()),
         "energy_pointing_game": float(energy_pointing_game(heat, masks).mean()),
         **faithful, "seconds_per_image": seconds / len(images), "peak_memory_mb": memory["mb"],
         "randomization_cascade": cascade, "randomization_similarity": similarity,
-        "flagged": similarity >= FLAG_SIMILARITY,
+        "flagged": similarity >= FLAG_SIMILARITY, "class_discrimination": float(discrimination.mean()),
     }
