@@ -209,6 +209,11 @@ TASK_TARGETS = (SemanticSegmentationTarget, FasterRCNNBoxScoreTarget)
 """grad-cam targets of segmentation and detection models: refused by name (these classes explain classifiers)."""
 
 
+OWN_MAP_LAYERS = ("fuse", "head", "att_conv3", "bn_att3")
+"""The layers that compute a model's own maps — Top-GAP's class maps, ABN's attention map — accepted silently as
+grad-cam ``target_layers`` by the methods that read those maps."""
+
+
 class GradCamBridge(BaseCAM):
     """Any registered CAM as a pytorch-grad-cam class: ``cam(input_tensor, targets)`` -> numpy (N, H, W) in [0, 1].
 
@@ -233,7 +238,8 @@ class GradCamBridge(BaseCAM):
       of the whole output vector (``SoftmaxOutputTarget``, ``RawScoresOutputTarget``) are refused, naming them.
       The other gradient-free methods explain the target's ``category``: CAM its classifier row, Top-GAP its
       class map (or any function selecting one of an image's (C, h, w) maps, such as :class:`TopGAPMapTarget`);
-      other targets are refused, naming them. Targets of other tasks (segmentation, detection) are refused
+      other targets are refused, naming them. ABN's attention map is class-agnostic: every classifier target
+      gives the same map. Targets of other tasks (segmentation, detection) are refused
       everywhere;
     - ``aug_smooth`` (grad-cam's test-time augmentation) works for every method; ``eigen_smooth`` only for
       methods that accept it, and is refused by the others.
@@ -283,7 +289,7 @@ class GradCamBridge(BaseCAM):
         if foreign:
             raise ValueError(f"`target_layers` {foreign} are not modules of the model; {method!r} reads the model's "
                              "own class maps: pass its CAM layer (e.g. model.fuse) or target_layers=None.")
-        own = {id(module) for name in ("fuse", "head") if isinstance(module := getattr(model, name, None), nn.Module)}
+        own = {id(module) for name in OWN_MAP_LAYERS if isinstance(module := getattr(model, name, None), nn.Module)}
         if any(id(layer) not in own for layer in layers):
             warnings.warn(f"`target_layers` is not used by {method!r}: it reads the model's own class maps (the "
                           "result is the same for any layer).", UserWarning, stacklevel=3)
@@ -342,6 +348,8 @@ class GradCamBridge(BaseCAM):
         if refused:
             raise TypeError(f"targets {sorted(set(refused))} are for segmentation or detection models; "
                             f"{attribution.method_name!r} explains a classifier's class scores.")
+        if getattr(attribution, "class_agnostic", False):  # one map whatever the class (ABN's attention)
+            return attribution.attribute(images, target=None, **options)
         class_maps = getattr(attribution, "class_maps", None)
         core: Callable = getattr(attribution, "core", None) or attribution._attribute
         takes_score = "score" in inspect.signature(core).parameters
@@ -452,3 +460,4 @@ ReciproCAM = GradCamBridge.of("recipro_cam")
 DifferentiableGradCAM = GradCamBridge.of("differentiable_gradcam")
 ExpansionCAM = GradCamBridge.of("expansion_cam")
 AugmentedGradCAM = GradCamBridge.of("augmented_gradcam")
+ABNAttention = GradCamBridge.of("abn_attention")

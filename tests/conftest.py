@@ -7,7 +7,7 @@ import torch
 from timm.models._features import FeatureInfo
 from torch import nn
 
-from captum_topgap.models import TopGAPNet
+from captum_topgap.models import ABNResNet, TopGAPNet
 
 torch.set_num_threads(2)
 
@@ -64,6 +64,27 @@ class TinyFeatures(nn.Module):
 def tiny_topgap(num_classes: int = 3) -> TopGAPNet:
     torch.manual_seed(0)
     return TopGAPNet(TinyFeatures(), num_classes=num_classes, k=4, fpn_channels=4, min_reduction=1).train()
+
+
+class FailSwitch(nn.Module):
+    """Identity; ``fail = True`` makes it raise (placed after a model's features)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fail:
+            raise RuntimeError("forward failed on purpose")
+        return x
+
+
+def tiny_abn(num_classes: int = 3) -> ABNResNet:
+    """An Attention Branch Network over ResNet-18 whose perception branch can fail on purpose (after ``layer4``)."""
+    torch.manual_seed(0)
+    model = ABNResNet("resnet18", num_classes=num_classes)
+    model.layer4 = nn.Sequential(model.layer4, FailSwitch())
+    return model.train()
 
 
 def set_fail(model: nn.Module, fail: bool) -> None:

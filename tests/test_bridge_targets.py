@@ -23,7 +23,7 @@ from captum_topgap.pooling import TopKPool
 from captum_topgap.train.losses import RRR, ReFF, topgap_loss
 from captum_topgap.train.objectives import ReFFObjective
 
-from .conftest import TinyNet, tiny_topgap
+from .conftest import TinyNet, tiny_abn, tiny_topgap
 
 BRIDGES = sorted((value for value in vars(grad_cam).values()
                   if isinstance(value, type) and issubclass(value, grad_cam.GradCamBridge)), key=lambda c: c.method)
@@ -37,6 +37,8 @@ def bridge_case(method: str) -> tuple[nn.Module, list[nn.Module] | None, torch.T
     torch.manual_seed(0)
     if method == "topgap_cam":
         return tiny_topgap().eval(), None, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    if method == "abn_attention":
+        return tiny_abn().eval(), None, torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(1))
     if method == "expansion_cam":
         model = ExpansionNet(timm.create_model("resnet18", num_classes=3), stages=None).eval()
         return model, None, torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))

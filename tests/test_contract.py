@@ -12,7 +12,7 @@ import captum_topgap
 from captum_topgap._state import count_hooks
 from captum_topgap.models import ExpansionNet, PerceptionDecoder
 
-from .conftest import FAST, TinyNet, set_fail, tiny_topgap
+from .conftest import FAST, TinyNet, set_fail, tiny_abn, tiny_topgap
 
 
 def snapshot(model: torch.nn.Module) -> dict:
@@ -36,13 +36,15 @@ def assert_same_state(model: torch.nn.Module, before: dict) -> None:
 
 
 def model_for(name: str, tiny_net: TinyNet) -> torch.nn.Module:
-    """The tiny classifier, a tiny Top-GAP network, or an expansion network or a perception decoder over the tiny
+    """The tiny classifier, a tiny Top-GAP network or ABN, or an expansion network or a perception decoder over the tiny
     classifier (in train mode: the method must not change that) for methods that read a model's own maps.
     """
     if captum_topgap.method_spec(name).name == "expansion_cam":
         return ExpansionNet(tiny_net, stages=["features.2", "features"]).train()
     if captum_topgap.method_spec(name).name == "perception_visualization":
         return PerceptionDecoder(tiny_net, image_size=8).train()
+    if captum_topgap.method_spec(name).name == "abn_attention":
+        return tiny_abn()
     return tiny_topgap() if captum_topgap.method_spec(name).kind == "model" else tiny_net
 
 

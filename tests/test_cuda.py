@@ -36,11 +36,11 @@ from captum_topgap.data import collate
 from captum_topgap.data.transforms import Batch
 from captum_topgap.evaluate.audit import robustness_audit
 from captum_topgap.evaluate.robustness import robust_accuracy
-from captum_topgap.models import ExpansionNet
+from captum_topgap.models import ExpansionNet, PerceptionDecoder
 from captum_topgap.train.losses import VARIANTS
-from captum_topgap.train.objectives import METHODS, ExpansionObjective, Objective, make_objective
+from captum_topgap.train.objectives import METHODS, ExpansionObjective, Objective, PerceptionObjective, make_objective
 
-from .conftest import FAST, TinyNet, tiny_topgap
+from .conftest import FAST, TinyNet, tiny_abn, tiny_topgap
 from .test_collapse import tiny_net_with_stages
 from .test_contract import model_for
 from .test_demo import TINY
@@ -111,8 +111,9 @@ def test_every_method_gives_the_cpu_maps_on_cuda(name: str, tiny_net: TinyNet, i
 
 
 OBJECTIVES = [(method, variant) for method in METHODS
-              for variant in (sorted(VARIANTS) if method == "reff" else [None])] + [("expansion", None)]
-"""Every training method of make_objective (each ReFF variant apart) and the expansion network's objective."""
+              for variant in (sorted(VARIANTS) if method == "reff" else [None])] + [("expansion", None),
+                                                                                    ("perception", None)]
+"""Every training method of make_objective (each ReFF variant apart) and the two decoders' objectives."""
 
 
 def objective_model(method: str, tiny_net: TinyNet) -> nn.Module:
@@ -121,6 +122,10 @@ def objective_model(method: str, tiny_net: TinyNet) -> nn.Module:
         model = tiny_topgap()
     elif method == "expansion":
         model = ExpansionNet(tiny_net, stages=["features.2", "features"])
+    elif method == "perception":
+        model = PerceptionDecoder(tiny_net, image_size=8)
+    elif method == "abn":
+        model = tiny_abn()
     elif method == "baseline":
         model = tiny_net
     else:  # ReFF, RRR and what joins METHODS later: four stages a … d that the default layers find
@@ -144,6 +149,8 @@ def objective_for(method: str, variant: str | None, model: nn.Module) -> Objecti
     """λ = 1 for the explanation terms, so that a wrong CUDA gradient of the term shows in the update."""
     if method == "expansion":
         return ExpansionObjective()
+    if method == "perception":
+        return PerceptionObjective()
     return make_objective(method, model, variant=variant, weight=1.0)
 
 

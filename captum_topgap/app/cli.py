@@ -101,7 +101,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train = _command(sub, "train", "train a baseline or Top-GAP model with the one training loop")
     train.add_argument("--model", default="topgap_resnet18", help="timm name (topgap_* for Top-GAP)")
     train.add_argument("--method", default="auto",
-                       choices=["auto", "baseline", "topgap", "reff", "rrr", "expansion", "perception"])
+                       choices=["auto", "baseline", "topgap", "reff", "rrr", "abn", "expansion", "perception"])
     train.add_argument("--pretrained", action="store_true",
                        help="fine-tune ImageNet weights (offline, from their packages): --model efficientnet_lite0/1/2 "
                             "or topgap_efficientnet_lite0/1/2")
@@ -110,13 +110,14 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--sparsity", type=non_negative_float, default=None,
                        help="Top-GAP λ (default: train.losses.TOPGAP_SPARSITY)")
     train.add_argument("--annotated", type=positive_int, default=None,
-                       help="ReFF/RRR: images that keep their masks (default all)")
+                       help="ReFF/RRR/ABN: images that keep their masks (default all)")
     train.add_argument("--variant", default="reff", choices=sorted(VARIANTS),
                        help="ReFF variant: reff, l1, l2 (published) or one that closes its loophole (docs/reff.md)")
     train.add_argument("--reff-weight", type=non_negative_float, default=None,
-                       help="λ of the ReFF/RRR term (default: train.objectives.REFF_WEIGHT of the variant)")
+                       help="λ of the ReFF/RRR term or ABN's γ (default: train.objectives.REFF_WEIGHT of the "
+                            "variant, ABN_WEIGHT)")
     train.add_argument("--annotator-epochs", type=positive_int, default=20,
-                       help="ReFF/RRR: pix2pix epochs on the annotated set")
+                       help="ReFF/RRR/ABN: pix2pix epochs on the annotated set")
     _data_options(train)
     train.add_argument("--localizer", default=None, help="expansion: the classifier checkpoint to expand (frozen)")
     train.add_argument("--classifier", default=None,

@@ -178,7 +178,7 @@ def train_model(args: argparse.Namespace) -> int:
     model, model_kwargs = trainable_model(name, getattr(train_data, "n_classes", 10), k, pretrained=args.pretrained)
     method = training_method(args.method, model)
     annotator = None
-    if method in ("reff", "rrr"):
+    if method in ("reff", "rrr", "abn"):
         train_data, annotator = explanation_setup(train_data, args.annotated, args.size, args.annotator_epochs,
                                                   args.seed)
     objective = make_objective(method, model, variant=args.variant, weight=args.reff_weight, sparsity=args.sparsity,

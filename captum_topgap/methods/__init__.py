@@ -2,6 +2,7 @@
 registered by name on import (the registry imports this package on first use).
 """
 
+from captum_topgap.methods.abn import ABNAttention, abn_attention
 from captum_topgap.methods.augmented import AugmentedGradCAM, augmented_cam
 from captum_topgap.methods.cam import CAM, class_activation_map
 from captum_topgap.methods.erf import ERF, erf, erf_at
@@ -13,6 +14,7 @@ from captum_topgap.methods.rise import RISE, rise
 from captum_topgap.methods.smooth import Smoothed
 from captum_topgap.methods.topgap_cam import TopGAPCAM, topgap_cam
 
-__all__ = ["CAM", "ERF", "RISE", "AugmentedGradCAM", "DifferentiableGradCAM", "ExpansionCAM", "PerceptionVisualization",
-           "PositiveGradCAM", "ReciproCAM", "Smoothed", "TopGAPCAM", "augmented_cam", "class_activation_map", "erf",
-           "erf_at", "expansion_cams", "grad_cam_maps", "perception_maps", "recipro_cam", "rise", "topgap_cam"]
+__all__ = ["CAM", "ERF", "RISE", "ABNAttention", "AugmentedGradCAM", "DifferentiableGradCAM", "ExpansionCAM",
+           "PerceptionVisualization", "PositiveGradCAM", "ReciproCAM", "Smoothed", "TopGAPCAM", "abn_attention",
+           "augmented_cam", "class_activation_map", "erf", "erf_at", "expansion_cams", "grad_cam_maps",
+           "perception_maps", "recipro_cam", "rise", "topgap_cam"]

@@ -1,7 +1,9 @@
-"""Models: Top-GAP networks (registered in timm on import), the CIFAR PreAct ResNet-18, the expansion
-network of Expansion CAM, the decoder of Perception Visualization and ReFF's pix2pix pseudo-annotator.
+"""Models: Top-GAP networks and Attention Branch Networks (registered in timm on import), the CIFAR PreAct
+ResNet-18, the expansion network of Expansion CAM, the decoder of Perception Visualization and ReFF's pix2pix
+pseudo-annotator.
 """
 
+from captum_topgap.models.abn import ABNOutput, ABNResNet
 from captum_topgap.models.expansion import ExpansionNet
 from captum_topgap.models.perception import PerceptionDecoder
 from captum_topgap.models.preact import PreActResNet18, PreActResNetFeatures
@@ -10,6 +12,8 @@ from captum_topgap.models.pseudo_annotator import PseudoAnnotator
 from captum_topgap.models.topgap_net import TopGAPNet, topgap
 
 __all__ = [
+           "ABNOutput",
+           "ABNResNet",
            "ExpansionNet",
            "PerceptionDecoder",
            "PreActResNet18",

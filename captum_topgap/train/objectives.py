@@ -31,6 +31,24 @@ class Annotator(Protocol):
         """Soft masks for ``images``."""
 
 
+def algorithm_1_masks(batch: Batch, annotator: Annotator | None) -> torch.Tensor:
+    """The masks of Algorithm 1 of the ReFF supplementary: each sample's annotation, else the pseudo-annotator's
+    mask G_φ(x), else (no annotator) all ones — a mask that constrains nothing.
+
+    Example:
+        >>> from captum_topgap.data import collate
+        >>> batch = collate([(torch.rand(3, 2, 2), 0, torch.zeros(1, 2, 2)), (torch.rand(3, 2, 2), 1, None)])
+        >>> algorithm_1_masks(batch, None).flatten(1).mean(1).tolist()
+        [0.0, 1.0]
+    """
+    annotated = batch.annotated.view(-1, 1, 1, 1)
+    if annotator is not None and not bool(annotated.all()):
+        fallback = annotator.annotate(batch.images)
+    else:
+        fallback = torch.ones_like(batch.masks)
+    return torch.where(annotated, batch.masks, fallback)
+
+
 class Objective(Protocol):
     """``objective(model, batch) -> (loss, logits)``; the training loop back-propagates ``loss``."""
 
@@ -129,12 +147,7 @@ class ExplanationObjective:
 
     def masks(self, batch: Batch) -> torch.Tensor:
         """Each sample's relevance mask: its annotation, else the annotator's, else all ones."""
-        annotated = batch.annotated.view(-1, 1, 1, 1)
-        if self.annotator is not None and not bool(annotated.all()):
-            fallback = self.annotator.annotate(batch.images)
-        else:
-            fallback = torch.ones_like(batch.masks)
-        return torch.where(annotated, batch.masks, fallback)
+        return algorithm_1_masks(batch, self.annotator)
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy + λ · the term with Algorithm 1's masks, and the logits."""
@@ -219,7 +232,73 @@ class PerceptionObjective:
         return loss, perceived.logits
 
 
-METHODS = ("baseline", "topgap", "reff", "rrr")
+ABN_WEIGHT = 10.0
+"""γ of the attention-map term: the ReFF supplementary's choice ("γ = 10, which produced the best accuracy within
+γ ∈ {1, 10, 100}")."""
+
+
+def attention_map_loss(attention: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(1/N) Σ_n ‖M(x_n) − s↓_n‖²: the L2 error between ABN's attention maps M (N, 1, h, w) and the masks
+    (N, 1, H, W) area-averaged to M's grid (s↓), summed over positions (Mitsuhara et al. 2019's L_map, as the
+    ReFF supplementary uses it).
+
+    Example:
+        >>> attention_map_loss(torch.full((1, 1, 2, 2), 0.5), torch.ones(1, 1, 4, 4)).item()  # 4 · 0.5²
+        1.0
+    """
+    if masks.dim() != 4 or masks.shape[0] != attention.shape[0] or masks.shape[1] != 1:
+        raise ValueError(f"`masks` must be (N, 1, H, W) for {attention.shape[0]} attention maps, got "
+                         f"{tuple(masks.shape)}.")
+    resized = F.adaptive_avg_pool2d(masks.to(attention.dtype), (int(attention.shape[-2]), int(attention.shape[-1])))
+    return (attention - resized).pow(2).flatten(1).sum(1).mean()
+
+
+class ABNObjective:
+    """Training objective of an Attention Branch Network, with the ReFF supplementary's "ABN-based regularization":
+
+        L = CE(attention logits, y) + CE(perception logits, y) + γ · (1/|B|) Σ_{x ∈ B} ‖M(x) − s↓‖²
+
+    over the samples that have a mask under Algorithm 1 (their annotation, else the pseudo-annotator's); with no
+    annotator the unannotated samples add no map term (γ = 0 or no masks: plain ABN, Fukui et al. 2019).
+
+    Args:
+        weight: γ (default :data:`ABN_WEIGHT`).
+        annotator: the pix2pix pseudo-annotator of Algorithm 1, or ``None``.
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.data import collate
+        >>> model = timm.create_model("abn_resnet18", num_classes=2)
+        >>> batch = collate([(torch.rand(3, 32, 32), 1, None), (torch.rand(3, 32, 32), 0, None)])
+        >>> loss, logits = ABNObjective()(model, batch)  # no masks: the two cross-entropies
+        >>> out = model(batch.images, return_attention=True)
+        >>> expected = F.cross_entropy(out.attention_logits, batch.labels) + F.cross_entropy(out.logits, batch.labels)
+        >>> bool(torch.isclose(loss, expected))
+        True
+    """
+
+    def __init__(self, weight: float = ABN_WEIGHT, annotator: Annotator | None = None) -> None:
+        self.weight, self.annotator = check_lambda(weight, "weight"), annotator
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both branches' cross-entropies + γ · the attention-map term, and the perception logits."""
+        inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper's model
+        if "return_attention" not in inspect.signature(inner.forward).parameters:
+            raise TypeError(f"ABNObjective needs an Attention Branch Network (forward(x, return_attention=True)), got "
+                            f"{type(inner).__name__}; build one with timm.create_model('abn_resnet18', ...).")
+        out = model(batch.images, return_attention=True)
+        loss = F.cross_entropy(out.attention_logits, batch.labels) + F.cross_entropy(out.logits, batch.labels)
+        if batch.masks.shape[-2:] != batch.images.shape[-2:]:
+            raise ValueError(f"`masks` are {tuple(batch.masks.shape[-2:])} for {tuple(batch.images.shape[-2:])} "
+                             "images; pass one mask per image at the image's size.")
+        has_mask = batch.annotated | (self.annotator is not None)
+        if self.weight and bool(has_mask.any()):
+            masks = algorithm_1_masks(batch, self.annotator)[has_mask]
+            loss = loss + self.weight * attention_map_loss(out.attention[has_mask], masks) * has_mask.float().mean()
+        return loss, out.logits
+
+
+METHODS = ("baseline", "topgap", "reff", "rrr", "abn")
 """Training methods of :func:`make_objective` (the expansion network and the perception decoder have their own
 objectives)."""
 
@@ -233,8 +312,8 @@ def make_objective(method: str, model: nn.Module, variant: str | None = None, we
     :class:`ReFFObjective` of the ReFF ``variant`` (default ``"reff"``) with λ = ``weight`` over the named
     ``layers`` (default: the four ResNet stages), layer ``weights`` w_l (default: :class:`ReFF`'s for four
     layers, else w_l = 1/L each); ``"rrr"``: the same objective over :class:`RRR`, which has no variant and
-    no layer weights (its ``layers`` are only monitored). ``annotator`` supplies the masks of unannotated
-    samples (Algorithm 1).
+    no layer weights (its ``layers`` are only monitored); ``"abn"``: :class:`ABNObjective` (γ = ``weight``).
+    ``annotator`` supplies the masks of unannotated samples (Algorithm 1).
 
     Example:
         >>> import timm
@@ -249,6 +328,11 @@ def make_objective(method: str, model: nn.Module, variant: str | None = None, we
         return CrossEntropy()
     if method == "topgap":
         return TopGAPObjective(TOPGAP_SPARSITY if sparsity is None else sparsity)
+    if method == "abn":
+        if variant not in (None, "reff") or layers is not None or weights is not None:
+            raise ValueError("`variant`, `layers` and `weights` are ReFF options; 'abn' regularises its one attention "
+                             "map. Leave them None.")
+        return ABNObjective(ABN_WEIGHT if weight is None else weight, annotator)
     modules = None if layers is None else [resolve_layer(model, name) for name in layers]
     if method == "rrr":
         if variant not in (None, "reff"):  # "reff" is the default variant (the CLI passes it for every method)

@@ -22,7 +22,7 @@ from typing import Any
 from torch import nn
 
 from captum_topgap.data import PartiallyAnnotated, Samples
-from captum_topgap.models import ExpansionNet, PerceptionDecoder, PseudoAnnotator, TopGAPNet
+from captum_topgap.models import ABNResNet, ExpansionNet, PerceptionDecoder, PseudoAnnotator, TopGAPNet
 from captum_topgap.train.checkpoints import build_model, load_checkpoint, load_model
 
 
@@ -47,16 +47,20 @@ def trainable_model(name: str, num_classes: int, k: int | float | None = None,
 
 
 def training_method(method: str, model: nn.Module) -> str:
-    """``"auto"`` -> ``"topgap"`` for a Top-GAP model, else ``"baseline"``; ``"topgap"`` needs a Top-GAP model.
+    """``"auto"`` -> ``"topgap"`` for a Top-GAP model, ``"abn"`` for an Attention Branch Network, else
+    ``"baseline"``; ``"topgap"`` needs a Top-GAP model, and ``"abn"`` and an ABN go together.
 
     Example:
         >>> training_method("auto", nn.Linear(2, 2))
         'baseline'
     """
     if method == "auto":
-        return "topgap" if isinstance(model, TopGAPNet) else "baseline"
+        return "topgap" if isinstance(model, TopGAPNet) else "abn" if isinstance(model, ABNResNet) else "baseline"
     if method == "topgap" and not isinstance(model, TopGAPNet):
         raise ValueError(f"method 'topgap' needs a topgap_* model, got {type(model).__name__}.")
+    if (method == "abn") != isinstance(model, ABNResNet):
+        raise ValueError(f"method 'abn' trains an abn_* model (both branches), got method {method!r} for "
+                         f"{type(model).__name__}; pair --method abn with --model abn_resnet18 (or abn_resnet50).")
     return method
 
 
@@ -65,6 +69,9 @@ def explanation_setup(train_data: Samples, n_annotated: int | None, size: int, a
     """ReFF's Algorithm 1 set-up: the training data with all but ``n_annotated`` masks hidden (``None``: all
     kept) and, when masks are hidden, the pseudo-annotator fitted on the annotated ones.
     """
+    if n_annotated == 0:
+        raise ValueError("`n_annotated`=0 leaves the pseudo-annotator no image to learn from; pass n ≥ 1 (Algorithm 1 "
+                         "needs annotated images), or None to keep every mask.")
     partial = PartiallyAnnotated(train_data, n_annotated, seed=seed)
     if len(partial.annotated_indices) == len(partial):
         return partial, None
