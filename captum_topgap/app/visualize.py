@@ -277,8 +277,9 @@ def neuron_images(model: nn.Module, layer: nn.Module, channels: Sequence[int] | 
     (N, C, H, W) output, or a channel the layer does not have, is a ``ValueError`` before any step.
 
     Example:
-        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU(), torch.nn.Conv2d(2, 4, 3))
-        >>> images, values, drawn = neuron_images(net, net[2], [1, 3], (3, 8, 8), steps=5, progress=False)
+        >>> _ = torch.manual_seed(0)
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.Conv2d(2, 4, 3))
+        >>> images, values, drawn = neuron_images(net, net[1], [1, 3], (3, 8, 8), steps=5, progress=False)
         >>> tuple(images.shape), drawn, bool((values[-1] > values[0]).all())
         ((2, 3, 8, 8), [1, 3], True)
         >>> 0 <= float(images.min()) <= float(images.max()) <= 1
@@ -426,6 +427,7 @@ def visualize_neurons(model: nn.Module, out: str | Path, layer: str | None = Non
 
     Example:
         >>> import tempfile
+        >>> _ = torch.manual_seed(0)
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU(), torch.nn.Conv2d(2, 4, 3))
         >>> visualize_neurons(net, tempfile.mkdtemp(), "2", [0], size=16, steps=3)  # doctest: +ELLIPSIS
         layer 2 channel 0: mean activation ... -> ...
