@@ -53,3 +53,73 @@ def test_a_text_file_named_like_a_photo_is_a_usage_error(tmp_path: Path, capsys)
     err = capsys.readouterr().err
     assert "notes.jpg is not an image PIL can read; give a photo (PNG, JPEG, …)" in err and err.count("\n") == 1
     assert not (tmp_path / "e.png").exists()
+
+
+def perception_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """An untrained ``test_resnet`` classifier checkpoint and a decoder checkpoint over it at layer2, 32 px."""
+    from .test_perception import classifier_checkpoint, decoder_checkpoint
+
+    classifier = classifier_checkpoint(tmp_path / "cls.pt")
+    return classifier, decoder_checkpoint(classifier, tmp_path / "pv.pt", size=32, layer="layer2")
+
+
+def test_explain_perception_visualization_writes_the_four_panels(tmp_path: Path, capsys) -> None:
+    from PIL import Image
+
+    classifier, decoder = perception_pair(tmp_path)
+    out = tmp_path / "pv.png"
+    assert main(["explain", "--method", "pv", "--decoder", str(decoder), "--checkpoint", str(classifier), "--target",
+                 "1", "--out", str(out)]) == 0
+    assert re.search(r"^explained class 1 \(1\) with perception_visualization at 'layer2' \(input \| Grad-CAM \| "
+                     r"reconstruction \| PV\): .*pv\.png$", capsys.readouterr().out, re.M)
+    assert Image.open(out).size == (800, 220)  # four 2-inch panels, one row, at 100 dpi
+
+
+def test_explain_perception_returns_the_registrys_maps_of_each_image(tmp_path: Path) -> None:
+    import torch
+
+    from captum_topgap import get_method
+    from captum_topgap.app.explain import explain_perception
+    from captum_topgap.train.checkpoints import load_model
+
+    decoder = load_model(perception_pair(tmp_path)[1])
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    result = explain_perception(decoder, images, tmp_path / "two", ["a", "b", "c"])
+    with torch.no_grad():
+        assert torch.equal(result["target"], decoder(images).argmax(1))
+    expected = get_method("perception_visualization", decoder).attribute_all(images, target=result["target"])
+    assert all(torch.allclose(result["maps"][k], expected[k], atol=1e-6) for k in ("gradcam", "reconstruction", "pv"))
+    assert (tmp_path / "two.png").is_file()
+    with pytest.raises(ValueError, match=r"built for 32 × 32 images \(its `image_size`\), got 48 × 48"):
+        explain_perception(decoder, torch.rand(1, 3, 48, 48), tmp_path / "big.png", ["a", "b", "c"])
+    assert not (tmp_path / "big.png").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--method", "perception_visualization"], "--method perception_visualization needs --decoder CKPT: a decoder "
+                                               "trained by captum-topgap train --method perception --classifier CKPT"),
+    (["--method", "gradcam", "--decoder", "{pv}"], "--decoder is an option of --method perception_visualization; "
+                                                   "drop it for --method gradcam"),
+    (["--compare", "gradcam,pv", "--decoder", "{pv}"], "--compare: perception_visualization writes its own four "
+                                                       "panels"),
+    (["--method", "pv", "--decoder", "{cls}"], "--decoder {cls} is not a perception decoder (its method is "
+                                               "'baseline')"),
+    (["--method", "pv", "--decoder", "{pv}", "--checkpoint", "{other}"],
+     "--decoder {pv} was trained over another classifier than --checkpoint {other} ('conv1.0.weight' differs)"),
+    (["--method", "pv", "--decoder", "{pv}", "--size", "48"], "--size 48: the decoder {pv} reconstructs 32 × 32 "
+                                                              "images; drop --size (or pass --size 32)"),
+    (["--method", "pv", "--decoder", "{pv}", "--model", "resnet18"], "--model: the --decoder checkpoint holds its "
+                                                                     "classifier"),
+    (["--method", "pv", "--decoder", "{pv}", "--target", "3"], "--target must be a class index in [0, 3), got 3"),
+])
+def test_perception_explain_errors_are_one_line_and_write_nothing(flags: list[str], message: str, tmp_path: Path,
+                                                                   capsys) -> None:
+    from .test_perception import classifier_checkpoint
+
+    classifier, decoder = perception_pair(tmp_path)
+    paths = {"cls": str(classifier), "pv": str(decoder), "other": str(classifier_checkpoint(tmp_path / "other.pt", 1))}
+    out = tmp_path / "e.png"
+    assert main(["explain", *[flag.format(**paths) for flag in flags], "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"captum-topgap explain: error: {message.format(**paths)}") and err.count("\n") == 1
+    assert not out.exists()

@@ -174,6 +174,9 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     explain.add_argument("--compare", default=None, help="several methods side by side, e.g. gradcam,augmented_gradcam")
     explain.add_argument("--model", default=None, help="a timm name (random weights unless --checkpoint)")
     explain.add_argument("--checkpoint", default=None, help="a best.pt written by captum-topgap train")
+    explain.add_argument("--decoder", default=None,
+                         help="perception_visualization (required): a best.pt of train --method perception; its "
+                              "classifier is explained (--checkpoint, if given, must hold the same weights)")
     explain.add_argument("--target", type=non_negative_int, default=None,
                          help="class to explain (default: the top class)")
     explain.add_argument("--size", type=image_side, default=None, help="image side (default: the model's)")

@@ -30,7 +30,7 @@ from captum_topgap.app.bench import reference_step
 from captum_topgap.app.bench import run as run_bench
 from captum_topgap.app.compare import CompareConfig, run_compare
 from captum_topgap.app.demo import DemoConfig, describe_data, run_demo
-from captum_topgap.app.explain import explain, load_image
+from captum_topgap.app.explain import explain, explain_perception, load_image, weight_difference
 from captum_topgap.app.plots import png_path, save_sample_grid
 from captum_topgap.app.report import summary
 from captum_topgap.app.scenarios import PRESETS, SCENARIOS
@@ -42,7 +42,7 @@ from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, normalize_per_image
 from captum_topgap.evaluate.robustness import AttackSpec, evaluate_robustness
 from captum_topgap.evaluate.shift import corruption_accuracy, group_shift
-from captum_topgap.models.perception import CONSISTENCY_WEIGHT
+from captum_topgap.models.perception import CONSISTENCY_WEIGHT, PerceptionDecoder
 from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes, pretrained_name
 from captum_topgap.registry import canonical_name, get_method, list_methods, method_spec
 from captum_topgap.train.checkpoints import load_checkpoint, load_model
@@ -388,12 +388,26 @@ def print_evaluation(results: dict[str, Any], args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
 
+PV = "perception_visualization"
+"""The registry name of Perception Visualization, the one method ``explain`` runs with ``--decoder``."""
+
+
 def explain_image(args: argparse.Namespace) -> int:
-    """``captum-topgap explain``: top-5 classes and heat-maps of one photo."""
-    methods = method_names(args.compare or args.method, "--compare" if args.compare else "--method")
+    """``captum-topgap explain``: top-5 classes and heat-maps of one photo (``--method perception_visualization
+    --decoder CKPT``: input | Grad-CAM | reconstruction | PV, see :func:`explain_with_decoder`).
+    """
+    flag = "--compare" if args.compare else "--method"
+    methods = method_names(args.compare or args.method, flag)
     options = parse_options(args.option, methods)
     if args.image is not None and not Path(args.image).is_file():
         raise UsageError(f"IMAGE {args.image} does not exist; give a photo (PNG, JPEG, …) or none for the cat")
+    if PV in methods and args.compare:
+        raise UsageError(f"--compare: {PV} writes its own four panels (input | Grad-CAM | reconstruction | PV); "
+                         f"explain it alone with --method {PV} --decoder CKPT")
+    if args.decoder is not None and methods != [PV]:
+        raise UsageError(f"--decoder is an option of --method {PV}; drop it for {flag} {args.compare or args.method}")
+    if methods == [PV]:
+        return explain_with_decoder(args, options.get(PV, {}))
     if args.checkpoint:
         size = args.size or checked_checkpoint(args.checkpoint)["metadata"].get("size", 224)
         model = load_model(args.checkpoint, args.device)
@@ -415,6 +429,54 @@ def explain_image(args: argparse.Namespace) -> int:
         print(f"{rank}. {name:30s} {probability:.4f}")
     print(f"explained class {result['target']} ({names[result['target']]}) with {', '.join(methods)}: "
           f"{png_path(args.out)}")
+    return 0
+
+
+def explain_with_decoder(args: argparse.Namespace, options: Mapping[str, Any]) -> int:
+    """``captum-topgap explain --method perception_visualization --decoder CKPT``: the photo at the decoder's size,
+    explained by the decoder's classifier; every check (a decoder checkpoint, ``--checkpoint`` holding the very
+    classifier it was trained over, ``--size``, ``--target``, ``--option``) before anything is written.
+    """
+    if not args.decoder:
+        raise UsageError(f"--method {PV} needs --decoder CKPT: a decoder trained by captum-topgap train --method "
+                         "perception --classifier CKPT")
+    if args.model:
+        raise UsageError("--model: the --decoder checkpoint holds its classifier; drop --model (or pass that "
+                         "classifier's --checkpoint)")
+    metadata = checked_checkpoint(args.decoder, "--decoder").get("metadata", {})
+    try:
+        decoder = load_model(args.decoder, args.device)
+    except ValueError as error:
+        raise UsageError(f"--decoder: {error}") from None
+    if not isinstance(decoder, PerceptionDecoder):
+        raise UsageError(f"--decoder {args.decoder} is not a perception decoder (its method is "
+                         f"{metadata.get('method', 'not recorded')!r}); train one with captum-topgap train --method "
+                         "perception --classifier CKPT")
+    if args.checkpoint:
+        checked_checkpoint(args.checkpoint)
+        difference = weight_difference(decoder.classifier, load_model(args.checkpoint, args.device))
+        if difference:
+            raise UsageError(f"--decoder {args.decoder} was trained over another classifier than --checkpoint "
+                             f"{args.checkpoint} ({difference}); pass the decoder trained over that checkpoint, or "
+                             "drop --checkpoint to explain the decoder's own classifier")
+    height, width = decoder.image_size
+    if args.size is not None and (args.size, args.size) != (height, width):
+        raise UsageError(f"--size {args.size}: the decoder {args.decoder} reconstructs {height} × {width} images; "
+                         f"drop --size (or pass --size {height}), or train a decoder at {args.size} px")
+    names = [str(c) for c in range(decoder.classifier(black_image(decoder.classifier, height, args.device)).shape[1])]
+    if args.target is not None and args.target >= len(names):
+        raise UsageError(f"--target must be a class index in [0, {len(names)}), got {args.target}")
+    try:
+        get_method(PV, decoder.classifier, decoder=decoder, **options)
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"--option {PV}: {error}") from error
+    image = load_image(args.image, (height, width)).to(args.device)
+    result = explain_perception(decoder, image, args.out, names, args.target, options)
+    for rank, (name, probability) in enumerate(result["top"], start=1):
+        print(f"{rank}. {name:30s} {probability:.4f}")
+    target = int(result["target"][0])
+    print(f"explained class {target} ({names[target]}) with {PV} at {decoder.layer_name!r} "
+          f"(input | Grad-CAM | reconstruction | PV): {png_path(args.out)}")
     return 0
 
 
