@@ -41,3 +41,10 @@ def test_the_audit_row_times_every_attack_of_the_cascade(capsys) -> None:
     per_attack = [row[f"{name}_s_per_image"] for name in AUDIT_ATTACKS]
     assert all(value > 0 for value in per_attack) and row["ratio"] == pytest.approx(sum(per_attack))
     assert row["target"] == 20.0
+
+
+def test_the_perception_row_times_pv_against_grad_cam_and_the_decoder(capsys) -> None:
+    assert main(["bench", "--quick", "--json", "--repeats", "1", "--only", "perception_visualization_vs_gradcam"]) == 0
+    row = json.loads(capsys.readouterr().out)["perception_visualization_vs_gradcam"]
+    assert row["target"] == 1.5 and row["a_s"] > 0 and row["b_s"] > 0 and row["decoder_s"] > 0
+    assert row["ratio"] == pytest.approx(row["a_s"] / row["b_s"])

@@ -314,6 +314,44 @@ def bench_registry_layer_gradcam(size: int, batch: int, repeats: int, device: to
     return Row(ratio, 1.05, a, b)
 
 
+def bench_perception(size: int, batch: int, repeats: int, device: torch.device) -> Row:
+    """Perception Visualization (registry ``perception_visualization``) / Grad-CAM on one batch at the same layer
+    (layer4) of the same resnet18 weights; target 1.5: PV is one forward, one backward to the layer and one decoder
+    pass, Grad-CAM the first two. The Grad-CAM is the project's torch-native core (``differentiable_gradcam``, the
+    one PV computes its s_c with) on an unfrozen copy of the classifier: on the decoder's frozen classifier it
+    would trace its forward twice (``grad_cam_maps`` repeats it on inputs that require gradients when no
+    parameter does). ``decoder_s`` is the median seconds of one decoder pass x̂ = D(E(x)) on the batch.
+
+    Example:
+        >>> row = bench_perception(64, 2, 1, torch.device("cpu"))
+        >>> row.target, sorted(row.as_dict())
+        (1.5, ['a_s', 'b_s', 'decoder_s', 'ratio', 'target'])
+    """
+    import copy
+
+    from captum_topgap.models import PerceptionDecoder
+    from captum_topgap.registry import get_method
+    from captum_topgap.train.checkpoints import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=10).to(device).eval()
+    decoder = PerceptionDecoder(copy.deepcopy(model), "layer4", image_size=size).to(device).eval()
+    x = torch.rand(batch, 3, size, size, device=device)
+    target = torch.arange(batch, device=device) % 10
+    pv = get_method("perception_visualization", decoder.classifier, decoder=decoder)
+    gradcam = get_method("differentiable_gradcam", model, "layer4")
+    ratio, a, b = interleaved(lambda: pv.attribute(x, target=target), lambda: gradcam.attribute(x, target=target),
+                              repeats)
+    decoder_times = []
+    with torch.no_grad():
+        latent = decoder.encode(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            decoder.decode(latent)
+            decoder_times.append(time.perf_counter() - start)
+    return Row(ratio, 1.5, a, b, {"decoder_s": statistics.median(decoder_times)})
+
+
 def bench_augmented_defaults(size: int, batch: int, repeats: int, device: torch.device) -> Row:
     """Seconds per image of ``augmented_gradcam`` with its defaults (the row's ratio, target 10 s), beside one
     Grad-CAM of that image (b_s).
@@ -367,6 +405,7 @@ BENCHMARKS: dict[str, Callable[..., Row]] = {
     "erf_64_positions_batched_vs_loop": bench_erf,
     "registry_gradcam_vs_grad_cam": bench_registry_gradcam,
     "registry_layer_gradcam_vs_captum": bench_registry_layer_gradcam,
+    "perception_visualization_vs_gradcam": bench_perception,
     "augmented_gradcam_defaults_seconds_per_image": bench_augmented_defaults,
     "robustness_audit_seconds_per_image": bench_audit,
 }
