@@ -143,8 +143,12 @@ def test_the_objective_on_a_hand_made_encoder() -> None:
 
 
 def test_unit_saliency_and_the_pv_formula_on_fixed_tensors() -> None:
-    cam = torch.tensor([[[[-1.0, 2.0], [4.0, 0.0]]], [[[0.5, 0.25], [0.0, -3.0]]], [[[-1.0, -2.0], [0.0, -0.5]]]])
-    assert unit_saliency(cam).flatten(1).tolist() == [[0.0, 0.5, 1.0, 0.0], [1.0, 0.5, 0.0, 0.0], [0.0] * 4]
+    cam = torch.tensor([[[[-1.0, 2.0], [4.0, 0.0]]], [[[0.5, 0.25], [0.0, -3.0]]], [[[-1.0, -2.0], [0.0, -0.5]]],
+                        [[[1.0, 2.0], [3.0, 1.0]]], [[[2.0, 2.0], [2.0, 2.0]]]])
+    # min-max of ReLU(cam): an all-positive map starts at 0 too (division by the peak would give 1/3 there); a
+    # constant map — all ≤ 0, or the same everywhere — is zero
+    assert unit_saliency(cam).flatten(1).tolist() == [[0.0, 0.5, 1.0, 0.0], [1.0, 0.5, 0.0, 0.0], [0.0] * 4,
+                                                      [0.0, 0.5, 1.0, 0.0], [0.0] * 4]
     reconstruction = torch.tensor([[[[0.2, 0.8]], [[1.0, 0.0]]]])  # one image, 2 channels, 1 × 2
     saliency = torch.tensor([[[[1.0, 0.25]]]])
     # PV = s x̂ + (1 − s) g: where s = 1 the reconstruction, where s = 0.25 a quarter of it on g
@@ -157,7 +161,7 @@ def test_unit_saliency_and_the_pv_formula_on_fixed_tensors() -> None:
 
 
 def test_perception_maps_on_a_net_whose_grad_cam_is_known() -> None:
-    """s_c = ReLU(Σ_k W_ck x_k) / max (the 1 / (H W) of the gradient cancels), x̂ = D(x), PV = s x̂ + (1 − s) 0.5."""
+    """s_c = minmax(ReLU(Σ_k W_ck x_k)) (the 1 / (H W) of the gradient cancels), x̂ = D(x), PV = s x̂ + (1 − s) 0.5."""
     weights = [[1.0, -1.0, 0.0], [0.0, 0.0, 2.0]]
     torch.manual_seed(0)
     decoder = PerceptionDecoder(linear_net(weights), "0", image_size=4).eval()
@@ -167,7 +171,8 @@ def test_perception_maps_on_a_net_whose_grad_cam_is_known() -> None:
     w = torch.tensor(weights)[labels].view(2, 3, 1, 1)
     cam = (w * x).sum(1, keepdim=True).clamp_min(0)
     assert (cam == 0).any() and (cam > 0).any()  # class 0's map has both signs before the ReLU
-    saliency = cam / cam.flatten(1).amax(1).view(2, 1, 1, 1)
+    low, high = cam.flatten(1).amin(1).view(2, 1, 1, 1), cam.flatten(1).amax(1).view(2, 1, 1, 1)
+    saliency = (cam - low) / (high - low)
     assert torch.allclose(maps["gradcam"], saliency, atol=1e-6)
     with torch.no_grad():
         reconstruction = decoder.decode(x)
@@ -214,8 +219,6 @@ def test_bad_inputs_get_errors_that_name_the_fix() -> None:
             PerceptionDecoder(model, image_size=size)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="models/perception.py's _size calls tuple() on a float "
-                                                         "before checking it: TypeError 'float' object is not iterable")
 def test_a_float_image_size_is_refused_like_the_other_bad_sizes() -> None:
     with pytest.raises(ValueError, match=re.escape("`image_size` must be a positive int or (H, W), got 32.0")):
         PerceptionDecoder(tiny_resnet(), image_size=32.0)  # type: ignore[arg-type]

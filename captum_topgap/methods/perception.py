@@ -5,7 +5,7 @@ x̂ = D(E(x)) is the image as the representation at layer L holds it. PV shows t
 class's Grad-CAM at the same layer is high and a neutral grey elsewhere (our combination; the paper says only
 that saliency maps and reconstructions "are then combined"):
 
-    s_c = up(ReLU(Σ_k α_k^c A_k)) / max up(ReLU(Σ_k α_k^c A_k))      (Grad-CAM at L, in [0, 1]; 0 if all zero)
+    s_c = minmax(up(ReLU(Σ_k α_k^c A_k)))      (Grad-CAM at L, min-max normalised to [0, 1]; 0 if constant)
     PV(x, c) = s_c ⊙ D(E(x)) + (1 − s_c) ⊙ g,        g = 0.5 (grey)
 
 One forward to L and on to the logits, one backward to L (Grad-CAM), one decoder pass on the A_k captured by
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from captum_topgap._checks import TargetType, check_bool, check_float, check_images
-from captum_topgap._hooks import capture
+from captum_topgap._hooks import capture, forward_hooks
 from captum_topgap._layers import resolve_layer
 from captum_topgap._state import preserved_state
 from captum_topgap.attribution import MethodAttribution
@@ -38,15 +38,19 @@ GREY = 0.5
 
 
 def unit_saliency(cam: torch.Tensor) -> torch.Tensor:
-    """S = ReLU(cam) / max ReLU(cam) per image, in [0, 1]; an all-zero map stays zero.
+    """Saliency s = (r − min r) / (max r − min r) per image with r = ReLU(cam), in [0, 1] (min-max, as Grad-CAM
+    is shown); a constant map (no evidence anywhere, or the same everywhere) is zero.
 
     Example:
         >>> unit_saliency(torch.tensor([[[[-1.0, 2.0, 4.0]]]])).flatten().tolist()
         [0.0, 0.5, 1.0]
+        >>> unit_saliency(torch.tensor([[[[1.0, 2.0, 3.0]]]])).flatten().tolist()
+        [0.0, 0.5, 1.0]
     """
     cam = cam.clamp_min(0)
-    peak = cam.flatten(1).amax(1).view(-1, 1, 1, 1)
-    return torch.where(peak > 0, cam / peak.clamp_min(torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))
+    low = cam.flatten(1).amin(1).view(-1, 1, 1, 1)
+    span = cam.flatten(1).amax(1).view(-1, 1, 1, 1) - low
+    return torch.where(span > 0, (cam - low) / span.clamp_min(torch.finfo(cam.dtype).tiny), torch.zeros_like(cam))
 
 
 def perception_visualization(reconstruction: torch.Tensor, saliency: torch.Tensor, grey: float = GREY) -> torch.Tensor:
@@ -76,14 +80,21 @@ def perception_maps(decoder: PerceptionDecoder, inputs: torch.Tensor, labels: to
         {'gradcam': (1, 1, 32, 32), 'reconstruction': (1, 3, 32, 32), 'pv': (1, 3, 32, 32)}
     """
     decoder.check_size(inputs)
-    traced = inputs.detach().requires_grad_(True)  # the frozen classifier has no parameters to trace through
-    with capture([decoder.layer]) as seen:
-        _, (cam,) = grad_cam_maps(decoder.classifier, traced, labels, [decoder.layer], score=score)
+    with forward_hooks([decoder.layer], _trace_from_layer), capture([decoder.layer]) as seen:
+        _, (cam,) = grad_cam_maps(decoder.classifier, inputs, labels, [decoder.layer], score=score)
     with torch.no_grad():
-        reconstruction = decoder.decode(seen.ready()[0].detach())
+        latent = seen.ready()[0].detach().contiguous(memory_format=torch.channels_last)
+        reconstruction = decoder.decode(latent).contiguous()
     saliency = unit_saliency(cam)
     return {"gradcam": saliency, "reconstruction": reconstruction,
             "pv": perception_visualization(reconstruction, saliency, grey)}
+
+
+def _trace_from_layer(_module: nn.Module, _inputs: object, output: object) -> object:
+    """Start autograd at L: the frozen layers before it run without recording a graph (a copy, so that an
+    in-place activation after L does not write into what the hook returned).
+    """
+    return output.detach().requires_grad_(True).clone() if isinstance(output, torch.Tensor) else None
 
 
 @register_method("perception_visualization", origin="captum-topgap", kind="model", aliases=("pv",),

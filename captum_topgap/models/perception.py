@@ -74,6 +74,8 @@ def _size(image_size: int | tuple[int, int] | None, classifier: nn.Module) -> tu
     if image_size is None:
         height, width = example_input(classifier).shape[-2:]
         return int(height), int(width)
+    if not isinstance(image_size, (int, tuple, list)) or isinstance(image_size, bool):
+        raise ValueError(f"`image_size` must be a positive int or (H, W), got {image_size!r}.")
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
         raise ValueError(f"`image_size` must be a positive int or (H, W), got {image_size!r}.")
