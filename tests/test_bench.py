@@ -48,3 +48,18 @@ def test_the_perception_row_times_pv_against_grad_cam_and_the_decoder(capsys) ->
     row = json.loads(capsys.readouterr().out)["perception_visualization_vs_gradcam"]
     assert row["target"] == 1.5 and row["a_s"] > 0 and row["b_s"] > 0 and row["decoder_s"] > 0
     assert row["ratio"] == pytest.approx(row["a_s"] / row["b_s"])
+
+
+def test_the_abn_row_times_both_branches_against_a_plain_step(capsys) -> None:
+    assert main(["bench", "--quick", "--json", "--repeats", "1", "--only", "abn_train_step_vs_baseline"]) == 0
+    row = json.loads(capsys.readouterr().out)["abn_train_step_vs_baseline"]
+    assert row["target"] == 2.5 and row["ratio"] == pytest.approx(row["a_s"] / row["b_s"])
+    assert row["mem_ratio"] > 1  # the attention branch's stride-1 layer4 saves more for the backward
+
+
+@pytest.mark.slow
+def test_the_annotator_row_reports_each_n(capsys) -> None:
+    assert main(["bench", "--quick", "--json", "--repeats", "1", "--only", "pseudo_annotator_fit_n50_vs_n1"]) == 0
+    row = json.loads(capsys.readouterr().out)["pseudo_annotator_fit_n50_vs_n1"]
+    assert row["target"] == 2.0 and row["n1_s"] == row["b_s"] and row["n50_s"] == row["a_s"] and row["n10_s"] > 0
+    assert row["per_step_s"] == pytest.approx(row["n1_s"] / 20)

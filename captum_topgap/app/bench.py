@@ -189,6 +189,61 @@ def bench_reff_train(size: int, batch: int, repeats: int, device: torch.device) 
     return Row(ratio, 3.0, a, b, {"a_mem_mb": a_mem, "b_mem_mb": b_mem, "mem_ratio": a_mem / b_mem})
 
 
+def bench_abn_train(size: int, batch: int, repeats: int, device: torch.device) -> Row:
+    """ABN training step (both branches + the attention-map term, γ = 10) / plain step, resnet18, same batch;
+    memory too. ABN runs a stride-1 copy of ``layer4`` at ``layer3``'s resolution: 4 × that stage's positions,
+    about as many FLOPs as the rest of the network — target 2.5.
+
+    Example:
+        >>> bench_abn_train(64, 2, 1, torch.device("cpu")).target
+        2.5
+    """
+    from captum_topgap.train.checkpoints import build_model
+    from captum_topgap.train.objectives import ABNObjective, CrossEntropy
+
+    torch.manual_seed(0)
+    x, y = torch.rand(batch, 3, size, size, device=device), torch.arange(batch, device=device) % 10
+    abn = train_step(build_model("abn_resnet18", num_classes=10).to(device), ABNObjective(), x, y)
+    baseline = train_step(build_model("resnet18", num_classes=10).to(device), CrossEntropy(), x, y)
+    ratio, a, b = interleaved(abn, baseline, repeats)
+    a_mem, b_mem = peak_megabytes(abn, device), peak_megabytes(baseline, device)
+    return Row(ratio, 2.5, a, b, {"a_mem_mb": a_mem, "b_mem_mb": b_mem, "mem_ratio": a_mem / b_mem})
+
+
+ANNOTATOR_STEPS = 20
+"""Optimiser steps of each pseudo-annotator the bench fits (the few-annotations scenario's are its budget's)."""
+
+
+def bench_annotator(size: int, batch: int, repeats: int, device: torch.device) -> Row:
+    """Seconds to fit ReFF's pix2pix pseudo-annotator on n = 50 / on n = 1 annotated 48-px images for the same
+    number of steps (:func:`~captum_topgap.train.workflows.annotator_epochs_for`): the cost does not grow with n
+    beyond the batch, which holds min(n, 4) images (target 2.0); ``n{n}_s`` is each n's median fit time,
+    ``per_step_s`` the n = 1 fit's per step.
+
+    Example (the epochs each n gets for the same steps; the row itself fits six annotators):
+        >>> from captum_topgap.train.workflows import annotator_epochs_for
+        >>> [annotator_epochs_for(n, ANNOTATOR_STEPS) for n in (1, 10, 50)]
+        [20, 7, 2]
+    """
+    from captum_topgap.models import PseudoAnnotator
+    from captum_topgap.train.workflows import ANNOTATOR_BATCH, annotator_epochs_for
+
+    side = 48  # the scenarios' Textured MNIST size: the annotator runs at the training images' size
+    generator = torch.Generator().manual_seed(0)
+    samples = [(torch.rand(3, side, side, generator=generator), 0, (torch.rand(1, side, side, generator=generator)
+                                                                   > 0.5).float()) for _ in range(50)]
+
+    def fit(n: int) -> Callable[[], None]:
+        def run() -> None:
+            PseudoAnnotator(size=side).fit(samples[:n], epochs=annotator_epochs_for(n, ANNOTATOR_STEPS),
+                                           batch_size=ANNOTATOR_BATCH, progress=False)
+        return run
+
+    ratio, a, b = interleaved(fit(50), fit(1), repeats)
+    middle = interleaved(fit(10), fit(1), repeats)[1]
+    return Row(ratio, 2.0, a, b, {"n1_s": b, "n10_s": middle, "n50_s": a, "per_step_s": b / ANNOTATOR_STEPS})
+
+
 def bench_augmented(size: int, batch: int, repeats: int, device: torch.device) -> Row:
     """Augmented Grad-CAM (L = 16, fast solver) / one batched Grad-CAM of the same 16 augmented images."""
     from captum_topgap.methods.augmented import sample_augmentations, warp
@@ -399,6 +454,8 @@ BENCHMARKS: dict[str, Callable[..., Row]] = {
     "topgap_cam_vs_forward": bench_topgap_cam,
     "topgap_train_step_vs_baseline": bench_topgap_train,
     "reff_train_step_vs_baseline": bench_reff_train,
+    "abn_train_step_vs_baseline": bench_abn_train,
+    "pseudo_annotator_fit_n50_vs_n1": bench_annotator,
     "augmented_gradcam_vs_batched_gradcam": bench_augmented,
     "primal_dual_vs_adam_to_same_objective": bench_solver,
     "recipro_cam_vs_scorecam": bench_recipro,

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,29 @@ def training_method(method: str, model: nn.Module) -> str:
     return method
 
 
+ANNOTATOR_BATCH = 4
+"""The pseudo-annotator's batch size (:meth:`~captum_topgap.models.PseudoAnnotator.fit`'s default)."""
+
+
+def annotator_epochs_for(n_annotated: int, steps: int, batch_size: int = ANNOTATOR_BATCH) -> int:
+    """Epochs of the pseudo-annotator over ``n_annotated`` images that make about ``steps`` optimiser steps:
+    ⌈steps / ⌈n / batch⌉⌉, so that the annotators of every n train equally long (a fixed number of epochs
+    would give the n = 1 annotator 1/50 of the n = 50 one's updates).
+
+    Example:
+        >>> annotator_epochs_for(1, 200), annotator_epochs_for(50, 200)  # 50 images: 13 steps an epoch
+        (200, 16)
+    """
+    return max(1, math.ceil(steps / math.ceil(n_annotated / batch_size)))
+
+
 def explanation_setup(train_data: Samples, n_annotated: int | None, size: int, annotator_epochs: int = 20,
-                      seed: int = 0, progress: bool = True) -> tuple[PartiallyAnnotated, PseudoAnnotator | None]:
+                      seed: int = 0, progress: bool = True,
+                      annotator_steps: int | None = None) -> tuple[PartiallyAnnotated, PseudoAnnotator | None]:
     """ReFF's Algorithm 1 set-up: the training data with all but ``n_annotated`` masks hidden (``None``: all
-    kept) and, when masks are hidden, the pseudo-annotator fitted on the annotated ones.
+    kept) and, when masks are hidden, the pseudo-annotator fitted on the annotated ones — for
+    ``annotator_epochs``, or with ``annotator_steps`` for the epochs that make that many steps
+    (:func:`annotator_epochs_for`).
     """
     if n_annotated == 0:
         raise ValueError("`n_annotated`=0 leaves the pseudo-annotator no image to learn from; pass n ≥ 1 (Algorithm 1 "
@@ -76,8 +96,10 @@ def explanation_setup(train_data: Samples, n_annotated: int | None, size: int, a
     if len(partial.annotated_indices) == len(partial):
         return partial, None
     annotator = PseudoAnnotator(size=size)
-    annotator.fit([train_data[i] for i in partial.annotated_indices], epochs=annotator_epochs, seed=seed,
-                  progress=progress)
+    n = len(partial.annotated_indices)
+    epochs = annotator_epochs if annotator_steps is None else annotator_epochs_for(n, annotator_steps)
+    annotator.fit([train_data[i] for i in partial.annotated_indices], epochs=epochs, batch_size=ANNOTATOR_BATCH,
+                  seed=seed, progress=progress)
     return partial, annotator
 
 
