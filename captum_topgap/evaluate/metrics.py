@@ -74,6 +74,23 @@ def mask_iou(heatmaps: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
     return _iou(normalize_per_image(heatmaps), masks, threshold)
 
 
+def soft_mask_iou(probabilities: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Per-image IoU of a soft mask taken at an absolute ``threshold`` with the ground-truth mask: (N,) — for
+    masks that are probabilities already (the pix2pix pseudo-annotator's), so no per-image normalisation.
+
+        IoU = |{p ≥ t} ∩ M| / |{p ≥ t} ∪ M|
+
+    Example:
+        >>> soft = torch.tensor([[[[0.9, 0.4], [0.6, 0.1]]]])
+        >>> mask = torch.tensor([[[[True, True], [False, False]]]])
+        >>> soft_mask_iou(soft, mask).tolist()  # {0.9, 0.6} against {0.9, 0.4}: 1 of 3
+        [0.3333333432674408]
+    """
+    threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
+    probabilities, masks = _check_pair(probabilities, masks)
+    return _iou(probabilities, masks, threshold)
+
+
 def mean_mask_iou(heatmaps: torch.Tensor, masks: torch.Tensor,
                   thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)) -> torch.Tensor:
     """Per-image IoU averaged over thresholds 0.1 … 0.9 (no single threshold favours a method): (N,).
