@@ -77,7 +77,8 @@ def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path,
     """Per scenario, by its measures: for ``localisation`` the heat-map grid of every model's methods and the
     ERF maps (first seed, four test images, mask outlined), for ``shift`` the Grad-CAM grid and the diagnostic
     curves of the regularised models, for ``perception`` a row per model of input | Grad-CAM | reconstruction |
-    PV for a correct and a wrong prediction (first seed); for every audited scenario the audit's curves.
+    PV for a correct and a wrong prediction (first seed), for ``annotator`` the pseudo-annotations at each n and
+    the ABN models' attention maps; for every audited scenario the audit's curves.
 
     ``kept[scenario]`` holds the rendered ``data``, the first seed's ``models``, their ``specs``, the methods'
     ``options``, the scenario's ``measures``, for ``shift`` the ``layer`` whose Grad-CAM is drawn and for
@@ -89,6 +90,8 @@ def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path,
             localisation_figures(name, scene, out, figures)
         if "shift" in scene["measures"]:
             shift_figures(name, rows, scene, out, figures)
+        if "annotator" in scene["measures"]:
+            annotation_figures(name, scene, out, figures)
         if scene.get("panels"):
             figures[f"{name}_perception"] = save_perception_panels(scene["panels"], out / f"{name}_perception.png")
     for name, models in (audit or {}).items():
@@ -129,6 +132,28 @@ def shift_figures(name: str, rows: list[dict[str, Any]], scene: dict[str, Any], 
             histories.setdefault(row["label"], []).append(row["history"])
     if histories:
         figures[f"{name}_diagnostic"] = save_diagnostic_curves(histories, out / f"{name}_diagnostic.png")
+
+
+def annotation_figures(name: str, scene: dict[str, Any], out: Path, figures: dict[str, Path]) -> None:
+    """The ReFF supplementary's Fig. 2 — the first seed's pseudo-annotations of four validation images at each n,
+    the true mask outlined — and its Fig. 6: the attention maps M(x) of the ABN models on the same images.
+    """
+    batch = collate(scene["data"]["val"][:4])
+    device = batch_device(scene["models"])
+    images = batch.images.to(device)
+    annotations = scene["data"].get("annotations", {})
+    first = min((seed for _, seed in annotations), default=None)
+    drawn = {f"pseudo-annotation, n = {n}": entry.annotator.annotate(images).detach().cpu()
+             for (n, seed), entry in sorted(annotations.items()) if seed == first and entry.annotator is not None}
+    if drawn:
+        figures[f"{name}_annotations"] = out / f"{name}_annotations.png"
+        save_overlays(batch.images, drawn, figures[f"{name}_annotations"], batch.masks)
+    attention = {f"{spec.label}: attention M(x)": get_method("abn_attention", scene["models"][spec.name])
+                 .attribute(images).detach().cpu() for spec in scene["specs"]
+                 if spec.method == "abn" and spec.name in scene["models"]}
+    if attention:
+        figures[f"{name}_attention"] = out / f"{name}_attention.png"
+        save_overlays(batch.images, attention, figures[f"{name}_attention"], batch.masks)
 
 
 def batch_device(models: dict[str, Any]) -> Any:
@@ -252,7 +277,11 @@ def write_html(report: dict[str, Any], figures: dict[str, Path], out: Path) -> P
                              (f"{scenario}_perception", "Perception Visualization of the predicted class (first "
                               "seed, test split): per model a correct and a wrong prediction, each as input | "
                               "Grad-CAM over the input | reconstruction D(E(x)) | PV = s ⊙ D(E(x)) + (1 − s) ⊙ "
-                              "0.5; y the label, ŷ the model's decision.")):
+                              "0.5; y the label, ŷ the model's decision."),
+                             (f"{scenario}_annotations", "The pix2pix pseudo-annotator's masks at each n (first seed, "
+                              "validation images; the ReFF supplementary's Fig. 2), the true digit mask outlined."),
+                             (f"{scenario}_attention", "The ABN models' attention maps M(x) at each n (first seed, "
+                              "validation images; the supplementary's Fig. 6).")):
             if key in figures:
                 parts.append(embedded_image(figures[key], caption) + f"<p>{html.escape(caption)}</p>")
         sections.append("".join(parts))
