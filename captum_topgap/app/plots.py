@@ -218,8 +218,9 @@ def save_audit_curves(audit: dict[str, dict[str, Any]], path: str | Path) -> Pat
 
 def save_perception_panels(panels: dict[str, dict[str, torch.Tensor]], path: str | Path) -> Path:
     """Perception Visualization per model: one row per model (``panels`` by label, each with ``images``,
-    ``labels``, ``prediction``, ``saliency``, ``reconstruction`` and ``pv`` of a few images), for each image
-    input | Grad-CAM over the input | reconstruction D(E(x)) | PV, titled correct or wrong with y and ŷ.
+    ``labels``, ``prediction``, ``saliency``, ``reconstruction`` and ``pv`` of a few images), for each image a
+    group titled with the model, correct or wrong, y and ŷ: input | Grad-CAM over the input | reconstruction
+    D(E(x)) | PV.
 
     Example:
         >>> import tempfile
@@ -230,23 +231,26 @@ def save_perception_panels(panels: dict[str, dict[str, torch.Tensor]], path: str
         '.png'
     """
     kinds = ("input", "Grad-CAM", "reconstruction", "PV")
-    width = max(len(panel["images"]) for panel in panels.values()) * len(kinds)
-    figure, axes = new_figure(len(panels), width, figsize=(1.7 * width, 2.1 * len(panels)), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
+    groups = max(len(panel["images"]) for panel in panels.values())
+    figure = Figure(figsize=(1.45 * len(kinds) * groups, 2.05 * len(panels)), layout="constrained")
+    cells = np.array(figure.subfigures(len(panels), groups, squeeze=False))
     for row, (label, panel) in enumerate(panels.items()):
-        for index, image in enumerate(panel["images"]):
+        for index in range(groups):
+            axes = cells[row, index].subplots(1, len(kinds))
+            for ax in axes:
+                ax.axis("off")
+            if index >= len(panel["images"]):
+                continue
+            image = panel["images"][index]
             truth, decision = int(panel["labels"][index]), int(panel["prediction"][index])
+            case = "correct" if truth == decision else "wrong"
+            cells[row, index].suptitle(f"{label}: {case} (y {truth}, ŷ {decision})", fontsize=9)
             pictures = (image.permute(1, 2, 0).clamp(0, 1).numpy(), overlay(image, panel["saliency"][index]),
                         panel["reconstruction"][index].permute(1, 2, 0).clamp(0, 1).numpy(),
                         panel["pv"][index].permute(1, 2, 0).clamp(0, 1).numpy())
-            for column, (kind, picture) in enumerate(zip(kinds, pictures, strict=True)):
-                ax = axes[row, index * len(kinds) + column]
+            for ax, kind, picture in zip(axes, kinds, pictures, strict=True):
                 ax.imshow(picture)
-                case = "correct" if truth == decision else "wrong"
-                ax.set_title(f"{label}\n{case}: y {truth}, ŷ {decision}\n{kind}" if column == 0 else f"\n\n{kind}",
-                             fontsize=7)
-    figure.tight_layout()
+                ax.set_title(kind, fontsize=8)
     save_figure(figure, path)
     return png_path(path)
 

@@ -53,7 +53,7 @@ class Budget:
     audit_sweep: tuple[float, ...] = SWEEP
     seeds: tuple[int, ...] = (0, 1, 2)
     size: int | None = None
-    decoder_images: int = 1000
+    decoder_images: int = 500
     decoder_epochs: int = 1
     models: tuple[str, ...] | None = None
     annotator_steps: int = 200
