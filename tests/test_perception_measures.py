@@ -141,7 +141,8 @@ def test_perceive_measures_a_hand_made_encoder_and_decoder_exactly(flip: bool) -
         torch.zeros(7))
     assert torch.allclose(seen["latent_error"], distance, atol=1e-6)
     chosen = images[torch.arange(7), dominant][:, None]  # Grad-CAM of the decision (not the label): E's channel ŷ
-    assert torch.allclose(seen["saliency"], chosen / chosen.amax(dim=(1, 2, 3), keepdim=True), atol=1e-6)
+    low, high = chosen.amin(dim=(1, 2, 3), keepdim=True), chosen.amax(dim=(1, 2, 3), keepdim=True)
+    assert torch.allclose(seen["saliency"], (chosen - low) / (high - low), atol=1e-6)  # min-max, as PV's s
     assert torch.allclose(seen["pv"], seen["saliency"] * seen["reconstruction"] + (1 - seen["saliency"]) * 0.5)
     assert torch.allclose(seen["overlay"], gradcam_overlay(images, seen["saliency"]))
     assert all(p.requires_grad is False for p in decoder.classifier.parameters())
