@@ -22,10 +22,9 @@ PGD-20 among the candidates within 2 points of the baseline's validation accurac
 test split only (the demo).
 
 Example:
-    >>> parse_candidate("reff:contrastive:100:layer1,layer2")
-    ModelSpec(name='reff:contrastive:100:layer1,layer2', label='reff contrastive λ=100 (layer1,layer2)', \
-architecture='resnet18', method='reff', variant='contrastive', weight=100.0, layers=('layer1', 'layer2'), \
-swap_background=False, k=None, stem=False, methods=(), pretrained=False)
+    >>> spec = parse_candidate("reff:contrastive:100:layer1,layer2")
+    >>> spec.label, spec.architecture, spec.method, spec.variant, spec.weight, spec.layers
+    ('reff contrastive λ=100 (layer1,layer2)', 'resnet18', 'reff', 'contrastive', 100.0, ('layer1', 'layer2'))
 """
 
 from __future__ import annotations
