@@ -24,7 +24,7 @@ DTYPES = [torch.float64, torch.float16, torch.bfloat16]
 def test_every_dtype_works_or_is_refused_clearly(name: str, dtype: torch.dtype, tiny_net) -> None:
     """Either maps in the inputs' dtype, finite, or an error that names the dtype and what to pass instead."""
     model = model_for(name, tiny_net).eval().to(dtype)
-    inputs = torch.rand(2, 3, 16, 16).to(dtype)
+    inputs = torch.rand(2, 3, *getattr(model, "image_size", (16, 16))).to(dtype)  # a PV decoder's own size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

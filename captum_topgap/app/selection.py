@@ -42,7 +42,6 @@ from captum_topgap.evaluate.heatmaps import erf_scores
 from captum_topgap.evaluate.metrics import predict
 from captum_topgap.evaluate.robustness import robust_accuracy
 from captum_topgap.train.losses import VARIANTS
-from captum_topgap.train.objectives import METHODS
 
 
 def parse_candidate(text: str, scenario: str = "spurious") -> ModelSpec:
@@ -56,7 +55,7 @@ def parse_candidate(text: str, scenario: str = "spurious") -> ModelSpec:
     if scenario == "robustness":
         return robust_candidate(text)
     method, variant, weight, layers = [*text.split(":"), "", "", ""][:4]
-    if method not in METHODS or method == "topgap":
+    if method not in ("baseline", "reff", "rrr"):
         raise ValueError(f"candidate {text!r}: METHOD must be baseline, reff or rrr (METHOD[:VARIANT[:λ[:LAYERS]]]).")
     if variant and (method != "reff" or variant not in VARIANTS):
         raise ValueError(f"candidate {text!r}: VARIANT is a ReFF variant, one of {sorted(VARIANTS)}.")

@@ -5,6 +5,7 @@ Expansion CAM's expansion network (``models/expansion.py``) and Perception Visua
 requiring gradients and it stays in eval mode — BatchNorm statistics included — while the decoder trains.
 
 Example:
+    >>> import torch
     >>> block = conv_bn_relu(4, 8)
     >>> tuple(block(torch.rand(1, 4, 5, 5)).shape)
     (1, 8, 5, 5)
