@@ -291,7 +291,7 @@ SPURIOUS = Scenario(
      Claim("The control's PV hides the background its Grad-CAM overlay shows (it shows what the control reads)",
            "spurious", "texture_shown/pv", "control", "control", "lower", 0.10,
            "Grad-CAM «where», PV «where and what» (no number)", "texture_shown/gradcam")),
-    # the quick decoders get the 20 steps its budget has left (docs/perception.md: 800 or 1 000 images overran it)
+    # the quick decoders get what its budget has left: 640 images once (docs/demo.md: 800 or 1 000 overran it)
     {"quick": Budget(1000, 5, 300, 500, explain_images=64, seeds=(0,), decoder_images=640, decoder_epochs=1),
      "default": Budget(3000, 5, 500, 1000, explain_images=200, decoder_images=3000, decoder_epochs=3)},
     (("in_distribution_accuracy", "in distribution"), ("shifted_accuracy", "shifted"),
