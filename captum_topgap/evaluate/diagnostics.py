@@ -191,3 +191,30 @@ def follows_background_rate(predictions: torch.Tensor, labels: torch.Tensor, bac
     if not bool(qualifies.any()):
         return None
     return float((predictions[qualifies] % n_backgrounds == backgrounds[qualifies]).float().mean())
+
+
+BACKGROUND_GROUPS = ("agrees", "conflicts", "neutral")
+"""The groups of :func:`background_groups`, by id."""
+
+
+def background_groups(labels: torch.Tensor, backgrounds: torch.Tensor, n_backgrounds: int,
+                      n_classes: int) -> torch.Tensor:
+    """Waterbirds-style groups of a Textured MNIST split whose background is random (p = 1): 0 (``agrees``) when
+    the background is the one tied to the label in training, 1 (``conflicts``) when it is tied to another class,
+    2 (``neutral``) when it is tied to none (background b ≥ the number of classes).
+
+        g_i = 0 if b_i = y_i mod B,  1 if b_i ≠ y_i mod B and b_i < C,  2 otherwise
+
+    With :func:`captum_topgap.data.group_accuracy` the worst of the three is the worst-group accuracy, as
+    Waterbirds reports it over its (bird, place) groups.
+
+    Example:
+        >>> background_groups(torch.tensor([0, 1, 2]), torch.tensor([0, 4, 10]), n_backgrounds=11, n_classes=10)
+        tensor([0, 1, 2])
+    """
+    labels, backgrounds = (t.detach().cpu().long() for t in (labels, backgrounds))
+    if labels.shape != backgrounds.shape:
+        raise ValueError(f"`labels` {tuple(labels.shape)} and `backgrounds` {tuple(backgrounds.shape)} must have one "
+                         "entry per image each.")
+    agrees = backgrounds == labels % n_backgrounds
+    return torch.where(agrees, 0, torch.where(backgrounds < n_classes, 1, 2))

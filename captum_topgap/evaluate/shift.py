@@ -14,6 +14,10 @@ brightness     clip(x + b)                              b = 0.05, 0.1, 0.15, 0.2
 jpeg           JPEG round trip at quality q              q = 80, 65, 58, 50, 40
 ============== ======================================== =========================================
 
+A texture-free shift in the spirit of ImageNet-Sketch (which keeps an object's shape and drops its texture and
+colour): :func:`sketch` draws each object's mask as dark strokes on white paper, x' = (1 − s)·paper + s·ink,
+the same value in every channel.
+
 Example:
     >>> import torch
     >>> corrupt(torch.full((1, 3, 8, 8), 0.5), "contrast", 5).unique().tolist()
@@ -100,6 +104,43 @@ def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> to
                          "divide 8-bit images by 255 first — the corruptions would clamp them.")
     generator = torch.Generator().manual_seed(seed)
     return CORRUPTIONS[name](images, SEVERITIES[name][severity - 1], generator)
+
+
+def sketch(masks: torch.Tensor, ink: float = 0.0, paper: float = 1.0, channels: int = 3) -> torch.Tensor:
+    """Shape-only images from object masks: ``ink`` on the object, ``paper`` elsewhere, in every channel.
+
+        x'(c, p) = ink · s(p) + paper · (1 − s(p))
+
+    Example:
+        >>> sketch(torch.tensor([[[[True, False]]]])).tolist()
+        [[[[0.0, 1.0]], [[0.0, 1.0]], [[0.0, 1.0]]]]
+    """
+    if not isinstance(masks, torch.Tensor) or masks.dim() != 4 or masks.shape[1] != 1:
+        shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+        raise ValueError(f"`masks` must be an (N, 1, H, W) tensor of object masks, got {shape}.")
+    for value, name in ((ink, "ink"), (paper, "paper")):
+        if not 0 <= value <= 1:
+            raise ValueError(f"`{name}` must be a grey level in [0, 1], got {value}.")
+    strokes = masks.float()
+    return (ink * strokes + paper * (1 - strokes)).expand(-1, channels, -1, -1).contiguous()
+
+
+def sketch_samples(samples: Sequence[tuple]) -> list[tuple]:
+    """Each ``(image, label, mask, ...)`` sample with its image replaced by :func:`sketch` of its mask; the
+    label, the mask and anything after them are kept as they are.
+
+    Example:
+        >>> sample = (torch.rand(3, 2, 2), 4, torch.tensor([[[True, False], [False, False]]]))
+        >>> image, label, mask = sketch_samples([sample])[0]
+        >>> image[0].tolist(), label, mask is sample[2]
+        ([[0.0, 1.0], [1.0, 1.0]], 4, True)
+    """
+    for i, sample in enumerate(samples):
+        if len(sample) < 3 or sample[2] is None:
+            raise ValueError(f"sample {i} has no mask; a sketch is drawn from the object's mask, so the split must "
+                             "carry masks (Textured MNIST does; a dataset on disk needs its segmentations).")
+    return [(sketch(sample[2].reshape(1, 1, *sample[2].shape[-2:]), channels=sample[0].shape[0])[0],
+             *sample[1:]) for sample in samples]
 
 
 def corruption_accuracy(model: nn.Module, loader: Iterable, corruptions: Sequence[str] | None = None,
