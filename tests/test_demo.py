@@ -23,7 +23,7 @@ from captum_topgap.app.scenarios import SCENARIOS, Budget, scenario
 from captum_topgap.train.checkpoints import load_checkpoint
 
 TINY = DemoConfig(seeds=(3,), budgets={
-    "object": Budget(32, 1, 16, 16, explain_images=4, attack_images=4, size=32),
+    "object": Budget(32, 1, 16, 16, explain_images=4, attack_images=4, size=32, corruption_images=4),
     "robustness": Budget(32, 1, 16, 16, audit_images=4, audit_attacks=("pgd20", "pgd30", "square20"),
                          audit_sweep=(128 / 255,), size=24),
     "spurious": Budget(32, 1, 16, 16, explain_images=4, attack_images=4, size=32)})
@@ -82,6 +82,18 @@ def test_results_json_has_both_scenarios_every_model_and_claims_that_follow_from
     for row in spurious:
         assert 0 <= row["measures"]["follows_background"] <= 1
         assert row["measures"]["in_mask_share"] == row["measures"]["in_mask_share/layer1"]  # 8 × 8 at 32 px
+    for row in spurious:  # worst-group accuracy over the three background groups; Top-GAP's kept positions
+        measures = row["measures"]
+        groups = [measures[f"group_accuracy/{g}"] for g in ("agrees", "conflicts", "neutral")
+                  if f"group_accuracy/{g}" in measures]
+        assert groups and measures["worst_group_accuracy"] == min(groups)
+        assert ("topk_on_object" in measures) is (row["name"] == "topgap")
+    for row in (m for m in saved["models"] if m["scenario"] == "object"):  # the shifts score the two it names
+        measures = row["measures"]
+        assert ("sketch_accuracy" in measures) is (row["name"] in ("baseline", "topgap")), row["name"]
+        if row["name"] != "reff":
+            cells = [v for k, v in measures.items() if k.startswith("corruption/") and k.count("/") == 2]
+            assert len(cells) == 25 and measures["corruption_accuracy"] == pytest.approx(sum(cells) / 25)
     reff = next(m for m in spurious if m["name"] == "reff")
     assert set(reff["history"][0]["diagnostic"]) == {"layer1", "layer2", "layer3", "layer4"}
     for row in spurious:  # a decoder over the baseline and the control only; every count is of the 16 test images

@@ -23,7 +23,7 @@ from captum_topgap.app.scenarios import PRESETS, SCENARIOS, Budget, ModelSpec, S
 from captum_topgap.evaluate.claims import Claim
 from captum_topgap.train.checkpoints import load_checkpoint
 from captum_topgap.train.objectives import METHODS
-from tests.test_published_datasets import cub  # noqa: F401 (the fixture)
+from tests.test_published_datasets import cub, waterbirds  # noqa: F401 (the fixtures)
 
 
 @pytest.mark.parametrize("spec", SCENARIOS, ids=lambda s: s.name)
@@ -148,6 +148,24 @@ def test_a_scenario_reads_its_dataset_from_disk(cub: Path, tmp_path: Path) -> No
     with pytest.raises(ValueError, match=r"scenario 'topgap-cub' reads cub from disk: pass --root PATH"):
         run_demo(tmp_path / "none", config=replace(config, root=None), progress=False)
     assert not (tmp_path / "none").exists()  # refused before the reference step and the output folder
+
+
+@pytest.mark.slow
+def test_a_scenario_tests_on_another_datasets_split_by_group(waterbirds: Path, tmp_path: Path) -> None:  # noqa: F811
+    """``topgap-waterbirds`` on the fake CUB and Waterbirds trees: trained on CUB, tested on Waterbirds' 3 test
+    birds by species with their (bird, place) groups, CUB's test split kept as the in-distribution one.
+    """
+    config = DemoConfig(scenarios=("topgap-waterbirds",), root=str(waterbirds), budgets={
+        "topgap-waterbirds": Budget(9, 1, 1, 3, seeds=(0,), size=32)})
+    report = run_demo(tmp_path / "out", config=config, progress=False)
+    assert [c["claim"] for c in report["claims"]] == [c.text for c in scenario("topgap-waterbirds").claims]
+    for row in report["models"]:
+        measures = row["measures"]
+        assert {"group_accuracy/0", "group_accuracy/1", "group_accuracy/3"} == {
+            k for k in measures if k.startswith("group_accuracy/")}  # the test birds' groups: 0, 1 and 3
+        assert measures["worst_group_accuracy"] == min(measures[f"group_accuracy/{g}"] for g in (0, 1, 3))
+        assert "in_distribution_accuracy" in measures and "topk_on_object" not in measures  # no masks: no top-k
+    assert report["scenarios"]["topgap-waterbirds"]["data"] == "cub from --root, tested on waterbirds"
 
 
 def test_the_presets_measured_costs_fit_their_budgets() -> None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -48,10 +48,16 @@ from captum_topgap.app.scenarios import (
     TexturedData,
     scenario,
 )
-from captum_topgap.data import Samples, TexturedMNIST, batches, collate, make_dataset
+from captum_topgap.data import Samples, TexturedMNIST, batches, collate, group_accuracy, make_dataset
 from captum_topgap.evaluate.audit import robustness_audit
 from captum_topgap.evaluate.claims import Claim
-from captum_topgap.evaluate.diagnostics import follows_background_rate, gradcam_diagnostic, topk_evidence
+from captum_topgap.evaluate.diagnostics import (
+    BACKGROUND_GROUPS,
+    background_groups,
+    follows_background_rate,
+    gradcam_diagnostic,
+    topk_evidence,
+)
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, predict, soft_mask_iou
 from captum_topgap.evaluate.perception import (
@@ -62,7 +68,8 @@ from captum_topgap.evaluate.perception import (
     texture_classifier,
 )
 from captum_topgap.evaluate.robustness import evaluate_robustness
-from captum_topgap.models import PseudoAnnotator
+from captum_topgap.evaluate.shift import corruption_accuracy, sketch_samples
+from captum_topgap.models import PseudoAnnotator, TopGAPNet
 from captum_topgap.models.perception import PerceptionDecoder
 from captum_topgap.train.checkpoints import save_model
 from captum_topgap.train.loop import TrainConfig, train
@@ -180,20 +187,31 @@ def scenario_data(spec: Scenario, config: DemoConfig) -> dict[str, Any]:
     """The splits of a scenario: ``train``, ``val`` (drawn like the test), ``test``; for Textured MNIST also each
     test and validation image's background, the ``background_images`` (texture b of the backgrounds, at the
     rendering's scale), the ``swapped`` training set of a background-swap control, and — under a shift — the
-    ``in_distribution`` test split; for a dataset on disk, its published splits.
+    ``in_distribution`` test split; for a dataset on disk, its published splits. ``groups``: one group id per test
+    image where the test split has groups — Waterbirds' (bird, place), Textured MNIST's background against the
+    label (:func:`~captum_topgap.evaluate.diagnostics.background_groups`).
     """
     budget, size = config.budget(spec), config.image_size(spec)
     if isinstance(spec.data, DiskData):
-        read = {split: make_dataset(spec.data.dataset, split, root=config.root, size=size, limit=limit)
+        disk = spec.data
+        read = {split: make_dataset(disk.dataset, split, root=config.root, size=size, limit=limit)
                 for split, limit in (("test", budget.test_images), ("val", budget.val_images),
                                      ("train", budget.images))}
-        return {split: materialise(data) for split, data in read.items()}
+        if disk.test is not None:
+            read["in_distribution"] = read["test"]
+            read["test"] = make_dataset(disk.test, "test", root=config.root, size=size, limit=budget.test_images,
+                                        **disk.test_options)
+        data: dict[str, Any] = {split: materialise(samples) for split, samples in read.items()}
+        if hasattr(read["test"], "groups"):
+            data["groups"] = torch.as_tensor(read["test"].groups)
+        return data
     (p, q), (tp, tq) = spec.data.train, spec.data.test
     test, val = render("test", tp, tq, size, budget.test_images), render("val", tp, tq, size, budget.val_images)
     data = {"train": materialise(render("train", p, q, size, budget.images)),
             "val": materialise(val), "test": materialise(test), "n_backgrounds": test.n_backgrounds,
             "backgrounds": test.background_textures(), "val_backgrounds": val.background_textures(),
-            "background_images": test.textures[test.n_classes:]}
+            "background_images": test.textures[test.n_classes:], "group_names": BACKGROUND_GROUPS}
+    data["groups"] = background_groups(test.labels, data["backgrounds"], test.n_backgrounds, test.n_classes)
     if any(model.swap_background for model in spec.models):
         data["swapped"] = materialise(render("train", 1.0, q, size, budget.images))
     if not spec.restore_best:
@@ -331,6 +349,21 @@ def judge_layer(model: nn.Module, size: int, min_positions: int = 36) -> str:
     return [name for name, count in zip(named, positions, strict=True) if count >= min_positions][-1]
 
 
+def topk_measures(model: nn.Module, samples: Sequence[tuple], device: torch.device) -> dict[str, float]:
+    """Where a Top-GAP network's kept positions lie on ``samples`` and which stage chose them
+    (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`): ``topk_on_object``, ``mask_area``,
+    ``cam_positions``, ``topk_stage_share/S`` and ``stage_positions/S``.
+    """
+    probe = collate(samples)
+    evidence = topk_evidence(model, probe.images.to(device), probe.labels, probe.masks)
+    measures = {"topk_on_object": evidence["on_object"], "mask_area": evidence["mask_area"],
+                "cam_positions": float(evidence["positions"])}
+    for name, share in evidence["stage_share"].items():
+        measures[f"topk_stage_share/{name}"] = share
+        measures[f"stage_positions/{name}"] = float(evidence["stage_positions"][name])
+    return measures
+
+
 def measure_localisation(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
     """Accuracy, mask IoU / energy pointing game of each of the model's ``methods``, ERF background share,
     PGD-20 on the background; for a Top-GAP network also where its top-k positions lie and which stage chose
@@ -346,13 +379,7 @@ def measure_localisation(stage: Stage, model_spec: ModelSpec, trained: Trained) 
         measures[f"iou/{method}"] = row["iou"]
         measures[f"energy_pointing_game/{method}"] = row["energy_pointing_game"]
     if "topgap_cam" in scores:
-        probe = collate(explained)
-        evidence = topk_evidence(model, probe.images.to(stage.device), probe.labels, probe.masks)
-        measures["topk_on_object"], measures["mask_area"] = evidence["on_object"], evidence["mask_area"]
-        measures["cam_positions"] = float(evidence["positions"])
-        for name, share in evidence["stage_share"].items():
-            measures[f"topk_stage_share/{name}"] = share
-            measures[f"stage_positions/{name}"] = float(evidence["stage_positions"][name])
+        measures.update(topk_measures(model, explained, stage.device))
     erf = erf_scores(model, explained, limit=None, progress=stage.progress)
     measures["erf_background_share"], measures["erf_distance"] = erf["background_share"], erf["distance"]
     loader = batches(data["test"][:budget.attack_images], 64)
@@ -405,6 +432,62 @@ def measure_annotator(stage: Stage, model_spec: ModelSpec, trained: Trained) -> 
         drawn = annotated.annotator.annotate(probe.images)
     return {"annotator_iou": float(soft_mask_iou(drawn, probe.masks).mean()),
             "annotator_seconds": annotated.seconds, "annotated": float(annotated.n)}
+
+
+def measure_groups(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
+    """Test accuracy per group and the worst group's (``worst_group_accuracy``), as Waterbirds reports it
+    (:func:`~captum_topgap.data.group_accuracy` over ``data["groups"]``, each group by its name in
+    ``data["group_names"]`` where the data has one); for a Top-GAP network also where its kept positions lie on
+    the explained test images when they have masks (:func:`topk_measures`).
+    """
+    test = collate(stage.data["test"])
+    predictions = predict(trained.model, test.images.to(stage.device)).cpu()
+    table = group_accuracy(predictions, test.labels, stage.data["groups"])
+    names = stage.data.get("group_names")
+    measures = {"worst_group_accuracy": table.pop("worst_group"), "group_average": table.pop("average")}
+    for key, value in table.items():
+        group = int(key.removeprefix("group_"))
+        measures[f"group_accuracy/{names[group] if names else group}"] = value
+    explained = stage.data["test"][:stage.budget.explain_images]
+    if isinstance(trained.model, TopGAPNet) and all(sample[2] is not None for sample in explained):
+        measures.update(topk_measures(trained.model, explained, stage.device))
+    return measures
+
+
+def measure_in_distribution(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
+    """Accuracy on the in-distribution test split of a scenario whose test split is shifted (the "regular
+    accuracy" a shift claim must not cost).
+    """
+    return {"in_distribution_accuracy": accuracy(trained.model, stage.data["in_distribution"])}
+
+
+def measure_sketch(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
+    """Accuracy on the test split drawn as shapes alone (:func:`~captum_topgap.evaluate.shift.sketch_samples`:
+    dark strokes on white, no texture or colour), the nearest offline form of ImageNet-Sketch; models whose spec
+    sets ``shifts`` only.
+    """
+    if not model_spec.shifts:
+        return {}
+    return {"sketch_accuracy": accuracy(trained.model, sketch_samples(stage.data["test"]))}
+
+
+def measure_corruptions(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
+    """Accuracy under every corruption of :mod:`captum_topgap.evaluate.shift` at severities 1–5 on the first
+    ``corruption_images`` test images (the ImageNet-C protocol): ``corruption_accuracy`` is the mean over the
+    corruptions and severities, ``corruption/NAME`` each corruption's mean and ``corruption/NAME/S`` each cell;
+    models whose spec sets ``shifts`` only.
+    """
+    if not model_spec.shifts:
+        return {}
+    images = stage.data["test"][:stage.budget.corruption_images]
+    table = corruption_accuracy(trained.model, batches(images, 100), progress=stage.progress)
+    rows = {name: cast(dict[str, float], row) for name, row in table.items() if name != "clean"}
+    measures = {"corruption_clean_accuracy": cast(float, table["clean"]),
+                "corruption_accuracy": statistics.fmean(row["mean"] for row in rows.values())}
+    for name, row in rows.items():
+        measures.update({f"corruption/{name}" + ("" if key == "mean" else f"/{key}"): value
+                         for key, value in row.items()})
+    return measures
 
 
 def measure_audit(stage: Stage, trained: Mapping[str, Trained]) -> dict[str, dict[str, Any]]:
@@ -468,7 +551,7 @@ def measure_perception(stage: Stage, trained: Mapping[str, Trained]) -> dict[str
     textures = [texture.to(stage.device) for texture in data.get("background_images", [])]
     reader = texture_classifier(textures, stage.size, progress=stage.progress) if textures else None
     measured: dict[str, dict[str, Any]] = {}
-    for model_spec in (spec for spec in stage.spec.models if spec.perception):
+    for model_spec in (spec for spec in stage.spec.models if spec.perception and spec.name in trained):
         model = trained[model_spec.name]
         with preserved_state(model.model):
             decoder = train_decoder(stage, model_spec, model)
@@ -504,7 +587,9 @@ def measure_perception(stage: Stage, trained: Mapping[str, Trained]) -> dict[str
 
 
 MODEL_MEASURES: dict[str, Callable[[Stage, ModelSpec, Trained], dict[str, float]]] = {
-    "localisation": measure_localisation, "shift": measure_shift, "annotator": measure_annotator}
+    "localisation": measure_localisation, "shift": measure_shift, "annotator": measure_annotator,
+    "groups": measure_groups, "in_distribution": measure_in_distribution, "sketch": measure_sketch,
+    "corruptions": measure_corruptions}
 """Measures of one model, taken right after it is trained."""
 SEED_MEASURES: dict[str, Callable[[Stage, Mapping[str, Trained]], dict[str, dict[str, Any]]]] = {
     "audit": measure_audit, "perception": measure_perception}
@@ -571,7 +656,8 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True, log: Cal
                             kept[spec.name].setdefault("panels", {})[row["label"]] = panels
                         row["measures"].update(entry)
         if "shift" in spec.measures:
-            kept[spec.name]["layer"] = judge_layer(next(iter(kept[spec.name]["models"].values())), size)
+            kept[spec.name]["layers"] = {name: judge_layer(model, size)
+                                         for name, model in kept[spec.name]["models"].items()}
         seconds[spec.name] = time.perf_counter() - start
     return rows, kept, seconds
 
@@ -585,7 +671,8 @@ def describe_data(spec: Scenario) -> str:
     """
     if isinstance(spec.data, TexturedData):
         return f"Textured MNIST, train (p, q) = {spec.data.train}, test {spec.data.test}"
-    return f"{spec.data.dataset} from --root"
+    shifted = "" if spec.data.test is None else f", tested on {spec.data.test}"
+    return f"{spec.data.dataset} from --root{shifted}"
 
 
 def audit_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -121,8 +121,8 @@ def shift_figures(name: str, rows: list[dict[str, Any]], scene: dict[str, Any], 
     batch = collate(scene["data"]["in_distribution"][:4])
     device = batch_device(scene["models"])
     images, labels = batch.images.to(device), batch.labels.to(device)
-    layer = scene["layer"]
-    maps = {f"{model_name}: Grad-CAM {layer}": get_method("gradcam", model, layer).attribute(
+    layers = scene["layers"]
+    maps = {f"{model_name}: Grad-CAM {layers[model_name]}": get_method("gradcam", model, layers[model_name]).attribute(
         images, target=labels).detach().cpu() for model_name, model in scene["models"].items()}
     figures[f"{name}_heatmaps"] = out / f"{name}_heatmaps.png"
     save_overlays(batch.images, maps, figures[f"{name}_heatmaps"], batch.masks)
