@@ -8,6 +8,7 @@ from captum_topgap.app.findings import (
     bound,
     digit_ceiling,
     evidence,
+    follows,
     gamed,
     mechanisms,
     off_object,
@@ -116,8 +117,8 @@ def test_bound_and_audit_and_the_unexplained_case() -> None:
     assert held["held"] and mechanisms(held, []) == []
     tie = claim("greater", [0.2], [0.2])
     assert mechanisms(tie, [row("a", [0.2]), row("b", [0.2])]) == [
-        "no measured mechanism among the fixed checks (agreement, training, learning speed, top-k positions, collapse, "
-        "pixel evidence, digit ceiling, audit): unexplained"]
+        "no measured mechanism among the fixed checks (agreement, training, learning speed, top-k positions, "
+        "background, collapse, pixel evidence, digit ceiling, audit): unexplained"]
 
 
 def test_the_audit_table_quotes_the_reasons_of_the_seeds_that_gave_the_verdict() -> None:
@@ -160,4 +161,17 @@ def test_off_object_quotes_where_the_missing_seeds_top_k_positions_lie_and_which
         "0: 0.386), and layer4 — 4 positions, upsampled to the CAM's 144 — gives 0.726 of the class score there "
         "(seeds 0: 0.285)"]
     assert off_object(rows, {**failed, "measure": "accuracy"}) == []
+    assert off_object(rows, {**failed, "measure": "worst_group_accuracy"})[0].startswith("seed 1: 0.082 of its top-k")
     assert off_object([seeded("a", [0.9], 0), seeded("a", [0.9], 1)], failed) == []  # not a Top-GAP network
+
+
+def test_a_failed_shift_claim_says_how_often_each_model_follows_the_background() -> None:
+    failed = {**claim("greater", [0.10, 0.11], [0.10, 0.10]), "measure": "shifted_accuracy", "reference": "b"}
+    rows = [seeded(name, [0.9], seed, follows_background=rate)
+            for name, seed, rate in (("a", 0, 0.9), ("a", 1, 0.8), ("b", 0, 0.96), ("b", 1, 0.96))]
+    assert follows(rows, failed) == [
+        "shifted predictions that name the class of the image's background (follows background): a 0.850, b 0.960"]
+    assert follows(rows, {**failed, "measure": "iou/gradcam"}) == []  # not a shift claim
+    assert follows(rows, {**failed, "measure": "follows_background"}) == []  # the claim is the rate itself
+    assert follows([seeded("a", [0.9], 0)], failed) == []  # nothing measured
+    assert follows(rows, failed)[0] in mechanisms(failed, rows)

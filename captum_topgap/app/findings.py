@@ -18,9 +18,11 @@ fires, writes one sentence with the numbers:
   baseline: a model moved off the background cue is bounded by how well the digit is learnt at this budget;
 - **trails** — for an accuracy claim against a reference, a seed that misses it whose validation accuracy was
   below the reference's at every epoch: it learns slower, and the budget stopped it behind;
-- **off the object** — for a localisation (IoU) claim on a Top-GAP network, a seed that misses it: the share of
-  its top-k positions on the object against the mask's area, and the stage of the fused map that gives most
-  of the class score there (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`);
+- **off the object** — for a localisation (IoU) or shift claim on a Top-GAP network, a seed that misses it: the
+  share of its top-k positions on the object against the mask's area, and the stage of the fused map that gives
+  most of the class score there (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`);
+- **follows the background** — for a shift claim, how often the model and its reference name the class whose
+  training background the shifted image shows;
 - **bound** — the seeds below (or at) the bound of an ``at_least`` / ``below`` claim;
 - **audit** — the audit's reasons for a model whose verdict is not *robust*.
 
@@ -180,14 +182,19 @@ def trails(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
     return found
 
 
+SHIFT_MEASURES = frozenset({"shifted_accuracy", "worst_group_accuracy", "group_average", "follows_background"})
+"""The measures of a claim about a distribution shift (the mechanisms read where the model's evidence lies)."""
+
+
 def off_object(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
-    """For a localisation claim (an ``iou/`` measure) on a Top-GAP network: where the top-k positions of the seeds
-    that miss it lie, against the mask's area (what random positions cover), and which stage of the fused map
-    gives most of the class score there (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`), beside
-    the other seeds.
+    """For a localisation claim (an ``iou/`` measure) or a shift claim (:data:`SHIFT_MEASURES`) on a Top-GAP
+    network: where the top-k positions of the seeds that miss it lie, against the mask's area (what random
+    positions cover), and which stage of the fused map gives most of the class score there
+    (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`), beside the other seeds.
     """
     runs = _runs(rows, claim["scenario"], claim["model"])
-    if not claim["measure"].startswith("iou/") or not runs or any(
+    measure = claim["measure"]
+    if not (measure.startswith("iou/") or measure in SHIFT_MEASURES) or not runs or any(
             "topk_on_object" not in run["measures"] for run in runs):
         return []
     found = []
@@ -208,6 +215,20 @@ def off_object(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[st
                      f"to the CAM's {measures['cam_positions']:.0f} — gives {shares[key]:.3f} of the class score "
                      f"there (seeds {seeds}: {share})")
     return found
+
+
+def follows(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
+    """For a shift claim: the share of shifted predictions that follow the background, the model's beside its
+    reference's (mean over seeds).
+    """
+    if claim["measure"] not in SHIFT_MEASURES or claim["measure"] == "follows_background":
+        return []
+    names = [name for name in (claim["model"], claim.get("reference")) if name]
+    rates = [_mean(rows, claim["scenario"], name, "follows_background") for name in names]
+    if any(rate is None for rate in rates):
+        return []
+    told = ", ".join(f"{name} {rate:.3f}" for name, rate in zip(names, rates, strict=True))
+    return [f"shifted predictions that name the class of the image's background (follows background): {told}"]
 
 
 def bound(claim: dict[str, Any]) -> list[str]:
@@ -266,8 +287,8 @@ end), which costs the classifier the layer's evidence
     found = [*bound(claim), *agreement(claim)]
     for name in dict.fromkeys(filter(None, (claim["model"], claim.get("reference")))):
         found += undertrained(rows, claim["scenario"], name) + gamed(rows, claim["scenario"], name)
-    found += trails(rows, claim) + off_object(rows, claim)
+    found += trails(rows, claim) + off_object(rows, claim) + follows(rows, claim)
     found += evidence(rows, claim["scenario"], claim["model"]) + digit_ceiling(rows, claim)
     found += audit(report_audit or {}, claim)
     return found or ["no measured mechanism among the fixed checks (agreement, training, learning speed, top-k "
-                     "positions, collapse, pixel evidence, digit ceiling, audit): unexplained"]
+                     "positions, background, collapse, pixel evidence, digit ceiling, audit): unexplained"]
