@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from captum_topgap.app.bench import BENCHMARKS, interleaved, run
+from captum_topgap.app.bench import BENCHMARKS, SECOND_ARCHITECTURES, interleaved, run
 from captum_topgap.app.cli import main
 
 
@@ -63,3 +63,13 @@ def test_the_annotator_row_reports_each_n(capsys) -> None:
     row = json.loads(capsys.readouterr().out)["pseudo_annotator_fit_n50_vs_n1"]
     assert row["target"] == 2.0 and row["n1_s"] == row["b_s"] and row["n50_s"] == row["a_s"] and row["n10_s"] > 0
     assert row["per_step_s"] == pytest.approx(row["n1_s"] / 20)
+
+
+@pytest.mark.slow
+def test_the_second_architecture_row_times_each_top_gap_network_against_the_resnet(capsys) -> None:
+    """At the reference's 48 px and batch 32 whatever --quick says: the row answers whether the demo fits."""
+    name = "topgap_efficientnet_b0_step_vs_resnet18"
+    assert main(["bench", "--quick", "--json", "--repeats", "1", "--only", name]) == 0
+    row = json.loads(capsys.readouterr().out)[name]
+    assert row["ratio"] == row["topgap_efficientnet_b0_ratio"] and row["a_s"] == row["topgap_efficientnet_b0_s"]
+    assert {f"{arch}_ratio" for arch in SECOND_ARCHITECTURES} <= set(row) and row["target"] == 3.0
