@@ -225,7 +225,7 @@ OBJECT = Scenario(
      ("topk_on_object", "Top-GAP's top-k on the object"), ("erf_background_share", "ERF on background"),
      ("pgd20_background", "PGD-20 background"), ("sketch_accuracy", "sketch"),
      ("corruption_accuracy", "corruptions (mean 5 × 5)")),
-    cost={"quick": 734, "default": 4901}, pretrained=True, method_options=AUGMENTED_OPTIONS)
+    cost={"quick": 734, "default": 5389}, pretrained=True, method_options=AUGMENTED_OPTIONS)
 
 ROBUSTNESS = Scenario(
     "robustness", "Top-GAP poster (seed 002)", "CIFAR-10 robustness table (PGD-20, PGD-50, Square)",
@@ -333,7 +333,7 @@ SPURIOUS = Scenario(
      ("min_positive_fraction", "min positive fraction"), ("in_mask_share", "Grad-CAM in-mask share (≥ 6 × 6)"),
      ("erf_digit_share", "ERF on digit"), ("topk_on_object", "Top-GAP's top-k on the digit"),
      ("mask_area", "mask area")),
-    cost={"quick": 1900, "default": 18814}, pretrained=True,
+    cost={"quick": 1900, "default": 19674}, pretrained=True,
     tables={"Perception Visualization: decoders over the baseline and the control, shifted test split": (
         ("preservation_correct", "keeps decision: correct"), ("preservation_wrong", "keeps decision: wrong"),
         ("count/wrong", "wrong predictions"), ("latent_fidelity", "‖E(x̂) − E(x)‖ / ‖E(x)‖"),
@@ -442,7 +442,7 @@ FEW_ANNOTATIONS = Scenario(
     (("shifted_accuracy", "shifted"), ("in_distribution_accuracy", "in distribution"),
      ("follows_background", "follows background"), ("annotator_iou", "pseudo-mask IoU (val)"),
      ("min_positive_fraction", "min positive fraction"), ("in_mask_share", "Grad-CAM in-mask share (≥ 6 × 6)")),
-    default=False)
+    cost={"quick": 1851, "default": 18217}, default=False)
 
 SCENARIOS: tuple[Scenario, ...] = (OBJECT, ROBUSTNESS, SPURIOUS, TOPGAP_CUB, TOPGAP_WATERBIRDS, FEW_ANNOTATIONS)
 """Every scenario the demo knows, in the order it runs them."""
