@@ -85,8 +85,10 @@ def test_the_sketch_measure_reads_the_shape_alone_and_only_for_models_that_ask()
     masks = torch.zeros(4, 1, 8, 8, dtype=torch.bool)
     masks[:2, :, 0, 0] = True
     data = {"test": [(torch.rand(3, 8, 8), label, masks[i]) for i, label in enumerate([0, 0, 1, 0])]}
+    data["random_texture"] = [(torch.ones(3, 8, 8), label, None) for label in (1, 0)]  # the model says 1: half right
     spec = ModelSpec("m", "M", "resnet18", shifts=True)
-    assert measure_sketch(stage_of(data, OBJECT), spec, trained(Fixed(2))) == {"sketch_accuracy": 0.75}
+    assert measure_sketch(stage_of(data, OBJECT), spec, trained(Fixed(2))) == {"sketch_accuracy": 0.75,
+                                                                                "random_texture_accuracy": 0.5}
     assert measure_sketch(stage_of(data, OBJECT), ModelSpec("m", "M", "resnet18"), trained(Fixed(2))) == {}
 
 

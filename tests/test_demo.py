@@ -91,6 +91,7 @@ def test_results_json_has_both_scenarios_every_model_and_claims_that_follow_from
     for row in (m for m in saved["models"] if m["scenario"] == "object"):  # the shifts score the two it names
         measures = row["measures"]
         assert ("sketch_accuracy" in measures) is (row["name"] in ("baseline", "topgap")), row["name"]
+        assert ("random_texture_accuracy" in measures) is ("sketch_accuracy" in measures)
         if row["name"] != "reff":
             cells = [v for k, v in measures.items() if k.startswith("corruption/") and k.count("/") == 2]
             assert len(cells) == 25 and measures["corruption_accuracy"] == pytest.approx(sum(cells) / 25)

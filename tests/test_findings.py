@@ -12,6 +12,7 @@ from captum_topgap.app.findings import (
     gamed,
     mechanisms,
     off_object,
+    texture,
     trails,
     undertrained,
 )
@@ -118,7 +119,7 @@ def test_bound_and_audit_and_the_unexplained_case() -> None:
     tie = claim("greater", [0.2], [0.2])
     assert mechanisms(tie, [row("a", [0.2]), row("b", [0.2])]) == [
         "no measured mechanism among the fixed checks (agreement, training, learning speed, top-k positions, "
-        "background, collapse, pixel evidence, digit ceiling, audit): unexplained"]
+        "background, texture, collapse, pixel evidence, digit ceiling, audit): unexplained"]
 
 
 def test_the_audit_table_quotes_the_reasons_of_the_seeds_that_gave_the_verdict() -> None:
@@ -175,3 +176,18 @@ def test_a_failed_shift_claim_says_how_often_each_model_follows_the_background()
     assert follows(rows, {**failed, "measure": "follows_background"}) == []  # the claim is the rate itself
     assert follows([seeded("a", [0.9], 0)], failed) == []  # nothing measured
     assert follows(rows, failed)[0] in mechanisms(failed, rows)
+
+
+def test_a_failed_sketch_claim_says_what_a_random_texture_costs_each_model() -> None:
+    failed = {**claim("greater", [0.10, 0.09], [0.11, 0.10]), "measure": "sketch_accuracy", "reference": "b"}
+    rows = [seeded(name, [0.9], seed, accuracy=plain, random_texture_accuracy=random)
+            for name, seed, plain, random in (("a", 0, 0.96, 0.30), ("a", 1, 0.98, 0.34), ("b", 0, 0.97, 0.35),
+                                              ("b", 1, 0.97, 0.33))]
+    assert texture(rows, failed) == [
+        "accuracy with the digit's texture drawn at random (test → random texture): a 0.970 → 0.320, b 0.970 → "
+        "0.340: what the models read is largely the texture a sketch removes"]
+    assert texture(rows, {**failed, "measure": "corruption_accuracy"}) == []
+    shape_readers = [{**row, "measures": {**row["measures"], "random_texture_accuracy": 0.95}} for row in rows]
+    assert texture(shape_readers, failed)[0].endswith("b 0.970 → 0.950")  # no texture reading to report
+    assert texture([seeded("a", [0.9], 0, accuracy=0.9)], failed) == []  # not measured
+    assert texture(rows, failed)[0] in mechanisms(failed, rows)

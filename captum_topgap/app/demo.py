@@ -189,7 +189,8 @@ def scenario_data(spec: Scenario, config: DemoConfig) -> dict[str, Any]:
     rendering's scale), the ``swapped`` training set of a background-swap control, and — under a shift — the
     ``in_distribution`` test split; for a dataset on disk, its published splits. ``groups``: one group id per test
     image where the test split has groups — Waterbirds' (bird, place), Textured MNIST's background against the
-    label (:func:`~captum_topgap.evaluate.diagnostics.background_groups`).
+    label (:func:`~captum_topgap.evaluate.diagnostics.background_groups`); ``random_texture``: the test digits with
+    their texture drawn at random (q = 1), for models scored on shifts.
     """
     budget, size = config.budget(spec), config.image_size(spec)
     if isinstance(spec.data, DiskData):
@@ -214,6 +215,8 @@ def scenario_data(spec: Scenario, config: DemoConfig) -> dict[str, Any]:
     data["groups"] = background_groups(test.labels, data["backgrounds"], test.n_backgrounds, test.n_classes)
     if any(model.swap_background for model in spec.models):
         data["swapped"] = materialise(render("train", 1.0, q, size, budget.images))
+    if any(model.shifts for model in spec.models):
+        data["random_texture"] = materialise(render("test", tp, 1.0, size, budget.test_images))
     if not spec.restore_best:
         data["in_distribution"] = materialise(render("test", p, q, size, budget.test_images))
     return data
@@ -463,12 +466,14 @@ def measure_in_distribution(stage: Stage, model_spec: ModelSpec, trained: Traine
 
 def measure_sketch(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
     """Accuracy on the test split drawn as shapes alone (:func:`~captum_topgap.evaluate.shift.sketch_samples`:
-    dark strokes on white, no texture or colour), the nearest offline form of ImageNet-Sketch; models whose spec
-    sets ``shifts`` only.
+    dark strokes on white, no texture or colour), the nearest offline form of ImageNet-Sketch, and on the same
+    digits with their texture drawn at random (``random_texture_accuracy``: how much of the model reads the
+    digit's texture rather than its shape); models whose spec sets ``shifts`` only.
     """
     if not model_spec.shifts:
         return {}
-    return {"sketch_accuracy": accuracy(trained.model, sketch_samples(stage.data["test"]))}
+    return {"sketch_accuracy": accuracy(trained.model, sketch_samples(stage.data["test"])),
+            "random_texture_accuracy": accuracy(trained.model, stage.data["random_texture"])}
 
 
 def measure_corruptions(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:

@@ -23,6 +23,8 @@ fires, writes one sentence with the numbers:
   most of the class score there (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`);
 - **follows the background** — for a shift claim, how often the model and its reference name the class whose
   training background the shifted image shows;
+- **texture** — for a texture-free (sketch) claim, each model's accuracy with the digit's texture drawn at random
+  beside its test accuracy: what a sketch removes is what they read;
 - **bound** — the seeds below (or at) the bound of an ``at_least`` / ``below`` claim;
 - **audit** — the audit's reasons for a model whose verdict is not *robust*.
 
@@ -48,6 +50,8 @@ RISING = 0.01
 """A last-epoch gain in validation accuracy above this means the model was still learning."""
 MOVED = 0.05
 """Grad-CAM's in-mask share this far above the mask's area counts as mass moved into the mask."""
+TEXTURE_LOSS = 0.1
+"""A model that loses more than this much accuracy when the digit's texture is drawn at random reads the texture."""
 
 
 def _runs(rows: Sequence[dict[str, Any]], scenario: str, name: str | None) -> list[dict[str, Any]]:
@@ -231,6 +235,24 @@ def follows(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
     return [f"shifted predictions that name the class of the image's background (follows background): {told}"]
 
 
+def texture(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
+    """For a sketch claim: each model's accuracy on the test digits with a random texture, beside its test
+    accuracy (mean over seeds) — a model that falls there reads the digit's texture, which a sketch removes.
+    """
+    if claim["measure"] != "sketch_accuracy":
+        return []
+    told, losses = [], []
+    for name in (name for name in (claim["model"], claim.get("reference")) if name):
+        random, plain = (_mean(rows, claim["scenario"], name, key) for key in ("random_texture_accuracy", "accuracy"))
+        if random is None or plain is None:
+            return []
+        told.append(f"{name} {plain:.3f} → {random:.3f}")
+        losses.append(plain - random)
+    reading = (": what the models read is largely the texture a sketch removes" if min(losses) > TEXTURE_LOSS
+               else "")
+    return [f"accuracy with the digit's texture drawn at random (test → random texture): {', '.join(told)}{reading}"]
+
+
 def bound(claim: dict[str, Any]) -> list[str]:
     """The seeds that miss the bound of an ``at_least`` / ``below`` claim."""
     if claim["direction"] not in ("at_least", "below"):
@@ -287,8 +309,8 @@ end), which costs the classifier the layer's evidence
     found = [*bound(claim), *agreement(claim)]
     for name in dict.fromkeys(filter(None, (claim["model"], claim.get("reference")))):
         found += undertrained(rows, claim["scenario"], name) + gamed(rows, claim["scenario"], name)
-    found += trails(rows, claim) + off_object(rows, claim) + follows(rows, claim)
+    found += trails(rows, claim) + off_object(rows, claim) + follows(rows, claim) + texture(rows, claim)
     found += evidence(rows, claim["scenario"], claim["model"]) + digit_ceiling(rows, claim)
     found += audit(report_audit or {}, claim)
     return found or ["no measured mechanism among the fixed checks (agreement, training, learning speed, top-k "
-                     "positions, background, collapse, pixel evidence, digit ceiling, audit): unexplained"]
+                     "positions, background, texture, collapse, pixel evidence, digit ceiling, audit): unexplained"]
