@@ -120,6 +120,9 @@ def test_compare_scores_a_weight_ignoring_method_as_known(fixed_method: str, tin
     fixed, saliency = rows[fixed_method], rows["saliency"]
     assert set(COLUMNS) <= set(fixed)
     assert fixed["pointing_game"] == pytest.approx(2 / 3)
+    # the ramp's top two pixels (τ = 0.98) box half of masks 0 and 2, its top one (τ = 0.99) all of mask 0: each
+    # IoU level takes its own best threshold — 2/3 at 0.3 and 0.5, 1/3 at 0.7
+    assert fixed["max_box_acc_v2"] == pytest.approx(5 / 9)
     assert fixed["randomization_similarity"] == 1.0 and fixed["flagged"]
     assert all(step["spearman"] == 1.0 for step in fixed["randomization_cascade"])
     assert [step["block"] for step in fixed["randomization_cascade"]] == [name for name, _ in cascade_blocks(tiny_net)]

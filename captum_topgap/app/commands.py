@@ -506,7 +506,8 @@ def compare_methods(args: argparse.Namespace) -> int:
     report = run_compare(args.out, methods, model, data, config, options)
     for row in report["methods"]:
         print(f"{row['method']:22s} " + "  ".join(f"{key} {row[key]:.3g}" for key in
-                                                  ("iou", "deletion_auc", "insertion_auc", "road",
+                                                  ("iou", "pxap", "max_box_acc_v2", "deletion_auc",
+                                                   "insertion_auc", "road",
                                                    "randomization_similarity", "seconds_per_image"))
               + ("  FLAGGED by the randomisation test" if row["flagged"] else ""))
     print(f"report: {Path(args.out) / 'index.html'}")

@@ -207,7 +207,9 @@ th{{cursor:pointer;background:#eee;max-width:80px;overflow-wrap:anywhere}}img{{m
 on them {config['accuracy']:.3f}{', trained in this run on Textured MNIST with the object as the cue' if
 config['trained_in_run'] else ''}). Deletion/insertion: {config['steps']} steps; Captum's infidelity and
 sensitivity: {config['n_perturb_samples']} perturbation samples; randomisation cascade on {config['sanity_images']}
-images. Class discrimination: 1 − the Pearson correlation of each image's maps for the model's top-1 and top-2
+images. Localisation thresholds: iou at 0.5 of each map's maximum (fixed), pxap over every threshold 0, 0.01, …,
+0.99, max_box_acc_v2 at the best threshold of each box IoU level 0.3, 0.5, 0.7 (Choe et al. 2020). Class
+discrimination: 1 − the Pearson correlation of each image's maps for the model's top-1 and top-2
 classes, averaged (0: the same map whatever the class). Better is: {html.escape(arrows)}. Click a column header to
 sort.</p>
 <p><b>Sanity check</b> (mean Spearman over the cascade ≥ {FLAG_SIMILARITY}): {html.escape(', '.join(flagged) or

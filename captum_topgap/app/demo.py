@@ -368,7 +368,8 @@ def topk_measures(model: nn.Module, samples: Sequence[tuple], device: torch.devi
 
 
 def measure_localisation(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
-    """Accuracy, mask IoU / energy pointing game of each of the model's ``methods``, ERF background share,
+    """Accuracy, mask IoU (fixed threshold), PxAP and MaxBoxAccV2 (threshold-free, Choe et al. 2020) and the energy
+    pointing game of each of the model's ``methods``, ERF background share,
     PGD-20 on the background; for a Top-GAP network also where its top-k positions lie and which stage chose
     them (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`).
     """
@@ -379,8 +380,8 @@ def measure_localisation(stage: Stage, model_spec: ModelSpec, trained: Trained) 
                             method_kwargs={k: dict(v) for k, v in stage.spec.method_options.items()},
                             progress=stage.progress)
     for method, row in scores.items():
-        measures[f"iou/{method}"] = row["iou"]
-        measures[f"energy_pointing_game/{method}"] = row["energy_pointing_game"]
+        for key in ("iou", "energy_pointing_game", "pxap", "max_box_acc_v2"):
+            measures[f"{key}/{method}"] = row[key]
     if "topgap_cam" in scores:
         measures.update(topk_measures(model, explained, stage.device))
     erf = erf_scores(model, explained, limit=None, progress=stage.progress)

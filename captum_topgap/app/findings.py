@@ -18,9 +18,9 @@ fires, writes one sentence with the numbers:
   baseline: a model moved off the background cue is bounded by how well the digit is learnt at this budget;
 - **trails** — for an accuracy claim against a reference, a seed that misses it whose validation accuracy was
   below the reference's at every epoch: it learns slower, and the budget stopped it behind;
-- **off the object** — for a localisation (IoU) or shift claim on a Top-GAP network, a seed that misses it: the
-  share of its top-k positions on the object against the mask's area, and the stage of the fused map that gives
-  most of the class score there (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`);
+- **off the object** — for a localisation (IoU, PxAP, MaxBoxAccV2) or shift claim on a Top-GAP network, a seed
+  that misses it: the share of its top-k positions on the object against the mask's area, and the stage of the
+  fused map that gives most of the class score there (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`);
 - **follows the background** — for a shift claim, how often the model and its reference name the class whose
   training background the shifted image shows;
 - **texture** — for a texture-free (sketch) claim, each model's accuracy with the digit's texture drawn at random
@@ -191,14 +191,15 @@ SHIFT_MEASURES = frozenset({"shifted_accuracy", "worst_group_accuracy", "group_a
 
 
 def off_object(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
-    """For a localisation claim (an ``iou/`` measure) or a shift claim (:data:`SHIFT_MEASURES`) on a Top-GAP
-    network: where the top-k positions of the seeds that miss it lie, against the mask's area (what random
-    positions cover), and which stage of the fused map gives most of the class score there
-    (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`), beside the other seeds.
+    """For a localisation claim (``iou/``, ``pxap/``, ``max_box_acc_v2/``) or a shift claim
+    (:data:`SHIFT_MEASURES`) on a Top-GAP network: where the top-k positions of the seeds that miss it lie,
+    against the mask's area (what random positions cover), and which stage of the fused map gives most of the
+    class score there (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`), beside the other seeds.
     """
     runs = _runs(rows, claim["scenario"], claim["model"])
     measure = claim["measure"]
-    if not (measure.startswith("iou/") or measure in SHIFT_MEASURES) or not runs or any(
+    localisation = measure.startswith(("iou/", "pxap/", "max_box_acc_v2/"))
+    if not (localisation or measure in SHIFT_MEASURES) or not runs or any(
             "topk_on_object" not in run["measures"] for run in runs):
         return []
     found = []

@@ -4,7 +4,8 @@ Per method, on images with a ground-truth mask, from the heat-map of the *true* 
 :mod:`captum_topgap.evaluate.heatmaps`: CAMs upsampled, pixel methods Σ_c |a_c|):
 
 - localisation: mask IoU at threshold 0.5, the pointing game and the energy pointing game
-  (:mod:`captum_topgap.evaluate.metrics`);
+  (:mod:`captum_topgap.evaluate.metrics`); and without a fixed threshold (Choe et al. 2020,
+  :mod:`captum_topgap.evaluate.wsol`): PxAP over every threshold, MaxBoxAccV2 at each IoU level's best one;
 - faithfulness: deletion and insertion AUC (Petsiuk et al. 2018, "RISE"): the softmax probability of the
   class as the most relevant pixels are removed (replaced by 0) or inserted (into a blurred copy) in
   ``steps`` equal steps, area under the curve over the fraction in [0, 1] — lower is better for deletion,
@@ -66,10 +67,12 @@ from captum_topgap.evaluate.metrics import (
     normalize_per_image,
     pointing_game,
 )
+from captum_topgap.evaluate.wsol import mask_boxes, max_box_accuracy, pxap
 from captum_topgap.registry import get_method
 
-COLUMNS = ("iou", "pointing_game", "energy_pointing_game", "deletion_auc", "insertion_auc", "road", "infidelity",
-           "sensitivity", "randomization_similarity", "class_discrimination", "seconds_per_image", "peak_memory_mb")
+COLUMNS = ("iou", "pxap", "max_box_acc_v2", "pointing_game", "energy_pointing_game", "deletion_auc", "insertion_auc",
+           "road", "infidelity", "sensitivity", "randomization_similarity", "class_discrimination",
+           "seconds_per_image", "peak_memory_mb")
 """The keys of every row of :func:`compare` (``results.json``'s ``methods`` table)."""
 FLAG_SIMILARITY = 0.5
 """A method whose maps keep this Spearman correlation on average over the randomisation cascade is flagged."""
@@ -341,7 +344,9 @@ def score_method(model: nn.Module, name: str, options: dict[str, Any], images: t
     similarity = float(np.mean([step["spearman"] for step in cascade]))
     discrimination = top_two_discrimination(model, explainer, images, batch_size, seed)
     return {
-        "iou": float(mask_iou(heat, masks).mean()), "pointing_game": float(pointing_game(heat, masks).mean()),
+        "iou": float(mask_iou(heat, masks).mean()), "pxap": pxap(heat, masks),
+        "max_box_acc_v2": max_box_accuracy(heat, mask_boxes(masks))["MaxBoxAccV2"],
+        "pointing_game": float(pointing_game(heat, masks).mean()),
         "energy_pointing_game": float(energy_pointing_game(heat, masks).mean()),
         **faithful, "seconds_per_image": seconds / len(images), "peak_memory_mb": memory["mb"],
         "randomization_cascade": cascade, "randomization_similarity": similarity,

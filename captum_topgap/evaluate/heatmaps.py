@@ -2,7 +2,9 @@
 
 Protocol (documented once, used by the CLI, the docs and the demo): heat-maps of the *true* class at
 input resolution (CAM-type methods upsample bilinearly; pixel methods are summed over |channels|), min-max
-normalised per image; IoU with the mask at threshold 0.5 and averaged over thresholds 0.1 … 0.9.
+normalised per image; IoU with the mask at threshold 0.5 and averaged over thresholds 0.1 … 0.9; and without
+a fixed threshold (Choe et al. 2020, :mod:`captum_topgap.evaluate.wsol`), PxAP and MaxBoxAccV2 against the mask
+and its tight box, from counts that add over batches and ranks.
 Under torch.distributed each rank scores its shard and the sums and counts are added over the ranks.
 """
 
@@ -18,6 +20,7 @@ from tqdm.auto import tqdm
 from captum_topgap._distributed import all_sum, is_main, shard
 from captum_topgap.data.transforms import Samples, batches
 from captum_topgap.evaluate.metrics import energy_pointing_game, erf_distance, mask_iou, mean_mask_iou
+from captum_topgap.evaluate.wsol import THRESHOLDS, box_hits, mask_boxes, max_box_accuracy_of, pixel_counts, pxap_of
 from captum_topgap.registry import get_method
 
 
@@ -34,20 +37,23 @@ def as_heatmap(attributions: torch.Tensor) -> torch.Tensor:
 def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Samples, limit: int | None = 200,
                    batch_size: int = 32, method_kwargs: dict[str, dict[str, Any]] | None = None,
                    progress: bool = True) -> dict[str, dict[str, float]]:
-    """Mean mask IoU (threshold 0.5), mean IoU over thresholds and energy pointing game of each method.
+    """Mean mask IoU (threshold 0.5), mean IoU over thresholds, energy pointing game, PxAP and MaxBoxAccV2 (with
+    the threshold of each IoU level, ``tau@30`` …) of each method.
 
     Example:
         >>> from captum_topgap.data import TexturedMNIST
         >>> from captum_topgap.models import topgap
         >>> model = topgap("resnet18", num_classes=10, k=16)
         >>> scores = heatmap_scores(model, ["topgap_cam"], TexturedMNIST("test", size=32, limit=4), progress=False)
-        >>> sorted(scores["topgap_cam"])
-        ['energy_pointing_game', 'iou', 'iou_mean_thresholds']
+        >>> sorted(scores["topgap_cam"])[:5]
+        ['energy_pointing_game', 'iou', 'iou_mean_thresholds', 'max_box_acc_v2', 'pxap']
     """
     indices = shard(range(min(limit or len(data), len(data))))
     loader = batches(data, batch_size, indices)
     sums = {name: {"iou": 0.0, "iou_mean_thresholds": 0.0, "energy_pointing_game": 0.0} for name in methods}
     explainers = {name: get_method(name, model, **(method_kwargs or {}).get(name, {})) for name in methods}
+    width = len(THRESHOLDS)
+    counts = {name: torch.zeros(6 * width, dtype=torch.double) for name in methods}  # pixel counts, box hits
     count: float = 0
     for batch in tqdm(loader, desc="heat-maps", disable=not progress or not is_main(), leave=False):
         device = next(model.parameters()).device
@@ -57,12 +63,21 @@ def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Samples, limi
             sums[name]["iou"] += float(mask_iou(heat, masks).sum())
             sums[name]["iou_mean_thresholds"] += float(mean_mask_iou(heat, masks).sum())
             sums[name]["energy_pointing_game"] += float(energy_pointing_game(heat, masks).sum())
+            counted = (pixel_counts(heat, masks), box_hits(heat, mask_boxes(masks)))
+            counts[name] += torch.cat([block.flatten() for block in counted])
         count += len(labels)
     keys = [(name, key) for name in sums for key in sums[name]]
-    *totals, count = all_sum([sums[name][key] for name, key in keys] + [count])
+    flat = [value for name in methods for value in counts[name].tolist()]
+    *totals, count = all_sum([sums[name][key] for name, key in keys] + flat + [count])
     for (name, key), total in zip(keys, totals, strict=True):
         sums[name][key] = total
-    return {name: {k: v / max(count, 1) for k, v in values.items()} for name, values in sums.items()}
+    scores = {name: {k: v / max(count, 1) for k, v in values.items()} for name, values in sums.items()}
+    summed = torch.tensor(totals[len(keys):], dtype=torch.double).view(len(methods), 6, width)
+    for name, block in zip(methods, summed, strict=True):
+        boxes = max_box_accuracy_of(block[3:] / max(count, 1))
+        pixel_ap = pxap_of(block[:3]) if block[2, 0] > 0 else float("nan")  # no mask pixel: no precision
+        scores[name].update({"pxap": pixel_ap, "max_box_acc_v2": boxes.pop("MaxBoxAccV2"), **boxes})
+    return scores
 
 
 def erf_scores(model: nn.Module, data: Samples, limit: int | None = 200, batch_size: int = 32,

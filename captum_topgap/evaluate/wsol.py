@@ -98,6 +98,20 @@ def box_ious(heatmaps: torch.Tensor, boxes: torch.Tensor,
     return torch.from_numpy(out)
 
 
+def box_hits(heatmaps: torch.Tensor, boxes: torch.Tensor, deltas: Sequence[float] = DELTAS,
+             thresholds: Sequence[float] = THRESHOLDS) -> torch.Tensor:
+    """(D, T) number of images whose best box reaches IoU ≥ δ at each threshold: sums over batches (or
+    processes) and divided by the image count give :func:`max_box_accuracy`'s curves.
+
+    Example:
+        >>> maps = torch.zeros(2, 1, 6, 6); maps[:, :, 1:4, 1:4] = 1.0
+        >>> box_hits(maps, torch.tensor([[1, 1, 3, 3], [1, 1, 5, 5]]), (0.5,), (0.0, 0.5)).tolist()
+        [[1.0, 1.0]]
+    """
+    ious = box_ious(heatmaps, boxes, thresholds)
+    return torch.stack([(ious >= delta).double().sum(0) for delta in deltas])
+
+
 def max_box_accuracy(heatmaps: torch.Tensor, boxes: torch.Tensor, deltas: Sequence[float] = DELTAS,
                      thresholds: Sequence[float] = THRESHOLDS) -> dict[str, float]:
     """MaxBoxAccV2: for each δ the best share over thresholds of images whose best box reaches IoU ≥ δ
@@ -108,10 +122,19 @@ def max_box_accuracy(heatmaps: torch.Tensor, boxes: torch.Tensor, deltas: Sequen
         >>> max_box_accuracy(maps, torch.tensor([[1, 1, 3, 3], [1, 1, 5, 5]]))["MaxBoxAcc@50"]
         0.5
     """
-    ious = box_ious(heatmaps, boxes, thresholds)
+    return max_box_accuracy_of(box_hits(heatmaps, boxes, deltas, thresholds) / len(heatmaps), deltas, thresholds)
+
+
+def max_box_accuracy_of(curves: torch.Tensor, deltas: Sequence[float] = DELTAS,
+                        thresholds: Sequence[float] = THRESHOLDS) -> dict[str, float]:
+    """:func:`max_box_accuracy` from its (D, T) accuracy curves (:func:`box_hits` / the number of images).
+
+    Example:
+        >>> max_box_accuracy_of(torch.tensor([[0.2, 0.6]]), (0.5,), (0.1, 0.2))
+        {'MaxBoxAcc@50': 0.6, 'tau@50': 0.2, 'MaxBoxAccV2': 0.6}
+    """
     result: dict[str, float] = {}
-    for delta in deltas:
-        per_threshold = (ious >= delta).double().mean(0)
+    for delta, per_threshold in zip(deltas, curves, strict=True):
         best = int(per_threshold.argmax())
         key = f"{round(delta * 100)}"
         result[f"MaxBoxAcc@{key}"], result[f"tau@{key}"] = float(per_threshold[best]), float(thresholds[best])
@@ -130,16 +153,39 @@ def pxap(heatmaps: torch.Tensor, masks: torch.Tensor, thresholds: Sequence[float
         >>> round(pxap(maps, masks, thresholds=(0.0, 0.3, 0.6)), 4)
         0.75
     """
+    return pxap_of(pixel_counts(heatmaps, masks, thresholds))
+
+
+def pixel_counts(heatmaps: torch.Tensor, masks: torch.Tensor,
+                 thresholds: Sequence[float] = THRESHOLDS) -> torch.Tensor:
+    """(3, T) counts per threshold (ascending) of the min-max normalised maps: pixels kept inside the masks,
+    pixels kept, and (every column) the masks' pixels — sums over batches or processes give :func:`pxap_of`'s
+    input.
+
+    Example:
+        >>> pixel_counts(torch.tensor([[[[0.0, 1.0]]]]), torch.tensor([[[[False, True]]]]), (0.0, 0.5)).tolist()
+        [[1.0, 1.0], [2.0, 1.0], [1.0, 1.0]]
+    """
     heatmaps, masks = _check_pair(heatmaps, masks)
     scores = normalize_per_image(heatmaps).flatten().cpu().double()
     inside = masks.flatten().cpu()
-    if not bool(inside.any()):
-        raise ValueError("`masks` has no object pixel; PxAP needs at least one pixel inside a mask.")
     taus = torch.tensor(sorted(thresholds), dtype=torch.double)
     kept = scores[None, :] >= taus[:, None]
-    true_positive = (kept & inside).sum(1).double()
-    positive = kept.sum(1).double()
-    recall = true_positive / inside.sum()
+    return torch.stack([(kept & inside).sum(1).double(), kept.sum(1).double(),
+                        inside.sum().double().expand(len(taus))])
+
+
+def pxap_of(counts: torch.Tensor) -> float:
+    """PxAP from :func:`pixel_counts` (summed over any number of batches).
+
+    Example:
+        >>> pxap_of(torch.tensor([[2.0, 1.0], [4.0, 1.0], [2.0, 2.0]]))
+        0.75
+    """
+    true_positive, positive, inside = counts
+    if not bool(inside[0] > 0):
+        raise ValueError("`masks` has no object pixel; PxAP needs at least one pixel inside a mask.")
+    recall = true_positive / inside
     precision = torch.where(positive > 0, true_positive / positive.clamp_min(1), torch.zeros_like(positive))
     next_recall = torch.cat([recall[1:], recall.new_zeros(1)])
     return float(((recall - next_recall) * precision).sum())
