@@ -453,7 +453,8 @@ def measure_groups(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dic
         group = int(key.removeprefix("group_"))
         measures[f"group_accuracy/{names[group] if names else group}"] = value
     explained = stage.data["test"][:stage.budget.explain_images]
-    if isinstance(trained.model, TopGAPNet) and all(sample[2] is not None for sample in explained):
+    masked = bool(explained) and all(sample[2] is not None for sample in explained)
+    if isinstance(trained.model, TopGAPNet) and masked:
         measures.update(topk_measures(trained.model, explained, stage.device))
     return measures
 

@@ -130,8 +130,8 @@ def max_box_accuracy_of(curves: torch.Tensor, deltas: Sequence[float] = DELTAS,
     """:func:`max_box_accuracy` from its (D, T) accuracy curves (:func:`box_hits` / the number of images).
 
     Example:
-        >>> max_box_accuracy_of(torch.tensor([[0.2, 0.6]]), (0.5,), (0.1, 0.2))
-        {'MaxBoxAcc@50': 0.6, 'tau@50': 0.2, 'MaxBoxAccV2': 0.6}
+        >>> max_box_accuracy_of(torch.tensor([[0.25, 0.5]]), (0.5,), (0.1, 0.2))
+        {'MaxBoxAcc@50': 0.5, 'tau@50': 0.2, 'MaxBoxAccV2': 0.5}
     """
     result: dict[str, float] = {}
     for delta, per_threshold in zip(deltas, curves, strict=True):
