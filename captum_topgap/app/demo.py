@@ -48,7 +48,7 @@ from captum_topgap.app.scenarios import (
     TexturedData,
     scenario,
 )
-from captum_topgap.data import Samples, TexturedMNIST, batches, collate, group_accuracy, make_dataset
+from captum_topgap.data import Samples, TexturedMNIST, batches, collate, make_dataset
 from captum_topgap.evaluate.audit import robustness_audit
 from captum_topgap.evaluate.claims import Claim
 from captum_topgap.evaluate.diagnostics import (
@@ -68,7 +68,7 @@ from captum_topgap.evaluate.perception import (
     texture_classifier,
 )
 from captum_topgap.evaluate.robustness import evaluate_robustness
-from captum_topgap.evaluate.shift import corruption_accuracy, sketch_samples
+from captum_topgap.evaluate.shift import corruption_accuracy, group_shift, sketch_samples
 from captum_topgap.models import PseudoAnnotator, TopGAPNet
 from captum_topgap.models.perception import PerceptionDecoder
 from captum_topgap.train.checkpoints import save_model
@@ -440,13 +440,11 @@ def measure_annotator(stage: Stage, model_spec: ModelSpec, trained: Trained) -> 
 
 def measure_groups(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
     """Test accuracy per group and the worst group's (``worst_group_accuracy``), as Waterbirds reports it
-    (:func:`~captum_topgap.data.group_accuracy` over ``data["groups"]``, each group by its name in
+    (:func:`~captum_topgap.evaluate.shift.group_shift` over ``data["groups"]``, each group by its name in
     ``data["group_names"]`` where the data has one); for a Top-GAP network also where its kept positions lie on
     the explained test images when they have masks (:func:`topk_measures`).
     """
-    test = collate(stage.data["test"])
-    predictions = predict(trained.model, test.images.to(stage.device)).cpu()
-    table = group_accuracy(predictions, test.labels, stage.data["groups"])
+    table = group_shift(trained.model, stage.data["test"], progress=False, groups=stage.data["groups"])
     names = stage.data.get("group_names")
     measures = {"worst_group_accuracy": table.pop("worst_group"), "group_average": table.pop("average")}
     for key, value in table.items():

@@ -180,8 +180,10 @@ def corruption_accuracy(model: nn.Module, loader: Iterable, corruptions: Sequenc
     return table
 
 
-def group_shift(model: nn.Module, data: Samples, batch_size: int = 64, progress: bool = True) -> dict[str, float]:
-    """Average and worst-group accuracy on a split with ``.groups`` (e.g. ``SpuriousBackgrounds``).
+def group_shift(model: nn.Module, data: Samples, batch_size: int = 64, progress: bool = True,
+                groups: torch.Tensor | None = None) -> dict[str, float]:
+    """Average, per-group and worst-group accuracy on a split with ``.groups`` (e.g. ``SpuriousBackgrounds``),
+    or on any split with ``groups`` given (one id per sample).
 
     Example:
         >>> from captum_topgap.data import SpuriousBackgrounds
@@ -190,12 +192,15 @@ def group_shift(model: nn.Module, data: Samples, batch_size: int = 64, progress:
         >>> scores["worst_group"] <= scores["average"]
         True
     """
-    if not hasattr(data, "groups"):
-        raise ValueError("data must have .groups (one group id per sample), e.g. SpuriousBackgrounds")
+    if groups is None:
+        if not hasattr(data, "groups"):
+            raise ValueError("data must have .groups (one group id per sample), e.g. SpuriousBackgrounds, or pass "
+                             "groups=")
+        groups = torch.as_tensor(data.groups)
     device = next(model.parameters()).device
     predictions, labels = [], []
     for batch in tqdm(batches(data, batch_size), desc="groups",
                       disable=not progress or not is_main(), leave=False):
         predictions.append(predict(model, batch.images.to(device)).cpu())
         labels.append(batch.labels.cpu())
-    return group_accuracy(torch.cat(predictions), torch.cat(labels), torch.as_tensor(data.groups))
+    return group_accuracy(torch.cat(predictions), torch.cat(labels), torch.as_tensor(groups))
