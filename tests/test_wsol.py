@@ -18,6 +18,7 @@ from captum_topgap.evaluate.wsol import (
     max_box_accuracy,
     pxap,
     top1_localisation,
+    wsol_scores,
 )
 
 
@@ -118,3 +119,18 @@ def test_bad_inputs_are_named() -> None:
         box_ious(np.zeros((1, 1, 4, 4)), torch.zeros(1, 4))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="one entry per map"):
         top1_localisation(torch.rand(2, 1, 4, 4), torch.zeros(2, 4), torch.zeros(3), torch.zeros(3), 0.5)
+
+
+def test_the_threshold_is_chosen_on_the_validation_maps_and_applied_unchanged_to_the_test_maps() -> None:
+    mask = blob(slice(4, 8), slice(4, 8)).bool()
+    val = blob(slice(2, 10), slice(2, 10), value=0.6)
+    val[mask] = 1.0  # the object at 1, a ring at 0.6: the best validation threshold lies above 0.6
+    test = blob(slice(2, 10), slice(2, 10), value=0.8)
+    test[mask] = 1.0  # the same ring at 0.8: the validation threshold keeps it
+    scores = wsol_scores(test, mask, val, mask)
+    assert scores["tau_val"] == 0.61 and scores["iou_val"] == pytest.approx(16 / 64)
+    assert scores["iou"] == pytest.approx(16 / 64) and scores["tau_box_val"] == 0.61
+    assert scores["box_acc_val"] == 0.0  # the 8 × 8 ring's box: IoU 0.25 with the 4 × 4 object
+    assert wsol_scores(val, mask, val, mask)["iou_val"] == 1.0
+    assert wsol_scores(val, mask, val, mask, torch.tensor([1]), torch.tensor([1]))["top1_loc"] == 1.0
+    assert wsol_scores(val, mask, val, mask, torch.tensor([0]), torch.tensor([1]))["top1_loc"] == 0.0

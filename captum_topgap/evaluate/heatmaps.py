@@ -80,6 +80,29 @@ def heatmap_scores(model: nn.Module, methods: Sequence[str], data: Samples, limi
     return scores
 
 
+def method_maps(model: nn.Module, method: str, data: Samples, batch_size: int = 32,
+                method_kwargs: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The heat-maps (N, 1, H, W) of the true class by ``method`` over every sample of ``data`` (on the CPU) and
+    the masks, for measures that need the maps themselves (a threshold chosen on one split, applied to another).
+
+    Example:
+        >>> from captum_topgap.data import TexturedMNIST
+        >>> from captum_topgap.models import topgap
+        >>> maps, masks = method_maps(topgap("resnet18", num_classes=10, k=16), "topgap_cam",
+        ...                           TexturedMNIST("test", size=32, limit=3))
+        >>> tuple(maps.shape), masks.dtype
+        ((3, 1, 32, 32), torch.bool)
+    """
+    explainer = get_method(method, model, **(method_kwargs or {}))
+    device = next(model.parameters()).device
+    maps, masks = [], []
+    for batch in batches(data, batch_size):
+        images, labels = batch.images.to(device), batch.labels.to(device)
+        maps.append(as_heatmap(explainer.attribute(images, target=labels)).detach().cpu())
+        masks.append(batch.masks.bool().cpu())
+    return torch.cat(maps), torch.cat(masks)
+
+
 def erf_scores(model: nn.Module, data: Samples, limit: int | None = 200, batch_size: int = 32,
                progress: bool = True) -> dict[str, float]:
     """Mean ERF distance (background share of ERF mass, mass-weighted distance to the mask) of the true

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from captum_topgap.evaluate.metrics import _check_pair, _iou, normalize_per_image
+from captum_topgap.evaluate.metrics import _check_pair, _iou, mask_iou, normalize_per_image
 
 THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(100))
 """Choe et al.'s grid of CAM thresholds (``cam_curve_interval`` 0.01)."""
@@ -65,16 +65,26 @@ def _region_boxes(binary: np.ndarray) -> np.ndarray:
                     ).reshape(count, 4)
 
 
+def box_iou(boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """IoU of boxes (…, 4) with targets (…, 4), both (x0, y0, x1, y1) with inclusive pixel corners, broadcast.
+
+    Example:
+        >>> box_iou(np.array([[0, 0, 1, 1], [0, 0, 3, 3]]), np.array([0, 0, 1, 0])).tolist()
+        [0.5, 0.125]
+    """
+    w = np.minimum(boxes[..., 2], targets[..., 2]) - np.maximum(boxes[..., 0], targets[..., 0]) + 1
+    h = np.minimum(boxes[..., 3], targets[..., 3]) - np.maximum(boxes[..., 1], targets[..., 1]) + 1
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    area = (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
+    target_area = (targets[..., 2] - targets[..., 0] + 1) * (targets[..., 3] - targets[..., 1] + 1)
+    return inter / (area + target_area - inter)
+
+
 def _best_iou(boxes: np.ndarray, target: np.ndarray) -> float:
     """The largest IoU between any of ``boxes`` and ``target`` (inclusive corners); 0 without boxes."""
     if len(boxes) == 0 or target[0] < 0:
         return 0.0
-    w = np.minimum(boxes[:, 2], target[2]) - np.maximum(boxes[:, 0], target[0]) + 1
-    h = np.minimum(boxes[:, 3], target[3]) - np.maximum(boxes[:, 1], target[1]) + 1
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-    target_area = (target[2] - target[0] + 1) * (target[3] - target[1] + 1)
-    return float((inter / (area + target_area - inter)).max())
+    return float(box_iou(boxes, target).max())
 
 
 def box_ious(heatmaps: torch.Tensor, boxes: torch.Tensor,
@@ -226,6 +236,50 @@ def top1_localisation(heatmaps: torch.Tensor, boxes: torch.Tensor, predictions: 
         raise ValueError(f"`predictions` and `labels` must have one entry per map ({len(ious)}), got "
                          f"{tuple(predictions.shape)} and {tuple(labels.shape)}.")
     return float((right & (ious >= delta)).double().mean())
+
+
+def box_accuracy(predicted: torch.Tensor, boxes: torch.Tensor, deltas: Sequence[float] = DELTAS) -> dict[str, float]:
+    """BoxAcc of one predicted box per image (a box regressor's, no threshold to choose): for each δ the share of
+    images whose box has IoU ≥ δ with the ground truth (``BoxAcc@50`` …) and their mean (``BoxAccV2``) — the
+    quantity MaxBoxAccV2 maximises over a map's thresholds, so the two stand side by side.
+
+    Example:
+        >>> box_accuracy(torch.tensor([[0, 0, 1, 1], [0, 0, 3, 3]]), torch.tensor([[0, 0, 1, 0]] * 2))
+        {'BoxAcc@30': 0.5, 'BoxAcc@50': 0.5, 'BoxAcc@70': 0.0, 'BoxAccV2': 0.3333333333333333}
+    """
+    predicted = _check_boxes(predicted, len(boxes))
+    targets = _check_boxes(boxes, len(boxes)).cpu().numpy()
+    ious = np.where(targets[:, 0] >= 0, box_iou(predicted.cpu().numpy(), targets), 0.0)
+    result = {f"BoxAcc@{round(delta * 100)}": float((ious >= delta).mean()) for delta in deltas}
+    result["BoxAccV2"] = float(np.mean(list(result.values())))
+    return result
+
+
+def wsol_scores(maps: torch.Tensor, masks: torch.Tensor, val_maps: torch.Tensor, val_masks: torch.Tensor,
+                predictions: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> dict[str, float]:
+    """One method's localisation on a test split, read every way this module knows: mask ``iou`` at 0.5 of the
+    maximum (the fixed threshold), ``pxap`` and ``max_box_acc_v2`` (no threshold), ``iou_val`` at the threshold
+    ``tau_val`` chosen on the validation maps (:func:`chosen_threshold`), ``box_acc_val``: the share of test
+    images whose best box reaches IoU ≥ 0.5 at the threshold ``tau_box_val`` that does best on the validation
+    maps, and with ``predictions`` and ``labels`` the ``top1_loc`` at that threshold.
+
+    Example:
+        >>> maps = torch.zeros(2, 1, 6, 6); maps[:, :, 1:4, 1:4] = 1.0
+        >>> scores = wsol_scores(maps, maps.bool(), maps, maps.bool())
+        >>> scores["iou"], scores["pxap"], scores["max_box_acc_v2"], scores["iou_val"], scores["box_acc_val"]
+        (1.0, 1.0, 1.0, 1.0, 1.0)
+    """
+    boxes, val_boxes = mask_boxes(masks), mask_boxes(val_masks)
+    tau, _ = chosen_threshold(val_maps, val_masks)
+    tau_box = THRESHOLDS[int((box_ious(val_maps, val_boxes) >= 0.5).double().mean(0).argmax())]
+    scores = {"iou": float(mask_iou(maps, masks).mean()),
+              "pxap": pxap(maps, masks), "max_box_acc_v2": max_box_accuracy(maps, boxes)["MaxBoxAccV2"],
+              "tau_val": tau, "iou_val": float(mask_iou(maps, masks, tau).mean()),
+              "tau_box_val": tau_box,
+              "box_acc_val": float((box_ious(maps, boxes, (tau_box,))[:, 0] >= 0.5).double().mean())}
+    if predictions is not None and labels is not None:
+        scores["top1_loc"] = top1_localisation(maps, boxes, predictions, labels, tau_box)
+    return scores
 
 
 def _check_maps(heatmaps: torch.Tensor) -> torch.Tensor:
