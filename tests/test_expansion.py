@@ -17,14 +17,18 @@ from captum_topgap.adapters import grad_cam as grad_cam_adapters
 from captum_topgap.app.cli import main
 from captum_topgap.data import TexturedMNIST
 from captum_topgap.methods.expansion_cam import (
+    PIPELINE,
     blend,
     expansion_cams,
     fill_small_holes,
     focal_points,
     growth_bounds,
+    pipeline_maps,
     refine,
     region_growing,
     region_of_interest,
+    roi_edges,
+    scaled_options,
 )
 from captum_topgap.models import ExpansionNet
 from captum_topgap.train.checkpoints import load_model
@@ -72,6 +76,38 @@ def test_refinement_of_a_blob_keeps_the_blob_on_top() -> None:
     assert steps["roi"][12, 20] and steps["filled"][12, 20]
     assert steps["refined"].argmax() == np.ravel_multi_index((12, 20), (32, 32))
     assert np.allclose(steps["refined"], 0.5 * steps["filled"] + 0.5 * steps["low"])
+
+
+def test_the_edges_added_are_the_rois_strong_gradient_as_in_the_authors_code() -> None:
+    gradient = np.array([[0.0, 2.0, 9.0, 9.0], [1.0, 5.0, 4.0, 9.0]])
+    roi = np.array([[True, True, True, False], [True, True, True, True]])
+    assert roi_edges(gradient, roi, 5.0).astype(int).tolist() == [[0, 0, 1, 0], [0, 1, 0, 1]]
+    yy, xx = np.mgrid[:32, :32]
+    blob = np.exp(-((yy - 12) ** 2 + (xx - 20) ** 2) / 30.0)
+    steps = refine(blob, blob)
+    upper = steps["bounds"][1]
+    assert np.array_equal(steps["edged"], steps["grown"] | (steps["roi"] & (steps["gradient"] >= upper)))
+
+
+def test_pixel_constants_scale_with_the_image_and_stay_the_authors_at_224() -> None:
+    assert scaled_options(224) == {"blur_size": 5, "hole_area": 256}
+    assert scaled_options(448) == {"blur_size": 9, "hole_area": 1024}  # 10: 9 and 11 tie, round half to even
+    assert scaled_options(96) == {"blur_size": 3, "hole_area": 47}
+    assert scaled_options(48) == {"blur_size": 1, "hole_area": 12}
+    with pytest.raises(ValueError, match="size"):
+        scaled_options(0)
+
+
+def test_the_pipeline_maps_are_refines_steps_for_every_image() -> None:
+    net = tiny_expansion().eval()
+    x, target = torch.rand(2, 3, 64, 64), torch.tensor([1, 2])
+    maps = pipeline_maps(net, x, target, hole_area=16)
+    assert list(maps) == list(PIPELINE)
+    for i in range(2):
+        steps = refine(maps["low"][i, 0].double().numpy(), maps["high"][i, 0].double().numpy(), hole_area=16)
+        for name in PIPELINE[2:]:
+            assert np.allclose(maps[name][i, 0].numpy(), steps[name].astype(float), atol=1e-6), name
+    assert torch.equal(expansion_cams(net, x, target, hole_area=16)["refined"], maps["refined"])
 
 
 def tiny_expansion() -> ExpansionNet:

@@ -11,14 +11,19 @@ Refinement, one small function per step with the authors' default in its signatu
 4. growth bounds = 25th / 75th percentile of G inside the ROI;
 5. seeds (focal points) = the round(√H) highest pixels of the upsampled low-res CAM;
 6. connected-threshold region growing on G from the seeds within the bounds;
-7. add the ROI's edges; fill holes smaller than 256 px;
+7. add the ROI's edges — the gradient's strong pixels (G ≥ the upper bound) inside the ROI, as the authors' code
+   (djib2011/high-res-mapping, ``postprocessing.py``) draws them; fill holes smaller than 256 px;
 8. refined = 0.5 · filled + 0.5 · low-res (both normalised).
+
+The authors' code runs at 224 px (its ``--im_size``): the seed count is √224 there, derived from the size, while the
+5 × 5 blur and the 256-px hole area are constants in pixels of a 224-px image. :func:`scaled_options` carries those two
+to another image size (blur ∝ H, hole area ∝ H²).
 
 Example:
     >>> low = np.zeros((16, 16)); low[4:12, 4:12] = 1.0
     >>> steps = refine(low, low.copy(), hole_area=4)
     >>> sorted(steps)[:4], steps["refined"].shape
-    (['blurred', 'bounds', 'filled', 'gradient'], (16, 16))
+    (['blurred', 'bounds', 'edged', 'filled'], (16, 16))
 """
 
 from __future__ import annotations
@@ -120,14 +125,14 @@ def region_growing(image: np.ndarray, seeds: np.ndarray, lower: float, upper: fl
     return np.isin(labels, sorted(keep)) if keep else np.zeros_like(inside)
 
 
-def roi_edges(roi: np.ndarray) -> np.ndarray:
-    """The ROI's boundary pixels: roi minus its binary erosion.
+def roi_edges(gradient: np.ndarray, roi: np.ndarray, upper: float) -> np.ndarray:
+    """The edges added to the grown region: pixels of the ROI whose gradient reaches the growth's upper bound.
 
     Example:
-        >>> roi_edges(np.ones((3, 3), bool)).astype(int).tolist()
-        [[1, 1, 1], [1, 0, 1], [1, 1, 1]]
+        >>> roi_edges(np.array([[0.0, 5.0, 9.0]]), np.array([[True, True, False]]), 5.0).tolist()
+        [[False, True, False]]
     """
-    return roi & ~ndimage.binary_erosion(roi, border_value=0)
+    return roi & (gradient >= upper)
 
 
 def fill_small_holes(mask: np.ndarray, area: int = 256) -> np.ndarray:
@@ -166,10 +171,28 @@ def refine(low: np.ndarray, high: np.ndarray, blur_size: int = 5, roi_percentile
     bounds = growth_bounds(gradient, roi, bound_percentiles)
     seeds = focal_points(low, n_seeds)
     grown = region_growing(gradient, seeds, *bounds)
-    filled = fill_small_holes(grown | roi_edges(roi), hole_area)
+    edged = grown | roi_edges(gradient, roi, bounds[1])
+    filled = fill_small_holes(edged, hole_area)
     return {"low": low, "high": high, "blurred": blurred, "gradient": gradient, "roi": roi,
-            "bounds": np.array(bounds), "seeds": seeds, "grown": grown, "filled": filled,
+            "bounds": np.array(bounds), "seeds": seeds, "grown": grown, "edged": edged, "filled": filled,
             "refined": blend(filled, low, weight)}
+
+
+REFERENCE_SIZE = 224
+"""The image size the authors' refinement constants are in pixels of (their code's ``--im_size``)."""
+
+
+def scaled_options(size: int, reference: int = REFERENCE_SIZE) -> dict[str, int]:
+    """The refinement's pixel constants carried from ``reference``-px images to ``size``-px ones: the blur's side
+    ∝ size (odd, ≥ 1) and the hole area ∝ size² (≥ 1); the seed count, √H, already follows the size.
+
+    Example:
+        >>> scaled_options(224), scaled_options(48)
+        ({'blur_size': 5, 'hole_area': 256}, {'blur_size': 1, 'hole_area': 12})
+    """
+    size = check_int(size, "size", minimum=1)
+    nearest_odd = 2 * round((5 * size / reference - 1) / 2) + 1
+    return {"blur_size": max(1, nearest_odd), "hole_area": max(1, round(256 * (size / reference) ** 2))}
 
 
 def check_refine_options(**options: Any) -> dict[str, Any]:
@@ -201,6 +224,44 @@ def check_refine_options(**options: Any) -> dict[str, Any]:
     return {name: checks[name](value) for name, value in options.items()}
 
 
+PIPELINE = ("low", "high", "blurred", "roi", "grown", "edged", "filled", "refined")
+"""The steps of :func:`refine` that are maps of the object, in order (scored step by step in docs/expansion_cam.md)."""
+COMPUTED_FROM = {"blurred": "high", "roi": "low", "grown": "blurred", "edged": "grown", "filled": "edged",
+                 "refined": "filled"}
+"""The map each step of :data:`PIPELINE` is computed from (the region grows on the blurred high-res CAM's gradient
+from the low-res CAM's seeds; the refined map blends the filled region with the low-res CAM)."""
+
+
+def pipeline_maps(model: ExpansionNet, inputs: torch.Tensor, target: torch.Tensor,
+                  **refine_options: Any) -> dict[str, torch.Tensor]:
+    """Every step of :data:`PIPELINE` for ``target``, each (N, 1, H, W) at the input's size: the low-res CAM
+    (upsampled), the high-res CAM and the refinement's intermediate maps (binary ones as 0/1).
+
+    Example:
+        >>> import timm
+        >>> from captum_topgap.models.expansion import ExpansionNet
+        >>> net = ExpansionNet(timm.create_model("resnet18", num_classes=3))
+        >>> maps = pipeline_maps(net, torch.rand(2, 3, 64, 64), torch.tensor([0, 2]), hole_area=16)
+        >>> list(maps) == list(PIPELINE), tuple(maps["grown"].shape)
+        (True, (2, 1, 64, 64))
+    """
+    refine_options = check_refine_options(**refine_options)
+    fc = linear_classifier(model.localizer)
+    with torch.no_grad():
+        low = weighted_maps(fc, target, model.encode(inputs)[1][-1])
+        high = weighted_maps(fc, target, model.expand(inputs)[0])
+    if low.shape[-2] * low.shape[-1] == 1:
+        warnings.warn(f"the localizer's last stage is 1 × 1 for {tuple(inputs.shape[-2:])} inputs: the low-resolution "
+                      "CAM is constant, and so are the region of interest and the refined map; use larger inputs.",
+                      stacklevel=3)
+    low_up = upsample_to(low, inputs.shape[-2:])
+    steps = [refine(a[0].cpu().double().numpy(), b[0].cpu().double().numpy(), **refine_options)
+             for a, b in zip(low_up, high, strict=True)]
+    maps = {name: torch.from_numpy(np.stack([step[name].astype(float) for step in steps])).unsqueeze(1).to(inputs)
+            for name in PIPELINE[2:]}
+    return {"low": low_up, "high": high, **maps}
+
+
 def expansion_cams(model: ExpansionNet, inputs: torch.Tensor, target: torch.Tensor,
                    **refine_options: Any) -> dict[str, torch.Tensor]:
     """Low-res (upsampled), high-res and refined CAMs of ``target``, each (N, 1, H, W), from an ExpansionNet.
@@ -213,20 +274,8 @@ def expansion_cams(model: ExpansionNet, inputs: torch.Tensor, target: torch.Tens
         >>> {name: tuple(m.shape) for name, m in maps.items()}
         {'low': (2, 1, 32, 32), 'high': (2, 1, 32, 32), 'refined': (2, 1, 32, 32)}
     """
-    refine_options = check_refine_options(**refine_options)
-    fc = linear_classifier(model.localizer)
-    with torch.no_grad():
-        low = weighted_maps(fc, target, model.encode(inputs)[1][-1])
-        high = weighted_maps(fc, target, model.expand(inputs)[0])
-    if low.shape[-2] * low.shape[-1] == 1:
-        warnings.warn(f"the localizer's last stage is 1 × 1 for {tuple(inputs.shape[-2:])} inputs: the low-resolution "
-                      "CAM is constant, and so are the region of interest and the refined map; use larger inputs.",
-                      stacklevel=3)
-    low_up = upsample_to(low, inputs.shape[-2:])
-    refined = [refine(a[0].cpu().double().numpy(), b[0].cpu().double().numpy(), **refine_options)["refined"]
-               for a, b in zip(low_up, high, strict=True)]
-    return {"low": low_up, "high": high,
-            "refined": torch.from_numpy(np.stack(refined)).unsqueeze(1).to(inputs)}
+    maps = pipeline_maps(model, inputs, target, **refine_options)
+    return {name: maps[name] for name in ("low", "high", "refined")}
 
 
 @register_method("expansion_cam", origin="captum-topgap", kind="model", aliases=("high_resolution_cam",),
