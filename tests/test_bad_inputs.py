@@ -697,7 +697,7 @@ TRAINING_CASES = [
     clear("TopGAPObjective:sparsity=-1", lambda env: TopGAPObjective(-1.0)(env.topgap, collate(SAMPLES)), ValueError,
           SPARSITY + r", got -1\.0\."),
     clear("make_objective:method='sgd'", lambda env: make_objective("sgd", env.net), ValueError,
-          r"`method` must be one of \('baseline', 'topgap', 'reff', 'rrr', 'abn'\), got 'sgd'"),
+          r"`method` must be one of \('baseline', 'topgap', 'reff', 'rrr', 'abn', 'boxhead'\), got 'sgd'"),
     clear("make_objective:variant='l3'", lambda env: make_objective("reff", env.net, variant="l3"), ValueError,
           r"`variant` must be one of \[.*\], got 'l3'"),
     clear("make_objective:layers=['features.9']",

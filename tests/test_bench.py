@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from captum_topgap.app.bench import BENCHMARKS, SECOND_ARCHITECTURES, interleaved, run
+from captum_topgap.app.bench import BENCHMARKS, RESOLUTIONS, SECOND_ARCHITECTURES, interleaved, run
 from captum_topgap.app.cli import main
 
 
@@ -66,6 +66,14 @@ def test_the_annotator_row_reports_each_n(capsys) -> None:
 
 
 @pytest.mark.slow
+def test_the_resolution_row_times_each_finer_layer4_against_the_reference_step(capsys) -> None:
+    name = "resnet18_output_stride8_step_vs_reference"
+    assert main(["bench", "--quick", "--json", "--repeats", "1", "--only", name]) == 0
+    row = json.loads(capsys.readouterr().out)[name]
+    assert row["ratio"] == row["os8_ratio"] and row["a_s"] == row["os8_s"] and row["b_s"] == row["reference_s"]
+    assert {key: row[f"{key}_layer4_side"] for key in RESOLUTIONS} == {"os16": 3, "os8": 6, "px96": 3, "px96_os16": 6}
+
+
 def test_the_second_architecture_row_times_each_top_gap_network_against_the_resnet(capsys) -> None:
     """At the reference's 48 px and batch 32 whatever --quick says: the row answers whether the demo fits."""
     name = "topgap_efficientnet_b0_step_vs_resnet18"

@@ -127,7 +127,8 @@ def test_make_objective_builds_every_method_and_refuses_unknown_ones(tiny_net) -
     assert make_objective("topgap", tiny_topgap(), sparsity=0.5).sparsity == 0.5
     loss, logits = make_objective("baseline", tiny_net)(tiny_net, batch)
     assert torch.isclose(loss, torch.nn.functional.cross_entropy(logits, batch.labels))
-    with pytest.raises(ValueError, match=r"`method` must be one of \('baseline', 'topgap', 'reff', 'rrr', 'abn'\)"):
+    with pytest.raises(ValueError, match=r"`method` must be one of \('baseline', 'topgap', 'reff', 'rrr', 'abn', "
+                                         r"'boxhead'\)"):
         make_objective("sgd", tiny_net)
     with pytest.raises(ValueError, match=r"`variant` must be one of \['contrastive', 'l1', 'l2', 'reff'"):
         ReFF(tiny_net, [tiny_net.features], (1.0,), variant="abn")

@@ -12,6 +12,7 @@ from captum_topgap.app.findings import (
     gamed,
     mechanisms,
     off_object,
+    pipeline,
     texture,
     trails,
     undertrained,
@@ -119,7 +120,7 @@ def test_bound_and_audit_and_the_unexplained_case() -> None:
     tie = claim("greater", [0.2], [0.2])
     assert mechanisms(tie, [row("a", [0.2]), row("b", [0.2])]) == [
         "no measured mechanism among the fixed checks (agreement, training, learning speed, top-k positions, "
-        "background, texture, collapse, pixel evidence, digit ceiling, audit): unexplained"]
+        "background, texture, pipeline, collapse, pixel evidence, digit ceiling, audit): unexplained"]
 
 
 def test_the_audit_table_quotes_the_reasons_of_the_seeds_that_gave_the_verdict() -> None:
@@ -191,3 +192,21 @@ def test_a_failed_sketch_claim_says_what_a_random_texture_costs_each_model() -> 
     assert texture(shape_readers, failed)[0].endswith("b 0.970 → 0.950")  # no texture reading to report
     assert texture([seeded("a", [0.9], 0, accuracy=0.9)], failed) == []  # not measured
     assert texture(rows, failed)[0] in mechanisms(failed, rows)
+
+
+def test_a_failed_expansion_claim_scores_the_pipeline_step_by_step_and_names_the_step_that_loses() -> None:
+    failed = {**claim("greater", [0.11, 0.12], [0.12, 0.13], 0.01), "measure": "pxap/expansion_refined",
+              "reference": "a", "reference_measure": "pxap/expansion_low"}
+    steps = ("low", "high", "blurred", "roi", "grown", "edged", "filled", "refined")
+    seed0 = dict(zip(steps, (0.12, 0.10, 0.10, 0.11, 0.12, 0.12, 0.12, 0.11), strict=True))
+    seed1 = dict(zip(steps, (0.14, 0.12, 0.12, 0.11, 0.12, 0.12, 0.12, 0.13), strict=True))
+    rows = [seeded("a", [0.9], seed, **{f"expansion/{s}/pxap": v for s, v in values.items()},
+                   **{"expansion_scaled/refined/pxap": 0.125 + seed / 100})
+            for seed, values in ((0, seed0), (1, seed1))]
+    assert pipeline(rows, failed) == [
+        "pxap step by step: low 0.130 → high 0.110 → blurred 0.110 → roi 0.110 → grown 0.120 → edged 0.120 → filled "
+        "0.120 → refined 0.120 (mean over seeds); the step that loses most: high (-0.020 against low); with the blur "
+        "and hole area scaled to the image the refined map scores 0.130"]
+    assert pipeline(rows, {**failed, "measure": "pxap/gradcam"}) == []  # not an Expansion CAM map
+    assert pipeline([seeded("a", [0.9], 0)], failed) == []  # not measured
+    assert pipeline(rows, failed)[0] in mechanisms(failed, rows)

@@ -47,7 +47,7 @@ def test_every_scenario_is_a_consistent_spec(spec: Scenario) -> None:
 def test_scenario_names_are_unique_and_unknown_ones_are_refused() -> None:
     assert len({s.name for s in SCENARIOS}) == len(SCENARIOS)
     with pytest.raises(ValueError, match=r"unknown scenario 'nope'; known: object, robustness, spurious, "
-                                         r"topgap-cub, topgap-waterbirds, few-annotations "
+                                         r"topgap-cub, topgap-waterbirds, few-annotations, wsol "
                                          r"\(captum-topgap demo --list-scenarios\)"):
         scenario("nope")
     with pytest.raises(ValueError, match=r"unknown scenario 'nope'"):

@@ -200,6 +200,39 @@ def bench_topgap_architectures(size: int, batch: int, repeats: int, device: torc
     return Row(extra[f"{first}_ratio"], 3.0, extra[f"{first}_s"], extra["topgap_resnet18_s"], extra)
 
 
+RESOLUTIONS = {"os16": (48, 16), "os8": (48, 8), "px96": (96, 32), "px96_os16": (96, 16)}
+"""The options for a finer explained layer (image side, timm ``output_stride``): ResNet-18's ``layer4`` is 3 × 3,
+6 × 6, 3 × 3 and 6 × 6 with them, against 2 × 2 at the reference's 48 px and stride 32."""
+
+
+def bench_resolution(size: int, batch: int, repeats: int, device: torch.device) -> Row:
+    """A ResNet-18 training step with ``output_stride=8`` (a 6 × 6 ``layer4`` at 48 px) / the reference step, at the
+    reference's size and batch whatever ``size`` and ``batch`` (the question is what the object scenario would cost
+    at 6 × 6); every option of :data:`RESOLUTIONS` beside it, each with its ``layer4`` side.
+    """
+    from captum_topgap.train.checkpoints import build_model
+    from captum_topgap.train.objectives import CrossEntropy
+
+    torch.manual_seed(0)
+    count = REFERENCE["batch"]
+    y = torch.arange(count, device=device) % 10
+
+    def step(side: int, stride: int) -> tuple[Callable[[], None], int]:
+        model = build_model("resnet18", num_classes=10, output_stride=stride).to(device)
+        x = torch.rand(count, 3, side, side, device=device)
+        with torch.no_grad():
+            grid = int(model.forward_features(x[:1]).shape[-1])
+        return train_step(model, CrossEntropy(), x, y), grid
+
+    reference, _ = step(REFERENCE["size"], 32)
+    extra: dict[str, float] = {}
+    for name, (side, stride) in RESOLUTIONS.items():
+        option, grid = step(side, stride)
+        extra[f"{name}_ratio"], extra[f"{name}_s"], extra["reference_s"] = interleaved(option, reference, repeats)
+        extra[f"{name}_layer4_side"] = float(grid)
+    return Row(extra["os8_ratio"], 3.0, extra["os8_s"], extra["reference_s"], extra)
+
+
 def bench_reff_train(size: int, batch: int, repeats: int, device: torch.device) -> Row:
     """ReFF training step (4 stages, double back-propagation) / plain step, resnet18, same batch; memory too."""
     from captum_topgap.train.checkpoints import build_model
@@ -482,6 +515,7 @@ BENCHMARKS: dict[str, Callable[..., Row]] = {
     "topgap_cam_vs_forward": bench_topgap_cam,
     "topgap_train_step_vs_baseline": bench_topgap_train,
     "topgap_efficientnet_b0_step_vs_resnet18": bench_topgap_architectures,
+    "resnet18_output_stride8_step_vs_reference": bench_resolution,
     "reff_train_step_vs_baseline": bench_reff_train,
     "abn_train_step_vs_baseline": bench_abn_train,
     "pseudo_annotator_fit_n50_vs_n1": bench_annotator,

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import resource
 import statistics
 import sys
@@ -36,6 +37,7 @@ from captum_topgap._hooks import capture
 from captum_topgap._state import preserved_state
 from captum_topgap.app.bench import reference_step
 from captum_topgap.app.findings import mechanisms
+from captum_topgap.app.localisation import measure_expansion, measure_thresholds, topk_measures
 from captum_topgap.app.report import save_figures, write_html
 from captum_topgap.app.scenarios import (
     PRESETS,
@@ -56,7 +58,6 @@ from captum_topgap.evaluate.diagnostics import (
     background_groups,
     follows_background_rate,
     gradcam_diagnostic,
-    topk_evidence,
 )
 from captum_topgap.evaluate.heatmaps import erf_scores, heatmap_scores
 from captum_topgap.evaluate.metrics import accuracy, predict, soft_mask_iou
@@ -74,7 +75,7 @@ from captum_topgap.models.perception import PerceptionDecoder
 from captum_topgap.train.checkpoints import save_model
 from captum_topgap.train.loop import TrainConfig, train
 from captum_topgap.train.losses import default_reff_layers, layer_names, stem_reff_layers
-from captum_topgap.train.objectives import PerceptionObjective, make_objective
+from captum_topgap.train.objectives import PerceptionObjective, make_objective, objective_weight
 from captum_topgap.train.workflows import explanation_setup, trainable_model
 
 __all__ = ["MEASURES", "MODEL_MEASURES", "SEED_MEASURES", "DemoConfig", "ModelSpec", "Trained", "run_demo",
@@ -274,29 +275,33 @@ def train_model(model_spec: ModelSpec, spec: Scenario, data: dict[str, Any], con
     topgap = model_spec.method == "topgap"
     sparsity = model_spec.weight if topgap else None
     architecture, pretrained = config.architecture(model_spec, spec)
+    options = {} if model_spec.output_stride is None else {"output_stride": model_spec.output_stride}
     model, kwargs = trainable_model(architecture, spec.data.classes, model_spec.k if topgap else None,
-                                    pretrained=pretrained)
+                                    pretrained=pretrained, **options)
     layers = layer_names(model, stem_reff_layers(model)) if model_spec.stem else model_spec.layers
     annotated = None if model_spec.annotated is None else annotation(
         data, model_spec.annotated, seed, config.image_size(spec), config.budget(spec).annotator_steps, progress)
     objective = make_objective(model_spec.method, model, variant=model_spec.variant, weight=model_spec.weight,
                                sparsity=sparsity, layers=layers,
                                annotator=None if annotated is None else annotated.annotator)
-    train_data = data["swapped"] if model_spec.swap_background else data["train"]
+    train_data = data["swapped"] if model_spec.swap_background else data[model_spec.fit_on]
     if annotated is not None:
         train_data = annotated.data
+    epochs = config.budget(spec).epochs
+    if model_spec.fit_on != "train":  # as many optimiser steps as a model of the training split takes
+        epochs = math.ceil(epochs * len(data["train"]) / len(train_data))
     if isinstance(spec.data, TexturedData):
         p, q = (1.0, spec.data.train[1]) if model_spec.swap_background else spec.data.train
         source: dict[str, Any] = {"data": "textured-mnist", "p": p, "q": q}
     else:
         source = {"data": spec.data.dataset}
     metadata = {"model": architecture, "model_kwargs": kwargs, "pretrained": pretrained, "method": model_spec.method,
-                "variant": model_spec.variant or "", "weight": getattr(objective, "weight", 0.0), **source,
+                "variant": model_spec.variant or "", "weight": objective_weight(objective), **source,
                 "sparsity": sparsity or 0.0, "size": config.image_size(spec), "scenario": spec.name,
                 "demo_model": model_spec.name, "annotated": -1 if annotated is None else annotated.n}
-    train_config = TrainConfig(epochs=config.budget(spec).epochs, batch_size=config.batch_size, lr=config.lr,
+    train_config = TrainConfig(epochs=epochs, batch_size=config.batch_size, lr=config.lr,
                                optimizer=config.optimizer, momentum=config.momentum, seed=seed, progress=progress,
-                               restore_best=spec.restore_best, device=config.device)
+                               restore_best=spec.restore_best and model_spec.fit_on == "train", device=config.device)
     start = time.perf_counter()
     history = train(model, objective, train_data, data["val"], train_config,
                     out if config.keep_checkpoints else None, metadata=metadata)
@@ -350,21 +355,6 @@ def judge_layer(model: nn.Module, size: int, min_positions: int = 36) -> str:
         model(torch.zeros(1, 3, size, size, device=first.device, dtype=first.dtype))
     positions = [out.shape[-2] * out.shape[-1] for out in seen.ready()]
     return [name for name, count in zip(named, positions, strict=True) if count >= min_positions][-1]
-
-
-def topk_measures(model: nn.Module, samples: Sequence[tuple], device: torch.device) -> dict[str, float]:
-    """Where a Top-GAP network's kept positions lie on ``samples`` and which stage chose them
-    (:func:`~captum_topgap.evaluate.diagnostics.topk_evidence`): ``topk_on_object``, ``mask_area``,
-    ``cam_positions``, ``topk_stage_share/S`` and ``stage_positions/S``.
-    """
-    probe = collate(samples)
-    evidence = topk_evidence(model, probe.images.to(device), probe.labels, probe.masks)
-    measures = {"topk_on_object": evidence["on_object"], "mask_area": evidence["mask_area"],
-                "cam_positions": float(evidence["positions"])}
-    for name, share in evidence["stage_share"].items():
-        measures[f"topk_stage_share/{name}"] = share
-        measures[f"stage_positions/{name}"] = float(evidence["stage_positions"][name])
-    return measures
 
 
 def measure_localisation(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
@@ -594,7 +584,7 @@ def measure_perception(stage: Stage, trained: Mapping[str, Trained]) -> dict[str
 MODEL_MEASURES: dict[str, Callable[[Stage, ModelSpec, Trained], dict[str, float]]] = {
     "localisation": measure_localisation, "shift": measure_shift, "annotator": measure_annotator,
     "groups": measure_groups, "in_distribution": measure_in_distribution, "sketch": measure_sketch,
-    "corruptions": measure_corruptions}
+    "corruptions": measure_corruptions, "thresholds": measure_thresholds, "expansion": measure_expansion}
 """Measures of one model, taken right after it is trained."""
 SEED_MEASURES: dict[str, Callable[[Stage, Mapping[str, Trained]], dict[str, dict[str, Any]]]] = {
     "audit": measure_audit, "perception": measure_perception}
@@ -631,7 +621,8 @@ def run_scenarios(config: DemoConfig, out: Path, progress: bool = True, log: Cal
             trained_models: dict[str, Trained] = {}
             for model_spec in (m for m in spec.models if budget.models is None or m.name in budget.models):
                 folder = out / "models" / spec.name / model_spec.name / f"seed{seed}"
-                log(f"  {spec.name} / {model_spec.label} / seed {seed}: training {budget.epochs} epochs")
+                on = "" if model_spec.fit_on == "train" else f"' steps on the {model_spec.fit_on} split"
+                log(f"  {spec.name} / {model_spec.label} / seed {seed}: training {budget.epochs} epochs{on}")
                 trained = train_model(model_spec, spec, stage.data, config, seed, folder, progress)
                 trained_models[model_spec.name] = trained
                 row: dict[str, Any] = {

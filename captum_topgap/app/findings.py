@@ -25,6 +25,9 @@ fires, writes one sentence with the numbers:
   training background the shifted image shows;
 - **texture** — for a texture-free (sketch) claim, each model's accuracy with the digit's texture drawn at random
   beside its test accuracy: what a sketch removes is what they read;
+- **pipeline** — for a claim on an Expansion CAM map, the claim's metric at every step of the refinement (mean
+  over seeds), the step that loses most against the map it is computed from, and the refined map with the pixel
+  constants scaled to the image;
 - **bound** — the seeds below (or at) the bound of an ``at_least`` / ``below`` claim;
 - **audit** — the audit's reasons for a model whose verdict is not *robust*.
 
@@ -44,6 +47,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from captum_topgap.evaluate.diagnostics import COLLAPSE_THRESHOLD
+from captum_topgap.methods.expansion_cam import COMPUTED_FROM, PIPELINE
 from captum_topgap.train.loop import kept_record
 
 RISING = 0.01
@@ -254,6 +258,34 @@ def texture(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
     return [f"accuracy with the digit's texture drawn at random (test → random texture): {', '.join(told)}{reading}"]
 
 
+def pipeline(rows: Sequence[dict[str, Any]], claim: dict[str, Any]) -> list[str]:
+    """For a claim on an Expansion CAM map (``KEY/expansion_*``): KEY at every step of the refinement (mean over
+    seeds, :data:`~captum_topgap.methods.expansion_cam.PIPELINE`), the step that loses most against the map it is
+    computed from (:data:`~captum_topgap.methods.expansion_cam.COMPUTED_FROM`), and the refined map's KEY with the
+    pixel constants scaled to the image.
+
+    Example:
+        >>> steps = dict(zip(PIPELINE, (0.3, 0.5, 0.5, 0.2, 0.3, 0.3, 0.3, 0.4)))
+        >>> measures = {**{f"expansion/{s}/pxap": v for s, v in steps.items()}, "expansion_scaled/refined/pxap": 0.45}
+        >>> rows = [{"scenario": "s", "name": "a", "measures": measures}]
+        >>> pipeline(rows, {"scenario": "s", "model": "a", "measure": "pxap/expansion_refined"})[0][:60]
+        'pxap step by step: low 0.300 → high 0.500 → blurred 0.500 → '
+    """
+    key, _, method = claim["measure"].partition("/")
+    runs = _runs(rows, claim["scenario"], claim["model"])
+    if not method.startswith("expansion_") or not runs or any(
+            f"expansion/refined/{key}" not in run["measures"] for run in runs):
+        return []
+    means = {step: statistics.fmean(run["measures"][f"expansion/{step}/{key}"] for run in runs) for step in PIPELINE}
+    changes = {step: means[step] - means[source] for step, source in COMPUTED_FROM.items()}
+    worst = min(changes, key=changes.__getitem__)
+    scaled = statistics.fmean(run["measures"][f"expansion_scaled/refined/{key}"] for run in runs)
+    chain = " → ".join(f"{step} {value:.3f}" for step, value in means.items())
+    return [f"{key} step by step: {chain} (mean over seeds); the step that loses most: {worst} "
+            f"({changes[worst]:+.3f} against {COMPUTED_FROM[worst]}); with the blur and hole area scaled to the image "
+            f"the refined map scores {scaled:.3f}"]
+
+
 def bound(claim: dict[str, Any]) -> list[str]:
     """The seeds that miss the bound of an ``at_least`` / ``below`` claim."""
     if claim["direction"] not in ("at_least", "below"):
@@ -311,7 +343,9 @@ end), which costs the classifier the layer's evidence
     for name in dict.fromkeys(filter(None, (claim["model"], claim.get("reference")))):
         found += undertrained(rows, claim["scenario"], name) + gamed(rows, claim["scenario"], name)
     found += trails(rows, claim) + off_object(rows, claim) + follows(rows, claim) + texture(rows, claim)
+    found += pipeline(rows, claim)
     found += evidence(rows, claim["scenario"], claim["model"]) + digit_ceiling(rows, claim)
     found += audit(report_audit or {}, claim)
     return found or ["no measured mechanism among the fixed checks (agreement, training, learning speed, top-k "
-                     "positions, background, texture, collapse, pixel evidence, digit ceiling, audit): unexplained"]
+                     "positions, background, texture, pipeline, collapse, pixel evidence, digit ceiling, audit): "
+                     "unexplained"]

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from captum_topgap.app.findings import verdict_reasons
 from captum_topgap.app.plots import save_audit_curves, save_diagnostic_curves, save_overlays, save_perception_panels
 from captum_topgap.data import collate
@@ -86,8 +88,10 @@ def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path,
     """
     figures: dict[str, Path] = {}
     for name, scene in kept.items():
+        if "localisation" in scene["measures"] or "thresholds" in scene["measures"]:
+            heatmap_grid(name, scene, out, figures)
         if "localisation" in scene["measures"]:
-            localisation_figures(name, scene, out, figures)
+            erf_figure(name, scene, out, figures)
         if "shift" in scene["measures"]:
             shift_figures(name, rows, scene, out, figures)
         if "annotator" in scene["measures"]:
@@ -99,16 +103,29 @@ def save_figures(rows: list[dict[str, Any]], kept: dict[str, Any], out: Path,
     return figures
 
 
-def localisation_figures(name: str, scene: dict[str, Any], out: Path, figures: dict[str, Path]) -> None:
-    """A scenario's heat-map grid (each model's methods) and ERF maps (first seed, four test images)."""
+def first_four(scene: dict[str, Any]) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """The first four test images of a scene (the figures' columns): the batch, its images and labels on the
+    models' device.
+    """
     batch = collate(scene["data"]["test"][:4])
     device = batch_device(scene["models"])
-    images, labels = batch.images.to(device), batch.labels.to(device)
+    return batch, batch.images.to(device), batch.labels.to(device)
+
+
+def heatmap_grid(name: str, scene: dict[str, Any], out: Path, figures: dict[str, Path]) -> None:
+    """A scenario's heat-map grid: each trained model's methods on four test images (first seed)."""
+    batch, images, labels = first_four(scene)
     maps = {f"{spec.label}: {method}": get_method(method, scene["models"][spec.name],
                                                   **scene["options"].get(method, {}))
-            .attribute(images, target=labels).detach().cpu() for spec in scene["specs"] for method in spec.methods}
+            .attribute(images, target=labels).detach().cpu()
+            for spec in scene["specs"] if spec.name in scene["models"] for method in spec.methods}
     figures[f"{name}_heatmaps"] = out / f"{name}_heatmaps.png"
     save_overlays(batch.images, maps, figures[f"{name}_heatmaps"], batch.masks)
+
+
+def erf_figure(name: str, scene: dict[str, Any], out: Path, figures: dict[str, Path]) -> None:
+    """The ERF maps of a scenario's models (first seed, four test images)."""
+    batch, images, labels = first_four(scene)
     erf = {f"{model_name}: ERF": get_method("erf", model).attribute(images, target=labels).detach().cpu()
            for model_name, model in scene["models"].items()}
     figures[f"{name}_erf"] = out / f"{name}_erf.png"

@@ -37,7 +37,8 @@ class Budget:
     preset trains (``None``: all); ``annotator_steps``: the optimiser steps of each pix2pix pseudo-annotator
     (Algorithm 1, the same for every n: :func:`~captum_topgap.train.workflows.annotator_epochs_for`);
     ``corruption_images``: the first test images the ``corruptions`` measure corrupts (5 corruptions × 5
-    severities each).
+    severities each); ``expansion_images`` × ``expansion_epochs``: what the ``expansion`` measure trains an
+    Expansion CAM expansion network on (the first training images).
 
     Example:
         >>> Budget(1000, 4, 300, 500).seeds, Budget(1000, 4, 300, 500).decoder_epochs
@@ -60,6 +61,8 @@ class Budget:
     models: tuple[str, ...] | None = None
     annotator_steps: int = 200
     corruption_images: int = 0
+    expansion_images: int = 1000
+    expansion_epochs: int = 2
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,11 @@ class ModelSpec:
     ``perception``: the ``perception`` measure trains a Perception Visualization decoder over it and measures it;
     ``annotated``: only this many training images keep their masks and the others get the pix2pix
     pseudo-annotator's, fitted on those (Algorithm 1 of the ReFF supplementary; ``None``: every mask kept);
-    ``shifts``: the ``sketch`` and ``corruptions`` measures score it.
+    ``shifts``: the ``sketch`` and ``corruptions`` measures score it; ``output_stride``: timm's, for a ResNet whose
+    last stages keep a finer grid by dilation (8: a 6 × 6 ``layer4`` at 48 px); ``fit_on``: the split it is trained
+    on — ``"val"`` for Choe et al.'s few-shot learner, trained on the validation split's boxes alone for as many
+    optimiser steps as the others take (and kept at its last epoch); ``expansion``: the ``expansion`` measure trains
+    an Expansion CAM expansion network over it.
 
     Example:
         >>> ModelSpec("topgap", "Top-GAP ResNet-18", "topgap_resnet18", "topgap", k=1 / 16).k
@@ -95,6 +102,9 @@ class ModelSpec:
     perception: bool = False
     annotated: int | None = None
     shifts: bool = False
+    output_stride: int | None = None
+    fit_on: str = "train"
+    expansion: bool = False
 
 
 @dataclass(frozen=True)
@@ -459,7 +469,91 @@ FEW_ANNOTATIONS = Scenario(
      ("min_positive_fraction", "min positive fraction"), ("in_mask_share", "Grad-CAM in-mask share (≥ 6 × 6)")),
     cost={"quick": 1851, "default": 18217}, default=False)
 
-SCENARIOS: tuple[Scenario, ...] = (OBJECT, ROBUSTNESS, SPURIOUS, TOPGAP_CUB, TOPGAP_WATERBIRDS, FEW_ANNOTATIONS)
+POSTER_K = {"k02": 64 / 3136, "k08": 256 / 3136, "k65": 2048 / 3136}
+"""The Top-GAP poster's three k — "64 pixels, 256 pixels, 2048 pixels" of its 56 × 56 CAM — as shares of the CAM's
+positions (3, 12 and 94 of the 12 × 12 CAM at 48 px). They label a figure of maps; the poster's IoU table has one
+column per method (Grad-CAM, Recipro-CAM, Top-GAP), not per k."""
+_CHOE = "Choe et al. 2020: "
+LOCALISATION = Scenario(
+    "wsol", "Choe et al. 2020 (WSOL measured right); Top-GAP poster (seed 002); High-Res CAM (seed 001); "
+    "lecture (seed 003)", "MaxBoxAccV2, PxAP, validation-chosen τ; the poster's k; Expansion CAM; box regression",
+    "Train and test (p, q) = (1, 0) as in the object scenario: the CAM methods read without a fixed threshold and "
+    "at a threshold chosen on the validation split; Top-GAP at the poster's three k; Expansion CAM's pipeline step by "
+    "step; a ResNet-18 at output stride 8 (a 6 × 6 layer4); the supervised reference — a classifier with a "
+    "box-regression head trained on every training box, and Choe et al.'s few-shot learner, the same regressor "
+    "trained on the validation split's boxes alone.",
+    TexturedData((1.0, 0.0), (1.0, 0.0)), 48,
+    (ModelSpec("baseline", "ResNet-18", "resnet18", methods=("gradcam", "recipro_cam"), expansion=True),
+     ModelSpec("baseline_os8", "ResNet-18 os8", "resnet18", methods=("gradcam", "recipro_cam"),
+               output_stride=8, expansion=True),
+     *(ModelSpec(f"topgap_{tag}", f"Top-GAP k={round(k * 3136)}", "topgap_resnet18", "topgap",
+                 k=k, methods=("topgap_cam",)) for tag, k in POSTER_K.items()),
+     ModelSpec("boxhead", "box regressor (all boxes)", "boxhead_resnet18", "boxhead"),
+     ModelSpec("boxhead_fewshot", "box regressor (val. boxes)", "boxhead_resnet18", "boxhead", fit_on="val")),
+    ("thresholds", "expansion"),
+    (Claim("Grad-CAM at a threshold chosen on the validation split is not worse than Top-GAP's CAM at its own",
+           "wsol", "iou_val/gradcam", "baseline", "topgap_k02", "not_worse", 0.02,
+           _CHOE + "at a per-method τ, CAM matches the newer methods; Top-GAP poster: IoU 0.435 vs Grad-CAM 0.268 at "
+           "one threshold", "iou_val/topgap_cam"),
+     *(Claim(f"The few-shot box regressor (validation boxes only) beats {label}'s MaxBoxAccV2", "wsol",
+             "box_acc_v2", "boxhead_fewshot", model, "greater", 0.02,
+             _CHOE + "a few-shot learner on the validation boxes beats every WSOL method", f"max_box_acc_v2/{method}")
+       for label, model, method in (("Grad-CAM", "baseline", "gradcam"),
+                                    ("Top-GAP's CAM", "topgap_k02", "topgap_cam"))),
+     Claim("The box regressor trained on every box localises better than Grad-CAM at its best threshold",
+           "wsol", "box_acc_v2", "boxhead", "baseline", "greater", 0.02,
+           "Lecture: classification and localisation, trained on boxes (no number)", "max_box_acc_v2/gradcam"),
+     Claim("The box regressor keeps the classifier's accuracy (within 2 points)", "wsol", "accuracy",
+           "boxhead", "baseline", "not_worse", 0.02, "Lecture: multitask loss α S + (1 − α) R (no number)"),
+     Claim("Top-GAP's CAM localises better at k = 64 than at k = 2 048 of 3 136 (PxAP)", "wsol",
+           "pxap/topgap_cam", "topgap_k02", "topgap_k65", "greater", 0.01,
+           "Poster figure: maps at 64, 256, 2 048 pixels (no number; this project's reading)"),
+     *(claim
+       for model, grid in (("baseline", "2 × 2"), ("baseline_os8", "6 × 6"))
+       for claim in (
+           Claim(f"Expansion CAM over the {grid} localiser: the high-res CAM localises better than the low-res CAM "
+                 "(PxAP)", "wsol", "pxap/expansion_high", model, model, "greater", 0.01,
+                 "Tagaris et al.: the expansion network's maps are high-resolution (figures, no number)",
+                 "pxap/expansion_low"),
+           *(Claim(f"Expansion CAM over the {grid} localiser: the refined CAM localises better than the low-res CAM "
+                   f"({metric})", "wsol", f"{key}/expansion_refined", model, model, "greater", 0.01,
+                   "'robust, refined and high-quality Class Activation Maps' (no number)", f"{key}/expansion_low")
+             for key, metric in (("pxap", "PxAP"), ("max_box_acc_v2", "MaxBoxAccV2"))))),
+     Claim("Expansion CAM leaves the localiser's accuracy unchanged (2 × 2)", "wsol", "expansion_accuracy",
+           "baseline", "baseline", "not_worse", 0.0, "'without impairing the CNN's performance'", "accuracy"),
+     Claim("Grad-CAM at output stride 8 (6 × 6 layer4) localises better than at 2 × 2 (PxAP)", "wsol",
+           "pxap/gradcam", "baseline_os8", "baseline", "greater", 0.02,
+           "— (this project's; the papers explain a 7 × 7 layer4 at 224 px)"),
+     Claim("Output stride 8 keeps the accuracy (within 2 points)", "wsol", "accuracy", "baseline_os8",
+           "baseline", "not_worse", 0.02, "— (this project's)")),
+    {"quick": Budget(1000, 4, 300, 500, explain_images=64, seeds=(0,), expansion_images=300, expansion_epochs=1),
+     "default": Budget(1500, 5, 500, 1000, explain_images=200, expansion_images=1500, expansion_epochs=2)},
+    (("accuracy", "accuracy"), ("pxap/gradcam", "PxAP Grad-CAM"), ("pxap/topgap_cam", "PxAP Top-GAP CAM"),
+     ("max_box_acc_v2/gradcam", "MaxBoxAccV2 Grad-CAM"), ("max_box_acc_v2/topgap_cam", "MaxBoxAccV2 Top-GAP CAM"),
+     ("box_acc_v2", "BoxAccV2 (regressed box)"), ("iou/gradcam", "IoU@0.5 Grad-CAM"),
+     ("iou_val/gradcam", "IoU@τ_val Grad-CAM"), ("iou/topgap_cam", "IoU@0.5 Top-GAP CAM"),
+     ("iou_val/topgap_cam", "IoU@τ_val Top-GAP CAM"), ("top1_loc/gradcam", "top-1 loc Grad-CAM"),
+     ("top1_loc/topgap_cam", "top-1 loc Top-GAP CAM"), ("top1_loc/box", "top-1 loc regressed box"),
+     ("topk_on_object", "Top-GAP's top-k on the object")),
+    default=False,
+    tables={"Recipro-CAM of the same ResNet-18s": tuple(
+        (f"{key}/recipro_cam", title) for key, title in (
+            ("iou", "IoU@0.5"), ("iou_val", "IoU@τ_val"), ("pxap", "PxAP"), ("max_box_acc_v2", "MaxBoxAccV2"),
+            ("top1_loc", "top-1 loc"))),
+            "Expansion CAM: the low-res, high-res and refined maps (constants scaled to the image: scaled)": (
+        ("expansion_accuracy", "accuracy through the expansion network"),
+        *((f"{key}/expansion_{step}", f"{metric} {step.replace('_', ' ')}")
+          for key, metric in (("pxap", "PxAP"), ("max_box_acc_v2", "MaxBoxAccV2"), ("iou", "IoU@0.5"))
+          for step in ("low", "high", "refined", "refined_scaled"))),
+        **{f"Expansion CAM step by step ({title}): {metric}": tuple(
+        (f"{prefix}/{step}/{key}", step) for step in ("low", "high", "blurred", "roi", "grown", "edged", "filled",
+                                                      "refined"))
+        for prefix, title in (("expansion", "the authors' constants"), ("expansion_scaled", "scaled to the image"))
+        for key, metric in (("pxap", "PxAP"), ("max_box_acc_v2", "MaxBoxAccV2"), ("iou", "IoU@0.5"))}},
+    cost={"quick": 1858, "default": 16257})
+
+SCENARIOS: tuple[Scenario, ...] = (OBJECT, ROBUSTNESS, SPURIOUS, TOPGAP_CUB, TOPGAP_WATERBIRDS, FEW_ANNOTATIONS,
+                                   LOCALISATION)
 """Every scenario the demo knows, in the order it runs them."""
 
 

@@ -226,10 +226,11 @@ def check_refine_options(**options: Any) -> dict[str, Any]:
 
 PIPELINE = ("low", "high", "blurred", "roi", "grown", "edged", "filled", "refined")
 """The steps of :func:`refine` that are maps of the object, in order (scored step by step in docs/expansion_cam.md)."""
-COMPUTED_FROM = {"blurred": "high", "roi": "low", "grown": "blurred", "edged": "grown", "filled": "edged",
-                 "refined": "filled"}
-"""The map each step of :data:`PIPELINE` is computed from (the region grows on the blurred high-res CAM's gradient
-from the low-res CAM's seeds; the refined map blends the filled region with the low-res CAM)."""
+COMPUTED_FROM = {"high": "low", "blurred": "high", "roi": "low", "grown": "blurred", "edged": "grown",
+                 "filled": "edged", "refined": "filled"}
+"""The map each step of :data:`PIPELINE` is computed from: the expansion network expands the features A whose CAM
+is the low-res map; the region grows on the blurred high-res CAM's gradient from the low-res CAM's seeds; the
+refined map blends the filled region with the low-res CAM."""
 
 
 def pipeline_maps(model: ExpansionNet, inputs: torch.Tensor, target: torch.Tensor,
