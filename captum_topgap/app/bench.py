@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -210,6 +210,8 @@ def bench_resolution(size: int, batch: int, repeats: int, device: torch.device) 
     reference's size and batch whatever ``size`` and ``batch`` (the question is what the object scenario would cost
     at 6 × 6); every option of :data:`RESOLUTIONS` beside it, each with its ``layer4`` side.
     """
+    from timm.models.resnet import ResNet
+
     from captum_topgap.train.checkpoints import build_model
     from captum_topgap.train.objectives import CrossEntropy
 
@@ -221,7 +223,7 @@ def bench_resolution(size: int, batch: int, repeats: int, device: torch.device) 
         model = build_model("resnet18", num_classes=10, output_stride=stride).to(device)
         x = torch.rand(count, 3, side, side, device=device)
         with torch.no_grad():
-            grid = int(model.forward_features(x[:1]).shape[-1])
+            grid = int(cast(ResNet, model).forward_features(x[:1]).shape[-1])
         return train_step(model, CrossEntropy(), x, y), grid
 
     reference, _ = step(REFERENCE["size"], 32)
