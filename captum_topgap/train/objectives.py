@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -240,6 +240,25 @@ ABN_WEIGHT = 10.0
 γ ∈ {1, 10, 100}")."""
 
 
+def forward_with(model: nn.Module, images: torch.Tensor, flag: str, needs: str, name: str) -> Any:
+    """``model(images, flag=True)`` — the second output of a two-headed network (ABN's attention, a box head) —
+    after checking that the model (or the one a DistributedDataParallel wrapper holds) takes ``flag``; otherwise a
+    TypeError that says what is needed (``needs``) and the timm ``name`` that builds one.
+
+    Example:
+        >>> forward_with(nn.Linear(2, 2), torch.ones(1, 2), "return_boxes", "boxes need a box head", "boxhead_resnet18")
+        Traceback (most recent call last):
+        ...
+        TypeError: boxes need a box head (forward(x, return_boxes=True)), got Linear; build one with \
+timm.create_model('boxhead_resnet18', ...).
+    """
+    inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper's model
+    if flag not in inspect.signature(inner.forward).parameters:
+        raise TypeError(f"{needs} (forward(x, {flag}=True)), got {type(inner).__name__}; build one with "
+                        f"timm.create_model('{name}', ...).")
+    return model(images, **{flag: True})
+
+
 def attention_map_loss(attention: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """(1/N) Σ_n ‖M(x_n) − s↓_n‖²: the L2 error between ABN's attention maps M (N, 1, h, w) and the masks
     (N, 1, H, W) area-averaged to M's grid (s↓), summed over positions (Mitsuhara et al. 2019's L_map, as the
@@ -285,11 +304,8 @@ class ABNObjective:
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Both branches' cross-entropies + γ · the attention-map term, and the perception logits."""
-        inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper's model
-        if "return_attention" not in inspect.signature(inner.forward).parameters:
-            raise TypeError(f"ABNObjective needs an Attention Branch Network (forward(x, return_attention=True)), got "
-                            f"{type(inner).__name__}; build one with timm.create_model('abn_resnet18', ...).")
-        out = model(batch.images, return_attention=True)
+        out = forward_with(model, batch.images, "return_attention", "ABNObjective needs an Attention Branch Network",
+                           "abn_resnet18")
         loss = F.cross_entropy(out.attention_logits, batch.labels) + F.cross_entropy(out.logits, batch.labels)
         if batch.masks.shape[-2:] != batch.images.shape[-2:]:
             raise ValueError(f"`masks` are {tuple(batch.masks.shape[-2:])} for {tuple(batch.images.shape[-2:])} "
@@ -346,11 +362,8 @@ class BoxObjective:
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """α · cross-entropy + (1 − α) · box loss, and the logits."""
-        inner = getattr(model, "module", model)  # a DistributedDataParallel wrapper's model
-        if "return_boxes" not in inspect.signature(inner.forward).parameters:
-            raise TypeError(f"BoxObjective needs a box-head network (forward(x, return_boxes=True)), got "
-                            f"{type(inner).__name__}; build one with timm.create_model('boxhead_resnet18', ...).")
-        out = model(batch.images, return_boxes=True)
+        out = forward_with(model, batch.images, "return_boxes", "BoxObjective needs a box-head network",
+                           "boxhead_resnet18")
         loss = self.alpha * F.cross_entropy(out.logits, batch.labels)
         return loss + (1 - self.alpha) * box_loss(out.boxes, batch.masks), out.logits
 
