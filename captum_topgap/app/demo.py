@@ -37,7 +37,7 @@ from captum_topgap._hooks import capture
 from captum_topgap._state import preserved_state
 from captum_topgap.app.bench import reference_step
 from captum_topgap.app.findings import mechanisms
-from captum_topgap.app.localisation import measure_expansion, measure_thresholds, topk_measures
+from captum_topgap.app.localisation import expansion_measures, threshold_measures, topk_measures, train_expansion
 from captum_topgap.app.report import save_figures, write_html
 from captum_topgap.app.scenarios import (
     PRESETS,
@@ -412,6 +412,33 @@ def measure_shift(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict
     measures["min_positive_fraction"] = min(measures[f"positive_fraction/{name}"]
                                             for name in regularised or stages(model))
     return measures
+
+
+def measure_thresholds(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
+    """Test accuracy and :func:`~captum_topgap.app.localisation.threshold_measures` of the model's methods on the
+    first ``explain_images`` test images, their thresholds chosen on as many validation images.
+    """
+    limit = stage.budget.explain_images
+    return {"accuracy": accuracy(trained.model, stage.data["test"]), **threshold_measures(
+        trained.model, model_spec.methods, stage.data["test"][:limit], stage.data["val"][:limit], stage.device,
+        {name: dict(value) for name, value in stage.spec.method_options.items()})}
+
+
+def measure_expansion(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
+    """For a model whose spec sets ``expansion``: an expansion network over it, trained on the first
+    ``expansion_images`` training images for ``expansion_epochs`` with the model's seed
+    (:func:`~captum_topgap.app.localisation.train_expansion`; ``expansion_mse`` its last reconstruction error), and
+    its pipeline scored step by step on the first ``explain_images`` test images
+    (:func:`~captum_topgap.app.localisation.expansion_measures`).
+    """
+    if not model_spec.expansion:
+        return {}
+    budget, config = stage.budget, stage.config
+    with preserved_state(trained.model):
+        net, mse = train_expansion(trained.model, stage.data["train"][:budget.expansion_images],
+                                   budget.expansion_epochs, trained.seed, config.batch_size, config.device,
+                                   stage.progress)
+    return {**expansion_measures(net, stage.data["test"], budget.explain_images), "expansion_mse": mse}
 
 
 def measure_annotator(stage: Stage, model_spec: ModelSpec, trained: Trained) -> dict[str, float]:
