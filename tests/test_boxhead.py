@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from captum_topgap.app.cli import main
 from captum_topgap.data import collate
-from captum_topgap.evaluate.wsol import box_accuracy, box_iou, mask_boxes
+from captum_topgap.evaluate.metrics import box_iou_array
+from captum_topgap.evaluate.wsol import box_accuracy, mask_boxes
 from captum_topgap.models import BoxHeadResNet
 from captum_topgap.models.boxhead import normalised_boxes, pixel_boxes
 from captum_topgap.train.checkpoints import load_checkpoint, load_model
@@ -64,8 +65,8 @@ def test_the_network_is_a_timm_resnet_whose_forward_is_the_classifier() -> None:
     assert tuple(model.forward_features(images).shape[-2:]) == (6, 6)
 
 
-def test_box_accuracy_and_box_iou_exact() -> None:
-    assert box_iou(torch.tensor([[0, 0, 1, 1]]).numpy(), torch.tensor([[1, 1, 2, 2]]).numpy()).tolist() == [1 / 7]
+def test_box_accuracy_and_box_iou_array_exact() -> None:
+    assert box_iou_array(torch.tensor([[0, 0, 1, 1]]).numpy(), torch.tensor([[1, 1, 2, 2]]).numpy()).tolist() == [1 / 7]
     truth = torch.tensor([[0, 0, 3, 3], [0, 0, 3, 3], [0, 0, 3, 3], [-1, -1, -1, -1]])
     predicted = torch.tensor([[0, 0, 3, 3], [0, 0, 3, 1], [0, 0, 1, 1], [0, 0, 3, 3]])  # IoU 1, 0.5, 0.25; no object
     assert box_accuracy(predicted, truth) == {"BoxAcc@30": 0.5, "BoxAcc@50": 0.5, "BoxAcc@70": 0.25,
@@ -101,3 +102,14 @@ def test_cli_trains_a_box_regressor_whose_checkpoint_rebuilds_it(tmp_path: Path)
     masks[..., 3:9, 2:30] = True
     assert mask_boxes(masks).tolist() == [[2, 3, 29, 8]]
     json.dumps(meta)  # the metadata stays plain JSON
+
+
+def test_cli_refuses_a_bad_alpha_and_a_boxhead_method_without_a_box_head_in_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--model", "boxhead_resnet18", "--alpha", "1.5", "--out", str(tmp_path / "a")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "argument --alpha: must be a number ≥ 0 and ≤ 1, got '1.5'" in error and "\n" not in error
+    assert main(["train", "--model", "resnet18", "--method", "boxhead", "--size", "32", "--limit", "8",
+                 "--epochs", "1", "--out", str(tmp_path / "b")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "pair --method boxhead with --model boxhead_resnet18" in error and "\n" not in error
+    assert not (tmp_path / "b").exists()  # nothing half-written

@@ -21,8 +21,8 @@ from captum_topgap._state import preserved_state
 from captum_topgap.data import collate
 from captum_topgap.evaluate.diagnostics import topk_evidence
 from captum_topgap.evaluate.heatmaps import method_maps
-from captum_topgap.evaluate.metrics import accuracy, mask_iou, predict
-from captum_topgap.evaluate.wsol import box_accuracy, box_iou, mask_boxes, max_box_accuracy, pxap, wsol_scores
+from captum_topgap.evaluate.metrics import accuracy, box_iou_array, mask_iou, predict
+from captum_topgap.evaluate.wsol import box_accuracy, mask_boxes, max_box_accuracy, pxap, wsol_scores
 from captum_topgap.methods.expansion_cam import PIPELINE, pipeline_maps, scaled_options
 from captum_topgap.models import BoxHeadResNet, ExpansionNet, TopGAPNet
 from captum_topgap.models.boxhead import pixel_boxes
@@ -77,7 +77,7 @@ def threshold_measures(model: nn.Module, methods: Sequence[str], test: Sequence[
         boxes, truth = pixel_boxes(regressed, size), mask_boxes(probe.masks)
         measures.update({key.replace("BoxAcc", "box_acc").replace("V2", "_v2"): value
                          for key, value in box_accuracy(boxes, truth).items()})
-        hits = torch.from_numpy(box_iou(boxes.numpy(), truth.numpy()) >= 0.5)
+        hits = torch.from_numpy(box_iou_array(boxes.numpy(), truth.numpy()) >= 0.5)
         measures["top1_loc/box"] = float((hits & (predictions == probe.labels)).double().mean())
     if isinstance(model, TopGAPNet):
         measures.update(topk_measures(model, test, device))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from scipy import ndimage
 from torch import nn
@@ -305,7 +306,7 @@ def box_from_heatmap(heatmap: torch.Tensor, rel_threshold: float = 0.2) -> tuple
 
 
 def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """IoU of two inclusive pixel boxes (x0, y0, x1, y1).
+    """IoU of two inclusive pixel boxes (x0, y0, x1, y1), checked (:func:`box_iou_array` for many at once).
 
     Example:
         >>> box_iou((0, 0, 1, 1), (1, 0, 2, 1))
@@ -313,11 +314,24 @@ def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float
     """
     for name, box in (("a", a), ("b", b)):
         _check_box(box, name)
-    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
-    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    inter = max(w, 0) * max(h, 0)
-    area = lambda box: (box[2] - box[0] + 1) * (box[3] - box[1] + 1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
+    return float(box_iou_array(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
+
+
+def box_iou_array(boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """IoU of boxes (…, 4) with targets (…, 4), both (x0, y0, x1, y1) with inclusive pixel corners, broadcast:
+
+        IoU = |A ∩ B| / (|A| + |B| − |A ∩ B|),   |box| = (x1 − x0 + 1)(y1 − y0 + 1)
+
+    Example:
+        >>> box_iou_array(np.array([[0, 0, 1, 1], [0, 0, 3, 3]]), np.array([0, 0, 1, 0])).tolist()
+        [0.5, 0.125]
+    """
+    w = np.minimum(boxes[..., 2], targets[..., 2]) - np.maximum(boxes[..., 0], targets[..., 0]) + 1
+    h = np.minimum(boxes[..., 3], targets[..., 3]) - np.maximum(boxes[..., 1], targets[..., 1]) + 1
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    area = (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
+    target_area = (targets[..., 2] - targets[..., 0] + 1) * (targets[..., 3] - targets[..., 1] + 1)
+    return inter / (area + target_area - inter)
 
 
 def _check_box(box: object, name: str) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from captum_topgap.evaluate.metrics import _check_pair, _iou, mask_iou, normalize_per_image
+from captum_topgap.evaluate.metrics import _check_pair, _iou, box_iou_array, mask_iou, normalize_per_image
 
 THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(100))
 """Choe et al.'s grid of CAM thresholds (``cam_curve_interval`` 0.01)."""
@@ -65,26 +65,11 @@ def _region_boxes(binary: np.ndarray) -> np.ndarray:
                     ).reshape(count, 4)
 
 
-def box_iou(boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """IoU of boxes (…, 4) with targets (…, 4), both (x0, y0, x1, y1) with inclusive pixel corners, broadcast.
-
-    Example:
-        >>> box_iou(np.array([[0, 0, 1, 1], [0, 0, 3, 3]]), np.array([0, 0, 1, 0])).tolist()
-        [0.5, 0.125]
-    """
-    w = np.minimum(boxes[..., 2], targets[..., 2]) - np.maximum(boxes[..., 0], targets[..., 0]) + 1
-    h = np.minimum(boxes[..., 3], targets[..., 3]) - np.maximum(boxes[..., 1], targets[..., 1]) + 1
-    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
-    area = (boxes[..., 2] - boxes[..., 0] + 1) * (boxes[..., 3] - boxes[..., 1] + 1)
-    target_area = (targets[..., 2] - targets[..., 0] + 1) * (targets[..., 3] - targets[..., 1] + 1)
-    return inter / (area + target_area - inter)
-
-
 def _best_iou(boxes: np.ndarray, target: np.ndarray) -> float:
     """The largest IoU between any of ``boxes`` and ``target`` (inclusive corners); 0 without boxes."""
     if len(boxes) == 0 or target[0] < 0:
         return 0.0
-    return float(box_iou(boxes, target).max())
+    return float(box_iou_array(boxes, target).max())
 
 
 def box_ious(heatmaps: torch.Tensor, boxes: torch.Tensor,
@@ -118,7 +103,11 @@ def box_hits(heatmaps: torch.Tensor, boxes: torch.Tensor, deltas: Sequence[float
         >>> box_hits(maps, torch.tensor([[1, 1, 3, 3], [1, 1, 5, 5]]), (0.5,), (0.0, 0.5)).tolist()
         [[1.0, 1.0]]
     """
-    ious = box_ious(heatmaps, boxes, thresholds)
+    return _hits(box_ious(heatmaps, boxes, thresholds), deltas)
+
+
+def _hits(ious: torch.Tensor, deltas: Sequence[float]) -> torch.Tensor:
+    """(D, T) images whose best box reaches IoU ≥ δ, from the (N, T) IoUs of :func:`box_ious`."""
     return torch.stack([(ious >= delta).double().sum(0) for delta in deltas])
 
 
@@ -249,7 +238,7 @@ def box_accuracy(predicted: torch.Tensor, boxes: torch.Tensor, deltas: Sequence[
     """
     predicted = _check_boxes(predicted, len(boxes))
     targets = _check_boxes(boxes, len(boxes)).cpu().numpy()
-    ious = np.where(targets[:, 0] >= 0, box_iou(predicted.cpu().numpy(), targets), 0.0)
+    ious = np.where(targets[:, 0] >= 0, box_iou_array(predicted.cpu().numpy(), targets), 0.0)
     result = {f"BoxAcc@{round(delta * 100)}": float((ious >= delta).mean()) for delta in deltas}
     result["BoxAccV2"] = float(np.mean(list(result.values())))
     return result
@@ -269,14 +258,14 @@ def wsol_scores(maps: torch.Tensor, masks: torch.Tensor, val_maps: torch.Tensor,
         >>> scores["iou"], scores["pxap"], scores["max_box_acc_v2"], scores["iou_val"], scores["box_acc_val"]
         (1.0, 1.0, 1.0, 1.0, 1.0)
     """
-    boxes, val_boxes = mask_boxes(masks), mask_boxes(val_masks)
+    boxes, ious = mask_boxes(masks), box_ious(maps, mask_boxes(masks))
     tau, _ = chosen_threshold(val_maps, val_masks)
-    tau_box = THRESHOLDS[int((box_ious(val_maps, val_boxes) >= 0.5).double().mean(0).argmax())]
-    scores = {"iou": float(mask_iou(maps, masks).mean()),
-              "pxap": pxap(maps, masks), "max_box_acc_v2": max_box_accuracy(maps, boxes)["MaxBoxAccV2"],
+    chosen = int((box_ious(val_maps, mask_boxes(val_masks)) >= 0.5).double().mean(0).argmax())
+    tau_box = THRESHOLDS[chosen]
+    scores = {"iou": float(mask_iou(maps, masks).mean()), "pxap": pxap(maps, masks),
+              "max_box_acc_v2": max_box_accuracy_of(_hits(ious, DELTAS) / len(maps))["MaxBoxAccV2"],
               "tau_val": tau, "iou_val": float(mask_iou(maps, masks, tau).mean()),
-              "tau_box_val": tau_box,
-              "box_acc_val": float((box_ious(maps, boxes, (tau_box,))[:, 0] >= 0.5).double().mean())}
+              "tau_box_val": tau_box, "box_acc_val": float((ious[:, chosen] >= 0.5).double().mean())}
     if predictions is not None and labels is not None:
         scores["top1_loc"] = top1_localisation(maps, boxes, predictions, labels, tau_box)
     return scores
